@@ -1,0 +1,1 @@
+"""Backends behind the ports: one module per backend."""

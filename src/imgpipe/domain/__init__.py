@@ -1,0 +1,1 @@
+"""Pure domain logic: manifests, grid geometry, keys, fingerprints, records. No I/O."""

@@ -1,0 +1,128 @@
+"""Records the pipeline produces and stores: reason codes, statuses, per-creator records.
+
+Pure data, no I/O. Field names of :class:`CreatorRecord` follow the original
+system's DynamoDB table so both state stores speak the same record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "BatchRecord",
+    "BatchStatus",
+    "CoverOutcome",
+    "CreatorRecord",
+    "CreatorStatus",
+    "Reason",
+    "http_reason",
+]
+
+
+class Reason(StrEnum):
+    """Why one cover was not used. HTTP statuses use :func:`http_reason` (``http_404``)."""
+
+    TIMEOUT = "timeout"
+    CONNECTION_ERROR = "connection_error"
+    NOT_AN_IMAGE = "not_an_image"
+    TOO_LARGE = "too_large"
+    TOO_SMALL = "too_small"
+    BLOCKED_ADDRESS = "blocked_address"
+    DECODE_ERROR = "decode_error"
+    TOO_MANY_REDIRECTS = "too_many_redirects"
+    UNSUPPORTED_SCHEME = "unsupported_scheme"
+    FILE_NOT_FOUND = "file_not_found"
+    DUPLICATE = "duplicate"
+    INVALID_URL = "invalid_url"
+    NOT_ATTEMPTED = "not_attempted"
+
+
+def http_reason(status_code: int) -> str:
+    """Reason code for an HTTP error status: ``http_reason(404) == "http_404"``."""
+    return f"http_{status_code}"
+
+
+class CreatorStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED_UNCHANGED = "skipped_unchanged"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (
+            CreatorStatus.COMPLETED,
+            CreatorStatus.FAILED,
+            CreatorStatus.SKIPPED_UNCHANGED,
+        )
+
+
+class BatchStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    COMPLETED_WITH_FAILURES = "completed_with_failures"
+
+
+@dataclass(frozen=True)
+class CoverOutcome:
+    """What happened to one cover URL of a creator."""
+
+    line: int
+    url: str
+    ok: bool
+    reason: str | None = None
+    detail: str = ""
+    sha256: str | None = None
+    cell: int | None = None  # index in the grid when used
+    bytes: int = 0
+    attempts: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "line": self.line,
+            "url": self.url,
+            "ok": self.ok,
+            "reason": self.reason,
+            "detail": self.detail,
+            "sha256": self.sha256,
+            "cell": self.cell,
+            "bytes": self.bytes,
+            "attempts": self.attempts,
+        }
+
+
+@dataclass
+class CreatorRecord:
+    """State of one creator within one batch (the original system's table row)."""
+
+    creator_name: str  # the sanitized key; the display name lives in metadata
+    processing_date: str  # ISO-8601 UTC of the batch start; sort key
+    batch_id: str
+    status: CreatorStatus
+    images_processed: int = 0
+    collage_key: str | None = None
+    processing_duration: float = 0.0
+    error_count: int = 0
+    fingerprint: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    ttl: int = 0  # epoch seconds after which the record may be forgotten
+
+
+@dataclass
+class BatchRecord:
+    """One run over one CSV."""
+
+    batch_id: str
+    created_at: str
+    source: str
+    status: BatchStatus = BatchStatus.RUNNING
+    total_creators: int = 0
+    completed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    summary_key: str | None = None
+    finished_at: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)

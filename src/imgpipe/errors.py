@@ -1,0 +1,90 @@
+"""One exception tree for the whole project.
+
+Adapters translate their library's errors (``sqlite3.Error``, ``httpx``,
+``botocore``) into this tree where they arise (``raise StorageError(...) from exc``),
+so services and entry points only ever catch ``ImgpipeError`` subclasses::
+
+    ImgpipeError
+    ├── ConfigError            bad settings or flags
+    ├── InputError             unusable input as a whole (missing file, no usable column)
+    │   └── ManifestError
+    ├── FetchError             one URL could not be fetched (carries a reason code)
+    │   └── BlockedAddressError
+    ├── ImageError             bytes are not a usable image (carries a reason code)
+    ├── StorageError           object store failure
+    │   └── KeyCollisionError  a put-if-absent found the key taken
+    └── StateError             state store failure
+        └── ConditionFailedError  a conditional write lost the race
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BlockedAddressError",
+    "ConditionFailedError",
+    "ConfigError",
+    "FetchError",
+    "ImageError",
+    "ImgpipeError",
+    "InputError",
+    "KeyCollisionError",
+    "ManifestError",
+    "StateError",
+    "StorageError",
+]
+
+
+class ImgpipeError(Exception):
+    """Root of every error imgpipe raises on purpose."""
+
+
+class ConfigError(ImgpipeError):
+    """A setting or flag has an unusable value."""
+
+
+class InputError(ImgpipeError):
+    """The input as a whole cannot be used (exit code 2)."""
+
+
+class ManifestError(InputError):
+    """The CSV cannot be read or has no usable creator/URL column."""
+
+
+class _ReasonError(ImgpipeError):
+    """An error that carries a machine-readable reason code (``http_404``, ``timeout``...)."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class FetchError(_ReasonError):
+    """One source could not be fetched."""
+
+
+class BlockedAddressError(FetchError):
+    """The source resolves to an address the network policy refuses."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__("blocked_address", detail)
+
+
+class ImageError(_ReasonError):
+    """Bytes that are not a usable image (not_an_image, too_small, too_large, decode_error)."""
+
+
+class StorageError(ImgpipeError):
+    """The object store failed."""
+
+
+class KeyCollisionError(StorageError):
+    """A write that must not overwrite found its key already taken."""
+
+
+class StateError(ImgpipeError):
+    """The state store failed."""
+
+
+class ConditionFailedError(StateError):
+    """A conditional state write found a different state than expected."""

@@ -1,0 +1,1 @@
+"""Getting cover bytes from http(s) and local sources, safely."""

@@ -1,0 +1,1 @@
+"""Pillow-only image work: safe decoding and collage rendering."""

@@ -1,0 +1,96 @@
+"""Small interfaces between the services and their backends.
+
+They speak bytes, keys and the records of :mod:`imgpipe.domain.records`, never
+boto3 or sqlite3 types. One adapter per backend lives in :mod:`imgpipe.adapters`.
+
+Example::
+
+    store: ObjectStore = LocalObjectStore(Path("out"))
+    store.put("collages/a.jpg", b"...", content_type="image/jpeg", if_absent=True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
+
+__all__ = ["Metrics", "ObjectStore", "StateStore", "StoredObject"]
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    url: str  # where a person or browser can fetch it (file URI, presigned URL)
+
+
+class ObjectStore(Protocol):
+    """Keyed bytes: a local folder or an S3 bucket with the same key layout."""
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        if_absent: bool = False,
+        metadata: Mapping[str, str] | None = None,
+    ) -> StoredObject:
+        """Store ``data``; with ``if_absent`` raise KeyCollisionError if the key exists."""
+        ...
+
+    def get(self, key: str) -> bytes:
+        """Return the object's bytes; StorageError if missing."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Keys under ``prefix``, sorted."""
+        ...
+
+    def url_for(self, key: str) -> str: ...
+
+
+class StateStore(Protocol):
+    """Per-creator, per-batch records and batch records.
+
+    Adapters only store and conditionally update; status rules, TTL and dedup
+    decisions live in the service layer.
+    """
+
+    def put_creator(
+        self, record: CreatorRecord, *, expected: tuple[CreatorStatus, ...] | None = None
+    ) -> None:
+        """Write ``record``. With ``expected``, only if the stored status is one of them
+        (``()`` means: only if no record exists yet); else ConditionFailedError."""
+        ...
+
+    def get_creator(self, creator_name: str, batch_id: str) -> CreatorRecord | None: ...
+
+    def creators_in_batch(self, batch_id: str) -> list[CreatorRecord]: ...
+
+    def creator_history(self, creator_name: str, limit: int = 50) -> list[CreatorRecord]:
+        """Records of one creator across batches, newest first."""
+        ...
+
+    def put_batch(self, batch: BatchRecord) -> None: ...
+
+    def get_batch(self, batch_id: str) -> BatchRecord | None: ...
+
+    def list_batches(self, limit: int = 50) -> list[BatchRecord]:
+        """Newest first."""
+        ...
+
+
+class Metrics(Protocol):
+    """Counters and observations; Prometheus locally, CloudWatch EMF on AWS."""
+
+    def incr(self, name: str, value: float = 1.0, **labels: str) -> None: ...
+
+    def observe(self, name: str, value: float, **labels: str) -> None: ...

@@ -1,0 +1,1 @@
+"""Use cases: one creator's pipeline, whole batches."""
