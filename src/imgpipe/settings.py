@@ -164,9 +164,7 @@ class Settings(BaseSettings):
         20 * 1024 * 1024, validation_alias=_env("IMGPIPE_MAX_DOWNLOAD_BYTES")
     )
     max_image_pixels: int = Field(64_000_000, validation_alias=_env("IMGPIPE_MAX_IMAGE_PIXELS"))
-    allow_private_networks: str = Field(
-        "", validation_alias=_env("IMGPIPE_ALLOW_PRIVATE_NETWORKS")
-    )
+    allow_private_networks: str = Field("", validation_alias=_env("IMGPIPE_ALLOW_PRIVATE_NETWORKS"))
     allow_local_files: bool = Field(True, validation_alias=_env("IMGPIPE_ALLOW_LOCAL_FILES"))
 
     # behaviour

@@ -1,23 +1,134 @@
-"""Object keys: sanitized creator keys and the output key layout. Pure. STUB."""
+"""Object keys: sanitized creator keys and the output key layout. Pure.
+
+Every object the pipeline writes lives under one of these keys, on a local
+folder and in S3 alike::
+
+    >>> from datetime import datetime
+    >>> creator_key("Zoë Dance")
+    'Zoë_Dance-bfe8273e'
+    >>> collage_key("Ann", datetime(2026, 1, 2, 3, 4, 5))
+    'collages/by-creator/Ann/collage_20260102_030405.jpg'
+    >>> summary_key("20260102-030405-1a2b3c4d")
+    'results/processing-summaries/20260102-030405-1a2b3c4d.json'
+"""
 
 from __future__ import annotations
 
+import hashlib
+import re
+import unicodedata
 from datetime import datetime
 
 __all__ = ["collage_key", "creator_key", "metadata_key", "summary_key"]
 
+MAX_KEY_BYTES = 100
+"""Budget for the readable part of a creator key; the hash suffix comes on top."""
 
-def creator_key(name: str) -> str:
-    raise NotImplementedError
+# Whitespace and what Windows, macOS or S3 tooling refuse or misread in a name.
+_UNSAFE = re.compile(r'[\s/\\<>:"|?*]+')
+# A name that already looks like "<text>-<hex>" or "<hex>" could equal another
+# name's hashed key, so such names are hashed too: then unchanged keys never end
+# like this and hashed keys always do, and the two kinds cannot meet.
+_HASH_TAIL = re.compile(r"(?:\A|-)[0-9a-f]{8,}\Z")
+_WINDOWS_DEVICES = frozenset(
+    ["CON", "PRN", "AUX", "NUL"]
+    + [f"COM{i}" for i in range(1, 10)]
+    + [f"LPT{i}" for i in range(1, 10)]
+)
+_BATCH_ID = re.compile(r"[A-Za-z0-9_-]+\Z")
+
+
+def creator_key(name: str, *, full_hash: bool = False) -> str:
+    """A creator's display name as one safe path segment and S3 key segment.
+
+    Readable names stay as they are (``"Ann"`` -> ``"Ann"``, ``"日本語"`` ->
+    ``"日本語"``). Any change the sanitizer has to make (separators, control or
+    format characters, whitespace, reserved device names, length over
+    ``MAX_KEY_BYTES``, non-NFC input) or an empty result appends ``-`` and the
+    first 8 hex digits of the SHA-256 of the original name, so two distinct
+    names never share a key by accident: ``"a/b"`` -> ``"a_b-…"`` differs from
+    ``"a_b"``. ``full_hash=True`` appends the whole digest instead; the manifest
+    uses it in the (adversarial) case of two names whose short keys collide.
+
+    Caveat: names that differ only by letter case (``"Ann"`` / ``"ann"``) keep
+    distinct keys, but they map to the same folder on a case-insensitive
+    filesystem (macOS, Windows defaults). Protecting that would suffix nearly
+    every name; collage file names carry a timestamp and put-if-absent, so such
+    creators share a folder without overwriting each other.
+
+    >>> creator_key("Zoë")
+    'Zoë'
+    >>> creator_key("a/b") != creator_key("a_b")
+    True
+    """
+    nfc = unicodedata.normalize("NFC", name)
+    text = "".join(ch for ch in nfc if not unicodedata.category(ch).startswith("C"))
+    text = _UNSAFE.sub("_", text).strip(" ._")
+    budget = MAX_KEY_BYTES // 2 if full_hash else MAX_KEY_BYTES
+    text = _cut_utf8(text, budget).rstrip(" ._")
+    changed = (
+        full_hash
+        or text != name
+        or not text
+        or _HASH_TAIL.search(text) is not None
+        or text.split(".", 1)[0].upper() in _WINDOWS_DEVICES
+    )
+    if not changed:
+        return text
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
+    suffix = digest if full_hash else digest[:8]
+    return f"{text}-{suffix}" if text else suffix
 
 
 def collage_key(creator: str, when: datetime, suffix: int = 0) -> str:
-    raise NotImplementedError
+    """Where a creator's collage rendered at ``when`` goes; ``suffix`` > 0 after a collision.
+
+    >>> collage_key("Ann", datetime(2026, 1, 2, 3, 4, 5), 2)
+    'collages/by-creator/Ann/collage_20260102_030405_2.jpg'
+    """
+    _check_segment(creator)
+    if suffix < 0:
+        raise ValueError(f"collage key suffix must be >= 0, got {suffix}")
+    tail = f"_{suffix}" if suffix else ""
+    return f"collages/by-creator/{creator}/collage_{when:%Y%m%d_%H%M%S}{tail}.jpg"
 
 
 def metadata_key(batch_id: str, creator: str) -> str:
-    raise NotImplementedError
+    """Per-creator metadata document of one batch.
+
+    >>> metadata_key("b1", "Ann")
+    'results/metadata/b1/Ann.json'
+    """
+    _check_batch_id(batch_id)
+    _check_segment(creator)
+    return f"results/metadata/{batch_id}/{creator}.json"
 
 
 def summary_key(batch_id: str) -> str:
-    raise NotImplementedError
+    """The batch summary document.
+
+    >>> summary_key("b1")
+    'results/processing-summaries/b1.json'
+    """
+    _check_batch_id(batch_id)
+    return f"results/processing-summaries/{batch_id}.json"
+
+
+def _cut_utf8(text: str, limit: int) -> str:
+    """Longest prefix of ``text`` whose UTF-8 encoding fits in ``limit`` bytes."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return text
+    # Dropping the partial trailing sequence cuts on a character boundary.
+    return data[:limit].decode("utf-8", "ignore")
+
+
+def _check_batch_id(batch_id: str) -> None:
+    if not _BATCH_ID.match(batch_id):
+        raise ValueError(f"invalid batch id {batch_id!r}: only letters, digits, '_' and '-'")
+
+
+def _check_segment(creator: str) -> None:
+    # Keys are built from creator_key() output; this catches callers passing a raw name.
+    if not creator or creator in (".", "..") or "/" in creator or "\\" in creator:
+        raise ValueError(f"invalid creator key {creator!r}: use creator_key(name)")

@@ -1,0 +1,166 @@
+"""In-memory ObjectStore and StateStore: fakes for service unit tests.
+
+Same semantics as the local adapters, including the ones that catch bugs: keys
+are validated like a folder's, ``if_absent`` collides, records are copied on the
+way in and out (a caller mutating its record does not change the store) and
+JSON fields must be JSON-serializable. Thread-safe behind one lock::
+
+    store, state = InMemoryObjectStore(), InMemoryStateStore()
+    store.put("collages/a.jpg", b"...", if_absent=True)
+    state.put_creator(record, expected=())
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from typing import Any
+
+from imgpipe.adapters.local_store import check_key
+from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
+from imgpipe.errors import ConditionFailedError, KeyCollisionError, StateError, StorageError
+from imgpipe.ports import StoredObject
+
+__all__ = ["InMemoryObjectStore", "InMemoryStateStore"]
+
+
+class InMemoryObjectStore:
+    """Keyed bytes in a dict; ``content_types`` keeps what ``put`` was told, for assertions."""
+
+    def __init__(self) -> None:
+        self._objects: dict[str, bytes] = {}
+        self.content_types: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        if_absent: bool = False,
+        metadata: Mapping[str, str] | None = None,
+    ) -> StoredObject:
+        check_key(key)
+        with self._lock:
+            if if_absent and key in self._objects:
+                raise KeyCollisionError(f"key already exists: {key}")
+            self._objects[key] = bytes(data)
+            self.content_types[key] = content_type
+        return StoredObject(key=key, size=len(data), url=self.url_for(key))
+
+    def get(self, key: str) -> bytes:
+        check_key(key)
+        with self._lock:
+            try:
+                return self._objects[key]
+            except KeyError:
+                raise StorageError(f"no such key: {key}") from None
+
+    def exists(self, key: str) -> bool:
+        check_key(key)
+        with self._lock:
+            return key in self._objects
+
+    def delete(self, key: str) -> None:
+        check_key(key)
+        with self._lock:
+            self._objects.pop(key, None)
+            self.content_types.pop(key, None)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        with self._lock:
+            keys = sorted(k for k in self._objects if k.startswith(prefix))
+        return iter(keys)
+
+    def url_for(self, key: str) -> str:
+        return f"memory:///{key}"
+
+
+class InMemoryStateStore:
+    """Creator and batch records in dicts, with the SQLite store's conditional writes."""
+
+    def __init__(self) -> None:
+        self._creators: dict[tuple[str, str], CreatorRecord] = {}  # (name, batch_id)
+        # (name, processing_date) -> batch_id: the SQLite primary key, also unique here.
+        self._dates: dict[tuple[str, str], str] = {}
+        self._batches: dict[str, BatchRecord] = {}
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Nothing to release; present so callers can close any state store."""
+
+    def put_creator(
+        self, record: CreatorRecord, *, expected: tuple[CreatorStatus, ...] | None = None
+    ) -> None:
+        # Stored as the SQLite store would give it back: metadata through JSON.
+        record = replace(
+            record,
+            metadata=_through_json(record.metadata, f"metadata of {record.creator_name!r}"),
+        )
+        ident = (record.creator_name, record.batch_id)
+        date = (record.creator_name, record.processing_date)
+        who = f"creator {record.creator_name!r} in batch {record.batch_id!r}"
+        with self._lock:
+            stored = self._creators.get(ident)
+            clash = self._dates.get(date, record.batch_id) != record.batch_id
+            if expected is not None:
+                if not expected and stored is not None:
+                    raise ConditionFailedError(f"{who} already exists")
+                if expected and (stored is None or stored.status not in expected):
+                    raise ConditionFailedError(
+                        f"{who} is not in status {', '.join(s.value for s in expected)}"
+                    )
+                if clash:
+                    raise ConditionFailedError(f"{who}: processing_date already used")
+            if clash:  # an unconditional upsert replaces the clashing row (INSERT OR REPLACE)
+                del self._creators[(record.creator_name, self._dates[date])]
+            if stored is not None:
+                del self._dates[(stored.creator_name, stored.processing_date)]
+            self._creators[ident] = record
+            self._dates[date] = record.batch_id
+
+    def get_creator(self, creator_name: str, batch_id: str) -> CreatorRecord | None:
+        with self._lock:
+            return copy.deepcopy(self._creators.get((creator_name, batch_id)))
+
+    def creators_in_batch(self, batch_id: str) -> list[CreatorRecord]:
+        with self._lock:
+            found = [r for r in self._creators.values() if r.batch_id == batch_id]
+            return copy.deepcopy(sorted(found, key=lambda r: r.creator_name))
+
+    def creator_history(self, creator_name: str, limit: int = 50) -> list[CreatorRecord]:
+        with self._lock:
+            found = [r for r in self._creators.values() if r.creator_name == creator_name]
+            found.sort(key=lambda r: r.processing_date, reverse=True)
+            return copy.deepcopy(found[:limit])
+
+    def put_batch(self, batch: BatchRecord) -> None:
+        batch = replace(
+            batch, settings=_through_json(batch.settings, f"settings of batch {batch.batch_id!r}")
+        )
+        with self._lock:
+            self._batches[batch.batch_id] = batch
+
+    def get_batch(self, batch_id: str) -> BatchRecord | None:
+        with self._lock:
+            return copy.deepcopy(self._batches.get(batch_id))
+
+    def list_batches(self, limit: int = 50) -> list[BatchRecord]:
+        with self._lock:
+            found = sorted(
+                self._batches.values(), key=lambda b: (b.created_at, b.batch_id), reverse=True
+            )
+            return copy.deepcopy(found[:limit])
+
+
+def _through_json(value: dict[str, Any], what: str) -> dict[str, Any]:
+    """A JSON round trip: a fresh copy shaped exactly as a real store returns it."""
+    try:
+        result: dict[str, Any] = json.loads(json.dumps(value, allow_nan=False))
+        return result
+    except (TypeError, ValueError) as exc:
+        raise StateError(f"{what} is not JSON-serializable: {exc}") from exc

@@ -1,0 +1,251 @@
+"""StateStore in one SQLite file (the embedded default; DynamoDB plays this part on AWS).
+
+The adapter only stores and conditionally updates records; status rules, TTL and
+dedup decisions belong to the service. ``sqlite3`` errors become ``StateError``
+here, a lost conditional write ``ConditionFailedError``::
+
+    state = SqliteStateStore(Path("imgpipe-data/state.sqlite3"))
+    state.put_creator(record, expected=())            # claim: only if absent
+    state.put_creator(done, expected=(CreatorStatus.PROCESSING,))
+    state.close()
+
+Threads: one connection behind a lock (``check_same_thread=False``). Every
+operation is a single short statement, so serializing them costs nothing next
+to downloads and rendering, and one connection makes ``close()`` final instead
+of leaking a connection per pool thread. Other processes on the same file are
+handled by SQLite itself: WAL mode lets readers run beside a writer and
+``busy_timeout`` makes writers wait instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from imgpipe.domain.records import BatchRecord, BatchStatus, CreatorRecord, CreatorStatus
+from imgpipe.errors import ConditionFailedError, StateError
+
+__all__ = ["SqliteStateStore"]
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS creators (
+    creator_name TEXT NOT NULL,
+    processing_date TEXT NOT NULL,
+    batch_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    images_processed INTEGER NOT NULL,
+    collage_key TEXT,
+    processing_duration REAL NOT NULL,
+    error_count INTEGER NOT NULL,
+    fingerprint TEXT,
+    metadata TEXT NOT NULL,
+    ttl INTEGER NOT NULL,
+    PRIMARY KEY (creator_name, processing_date),
+    UNIQUE (creator_name, batch_id)
+);
+CREATE INDEX IF NOT EXISTS creators_by_batch ON creators (batch_id);
+CREATE INDEX IF NOT EXISTS creators_by_status_date ON creators (status, processing_date);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    source TEXT NOT NULL,
+    status TEXT NOT NULL,
+    total_creators INTEGER NOT NULL,
+    completed INTEGER NOT NULL,
+    failed INTEGER NOT NULL,
+    skipped INTEGER NOT NULL,
+    summary_key TEXT,
+    finished_at TEXT,
+    settings TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batches_by_created ON batches (created_at);
+"""
+_CREATOR_FIELDS = (
+    "creator_name", "processing_date", "batch_id", "status", "images_processed",
+    "collage_key", "processing_duration", "error_count", "fingerprint", "metadata", "ttl",
+)  # fmt: skip
+_BATCH_FIELDS = (
+    "batch_id", "created_at", "source", "status", "total_creators", "completed",
+    "failed", "skipped", "summary_key", "finished_at", "settings",
+)  # fmt: skip
+_CREATOR_COLUMNS = ", ".join(_CREATOR_FIELDS)
+_BATCH_COLUMNS = ", ".join(_BATCH_FIELDS)
+
+
+class SqliteStateStore:
+    """Creator and batch records in one SQLite file; ``busy_timeout`` in seconds."""
+
+    def __init__(self, path: Path, *, busy_timeout: float = 10.0) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: each statement commits on its own, so no
+            # transaction is ever left open between calls.
+            self._conn = sqlite3.connect(
+                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")  # durable enough with WAL
+            self._conn.executescript(_SCHEMA)
+            self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except (sqlite3.Error, OSError) as exc:
+            raise StateError(f"cannot open state database {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- creators --------------------------------------------------------------
+
+    def put_creator(
+        self, record: CreatorRecord, *, expected: tuple[CreatorStatus, ...] | None = None
+    ) -> None:
+        """Upsert; ``expected=()`` inserts only if absent; else updates only from those statuses.
+
+        >>> state.put_creator(record, expected=(CreatorStatus.PENDING,))  # doctest: +SKIP
+        """
+        values = _creator_values(record)
+        who = f"creator {record.creator_name!r} in batch {record.batch_id!r}"
+        with self._session(who) as conn:
+            if expected is None:
+                conn.execute(
+                    f"INSERT OR REPLACE INTO creators ({_CREATOR_COLUMNS}) "
+                    f"VALUES ({_marks(len(values))})",
+                    values,
+                )
+                return
+            if not expected:
+                try:
+                    conn.execute(
+                        f"INSERT INTO creators ({_CREATOR_COLUMNS}) VALUES ({_marks(len(values))})",
+                        values,
+                    )
+                except sqlite3.IntegrityError as exc:
+                    raise ConditionFailedError(f"{who} already exists") from exc
+                return
+            # One statement: the status test and the write cannot be split by another writer.
+            assignments = ", ".join(f"{name} = ?" for name in _CREATOR_FIELDS)
+            statuses = [status.value for status in expected]
+            try:
+                cursor = conn.execute(
+                    f"UPDATE creators SET {assignments} WHERE creator_name = ? AND batch_id = ? "
+                    f"AND status IN ({_marks(len(statuses))})",
+                    (*values, record.creator_name, record.batch_id, *statuses),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise ConditionFailedError(f"{who}: {exc}") from exc
+            if cursor.rowcount != 1:
+                raise ConditionFailedError(
+                    f"{who} is not in status {', '.join(statuses)} (or does not exist)"
+                )
+
+    def get_creator(self, creator_name: str, batch_id: str) -> CreatorRecord | None:
+        rows = self._query(
+            f"SELECT {_CREATOR_COLUMNS} FROM creators WHERE creator_name = ? AND batch_id = ?",
+            (creator_name, batch_id),
+        )
+        return _creator(rows[0]) if rows else None
+
+    def creators_in_batch(self, batch_id: str) -> list[CreatorRecord]:
+        rows = self._query(
+            f"SELECT {_CREATOR_COLUMNS} FROM creators WHERE batch_id = ? ORDER BY creator_name",
+            (batch_id,),
+        )
+        return [_creator(row) for row in rows]
+
+    def creator_history(self, creator_name: str, limit: int = 50) -> list[CreatorRecord]:
+        """Records of one creator across batches, newest ``processing_date`` first."""
+        rows = self._query(
+            f"SELECT {_CREATOR_COLUMNS} FROM creators WHERE creator_name = ? "
+            "ORDER BY processing_date DESC LIMIT ?",
+            (creator_name, limit),
+        )
+        return [_creator(row) for row in rows]
+
+    # -- batches ---------------------------------------------------------------
+
+    def put_batch(self, batch: BatchRecord) -> None:
+        values = _batch_values(batch)
+        with self._session(f"batch {batch.batch_id!r}") as conn:
+            conn.execute(
+                f"INSERT OR REPLACE INTO batches ({_BATCH_COLUMNS}) VALUES ({_marks(len(values))})",
+                values,
+            )
+
+    def get_batch(self, batch_id: str) -> BatchRecord | None:
+        rows = self._query(f"SELECT {_BATCH_COLUMNS} FROM batches WHERE batch_id = ?", (batch_id,))
+        return _batch(rows[0]) if rows else None
+
+    def list_batches(self, limit: int = 50) -> list[BatchRecord]:
+        """Newest ``created_at`` first."""
+        rows = self._query(
+            f"SELECT {_BATCH_COLUMNS} FROM batches ORDER BY created_at DESC, batch_id DESC LIMIT ?",
+            (limit,),
+        )
+        return [_batch(row) for row in rows]
+
+    # -- plumbing --------------------------------------------------------------
+
+    @contextmanager
+    def _session(self, what: str) -> Iterator[sqlite3.Connection]:
+        """The connection, under the lock, with sqlite3 errors translated once."""
+        with self._lock:
+            try:
+                yield self._conn
+            except sqlite3.Error as exc:
+                raise StateError(f"state database {self.path}, {what}: {exc}") from exc
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        with self._session("query") as conn:
+            return conn.execute(sql, params).fetchall()
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def _to_json(value: dict[str, Any], what: str) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise StateError(f"{what} is not JSON-serializable: {exc}") from exc
+
+
+def _creator_values(r: CreatorRecord) -> tuple[Any, ...]:
+    metadata = _to_json(r.metadata, f"metadata of creator {r.creator_name!r}")
+    return (
+        r.creator_name, r.processing_date, r.batch_id, CreatorStatus(r.status).value,
+        r.images_processed, r.collage_key, r.processing_duration, r.error_count,
+        r.fingerprint, metadata, r.ttl,
+    )  # fmt: skip
+
+
+def _creator(row: sqlite3.Row) -> CreatorRecord:
+    data = dict(zip(_CREATOR_FIELDS, row, strict=True))
+    data["status"] = CreatorStatus(data["status"])
+    data["metadata"] = json.loads(data["metadata"])
+    return CreatorRecord(**data)
+
+
+def _batch_values(b: BatchRecord) -> tuple[Any, ...]:
+    settings = _to_json(b.settings, f"settings of batch {b.batch_id!r}")
+    return (
+        b.batch_id, b.created_at, b.source, BatchStatus(b.status).value, b.total_creators,
+        b.completed, b.failed, b.skipped, b.summary_key, b.finished_at, settings,
+    )  # fmt: skip
+
+
+def _batch(row: sqlite3.Row) -> BatchRecord:
+    data = dict(zip(_BATCH_FIELDS, row, strict=True))
+    data["status"] = BatchStatus(data["status"])
+    data["settings"] = json.loads(data["settings"])
+    return BatchRecord(**data)

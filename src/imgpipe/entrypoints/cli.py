@@ -1,0 +1,174 @@
+"""``imgpipe`` command line: ``run`` a CSV, show ``status`` of batches.
+
+Exit codes: 0 every creator rendered or unchanged, 3 some creators failed,
+2 unusable input (missing file, no usable column, bad option).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from imgpipe.bootstrap import open_backend, run_csv
+from imgpipe.entrypoints.progress import LogProgress, RichProgress
+from imgpipe.entrypoints.report import print_batch, print_batches, print_summary
+from imgpipe.errors import ImgpipeError, InputError
+from imgpipe.service.progress import NullProgress, ProgressSink
+from imgpipe.settings import Settings
+
+__all__ = ["app", "main"]
+
+EXIT_INPUT = 2
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Turn spreadsheets of creator cover images into per-creator grid collages.",
+)
+
+OutOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--out", "-o", help="Output folder (default: $IMGPIPE_DATA_DIR or ./imgpipe-data)."
+    ),
+]
+
+
+def _fail(console: Console, message: str) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(EXIT_INPUT)
+
+
+@app.command()
+def run(
+    csv_file: Annotated[Path, typer.Argument(help="CSV of creators and cover URLs.")],
+    out: OutOption = None,
+    rows: Annotated[int | None, typer.Option(help="Grid rows [DEFAULT_ROWS=5].")] = None,
+    cols: Annotated[int | None, typer.Option(help="Grid columns [DEFAULT_COLS=7].")] = None,
+    cell: Annotated[int | None, typer.Option(help="Cell size in px [200].")] = None,
+    quality: Annotated[int | None, typer.Option(help="JPEG quality [DEFAULT_QUALITY=95].")] = None,
+    max_images: Annotated[
+        int | None, typer.Option(help="Covers per collage [DEFAULT_MAX_IMAGES_PER_CREATOR=35].")
+    ] = None,
+    min_images: Annotated[
+        int | None, typer.Option(help="Fewer usable covers fail the creator [1].")
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Downloads in flight [MAX_CONCURRENT_DOWNLOADS=8].")
+    ] = None,
+    per_host: Annotated[int | None, typer.Option(help="Downloads in flight per host [8].")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Creators in flight [DEFAULT_MAX_WORKERS=8].")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds per download attempt [DEFAULT_TIMEOUT=30].")
+    ] = None,
+    retries: Annotated[
+        int | None, typer.Option(help="Retries per download [DEFAULT_MAX_RETRIES=3].")
+    ] = None,
+    creator_column: Annotated[str | None, typer.Option(help="Name the creator column.")] = None,
+    url_column: Annotated[str | None, typer.Option(help="Name the cover URL column.")] = None,
+    allow_private_networks: Annotated[
+        str | None,
+        typer.Option(help="CIDR[,CIDR...] that may be fetched although private/loopback."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Re-render unchanged creators.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Render one collage per creator of CSV_FILE."""
+    console = Console(stderr=True)
+    _configure_logging(quiet)
+    try:
+        settings = Settings()
+        options = settings.run_options(
+            rows=rows,
+            cols=cols,
+            cell=cell,
+            quality=quality,
+            max_images=max_images,
+            min_images=min_images,
+            concurrency=concurrency,
+            per_host_concurrency=per_host,
+            max_workers=workers,
+            timeout=timeout,
+            retries=retries,
+            creator_column=creator_column,
+            url_column=url_column,
+            allowed_networks=allow_private_networks,
+            force=force or None,
+        )
+        if not csv_file.is_file():
+            raise InputError(f"CSV file not found: {csv_file}")
+        backend = open_backend(settings, out_dir=out)
+    except ImgpipeError as exc:
+        raise _fail(console, str(exc)) from None
+    except ValueError as exc:  # pydantic validation of the environment
+        raise _fail(console, f"invalid settings: {exc}") from None
+
+    try:
+        progress: ProgressSink
+        if quiet or as_json or not console.is_terminal:
+            progress = NullProgress() if quiet else LogProgress()
+            summary = run_csv(csv_file, options, backend, progress=progress)
+        else:
+            with RichProgress(console) as bar:
+                summary = run_csv(csv_file, options, backend, progress=bar)
+    except ImgpipeError as exc:
+        raise _fail(console, str(exc)) from None
+    finally:
+        backend.close()
+
+    if as_json:
+        sys.stdout.write(json.dumps(summary.to_dict(), ensure_ascii=False, indent=2) + "\n")
+    elif not quiet:
+        print_summary(Console(), summary, Path(backend.location))
+    raise typer.Exit(summary.exit_code)
+
+
+@app.command()
+def status(
+    batch_id: Annotated[
+        str | None, typer.Argument(help="A batch id; omit to list batches.")
+    ] = None,
+    out: OutOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Show recent batches, or one batch's creators and failures."""
+    console = Console(stderr=True)
+    settings = Settings()
+    root = (out or settings.data_dir).resolve()
+    if not root.is_dir():
+        raise _fail(console, f"no output folder at {root} (run `imgpipe run` first or pass --out)")
+    backend = open_backend(settings, out_dir=root)
+    try:
+        if batch_id is None:
+            print_batches(Console(), backend.state.list_batches(), as_json=as_json)
+            return
+        batch = backend.state.get_batch(batch_id)
+        if batch is None:
+            raise _fail(console, f"no batch {batch_id!r} in {root}")
+        records = backend.state.creators_in_batch(batch_id)
+        print_batch(Console(), batch, records, as_json=as_json)
+    finally:
+        backend.close()
+
+
+def _configure_logging(quiet: bool) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # httpx logs every request at INFO; that drowns the progress.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,107 @@
+"""Tables for the terminal: the end-of-run summary and ``imgpipe status``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from imgpipe.domain.records import BatchRecord, CreatorRecord
+from imgpipe.service.batch import BatchSummary
+
+__all__ = ["print_batch", "print_batches", "print_summary"]
+
+MAX_FAILED_ROWS = 20
+
+
+def print_summary(console: Console, summary: BatchSummary, root: Path) -> None:
+    totals = summary.totals
+    table = Table(title=f"Batch {summary.batch_id}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for label, key in (
+        ("creators", "creators"),
+        ("rendered", "completed"),
+        ("unchanged (skipped)", "skipped_unchanged"),
+        ("failed", "failed"),
+        ("covers used", "images_used"),
+        ("covers failed", "images_failed"),
+        ("duplicate covers", "duplicates"),
+        ("bad rows skipped", "row_problems"),
+    ):
+        table.add_row(label, str(totals[key]))
+    table.add_row("duration", f"{summary.duration_s:.1f} s ({summary.images_per_second} images/s)")
+    console.print(table)
+
+    if summary.failures_by_reason:
+        reasons = Table(title="Failures by reason")
+        reasons.add_column("reason")
+        reasons.add_column("count", justify="right")
+        for reason, count in summary.failures_by_reason.items():
+            reasons.add_row(reason, str(count))
+        console.print(reasons)
+
+    if summary.failed_urls:
+        failed = Table(title="Failed covers")
+        for column in ("creator", "line", "reason", "url"):
+            failed.add_column(column, overflow="fold")
+        for item in summary.failed_urls[:MAX_FAILED_ROWS]:
+            failed.add_row(item["creator"], str(item["line"]), item["reason"] or "", item["url"])
+        console.print(failed)
+        hidden = len(summary.failed_urls) - MAX_FAILED_ROWS
+        if hidden > 0:
+            console.print(f"... and {hidden} more in the summary file")
+
+    for problem in summary.row_problems[:MAX_FAILED_ROWS]:
+        console.print(f"line {problem['line']}: skipped ({problem['reason']}) {problem['value']}")
+
+    console.print(f"Summary: {root / summary.summary_key}")
+    console.print(f"Gallery: [bold]{root / summary.gallery_key}[/]")
+
+
+def print_batches(console: Console, batches: list[BatchRecord], *, as_json: bool) -> None:
+    if as_json:
+        console.print_json(json.dumps([asdict(b) for b in batches]))
+        return
+    if not batches:
+        console.print("no batches yet")
+        return
+    table = Table(title="Batches")
+    for column in ("batch", "started", "status", "creators", "done", "unchanged", "failed"):
+        table.add_column(column)
+    for b in batches:
+        table.add_row(
+            b.batch_id,
+            b.created_at[:19],
+            b.status.value,
+            str(b.total_creators),
+            str(b.completed),
+            str(b.skipped),
+            str(b.failed),
+        )
+    console.print(table)
+
+
+def print_batch(
+    console: Console, batch: BatchRecord, records: list[CreatorRecord], *, as_json: bool
+) -> None:
+    if as_json:
+        data = {"batch": asdict(batch), "creators": [asdict(r) for r in records]}
+        console.print_json(json.dumps(data, ensure_ascii=False))
+        return
+    console.print(
+        f"[bold]{batch.batch_id}[/] {batch.status.value}: {batch.completed} rendered, "
+        f"{batch.skipped} unchanged, {batch.failed} failed of {batch.total_creators}"
+    )
+    table = Table()
+    for column in ("creator", "status", "covers", "errors", "collage"):
+        table.add_column(column, overflow="fold")
+    for r in records:
+        name = str(r.metadata.get("display_name", r.creator_name))
+        table.add_row(
+            name, r.status.value, str(r.images_processed), str(r.error_count), r.collage_key or ""
+        )
+    console.print(table)

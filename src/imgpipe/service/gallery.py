@@ -1,0 +1,44 @@
+"""The static gallery page (``index.html``) of a batch: collages, counts, failures.
+
+Links are relative object keys, so the page works from a local folder and from
+an S3 static website alike.
+
+Example::
+
+    html = render_gallery(summary)   # a complete, self-contained HTML document
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jinja2 import Template
+
+    from imgpipe.service.batch import BatchSummary
+
+__all__ = ["render_gallery"]
+
+
+@lru_cache(maxsize=1)
+def _template() -> Template:
+    # Jinja2 is imported lazily so the Lambda worker path does not pay for it.
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    env = Environment(
+        loader=PackageLoader("imgpipe", "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env.get_template("gallery.html")
+
+
+def render_gallery(summary: BatchSummary) -> str:
+    """Render the gallery of one batch; every value is HTML-escaped."""
+    creators = sorted(
+        summary.creators,
+        key=lambda c: (c["status"] == "failed", c["creator"].casefold()),
+    )
+    return _template().render(summary=summary, creators=creators)

@@ -1,0 +1,281 @@
+"""SqliteStateStore on a real file; the contract tests also run against the in-memory fake."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from imgpipe.adapters.memory import InMemoryStateStore
+from imgpipe.adapters.sqlite_state import SqliteStateStore
+from imgpipe.domain.records import BatchRecord, BatchStatus, CreatorRecord, CreatorStatus
+from imgpipe.errors import ConditionFailedError, StateError
+from imgpipe.ports import StateStore
+
+PENDING, PROCESSING, COMPLETED = (
+    CreatorStatus.PENDING,
+    CreatorStatus.PROCESSING,
+    CreatorStatus.COMPLETED,
+)
+
+
+def creator(
+    name: str = "Ann",
+    batch: str = "b1",
+    date: str = "2026-01-02T03:04:05.000000+00:00",
+    **kw: object,
+) -> CreatorRecord:
+    return CreatorRecord(name, date, batch, kw.pop("status", PENDING), **kw)  # type: ignore[arg-type]
+
+
+def full_creator() -> CreatorRecord:
+    return CreatorRecord(
+        creator_name="Zoë_Dance-bfe8273e",
+        processing_date="2026-01-02T03:04:05.123456+00:00",
+        batch_id="20260102-030405-1a2b3c4d",
+        status=CreatorStatus.SKIPPED_UNCHANGED,
+        images_processed=35,
+        collage_key="collages/by-creator/Zoë_Dance-bfe8273e/collage_20260102_030405.jpg",
+        processing_duration=1.25,
+        error_count=2,
+        fingerprint="f" * 64,
+        metadata={"display_name": "Zoë Dance", "covers": [{"line": 2, "ok": True}], "n": None},
+        ttl=1_800_000_000,
+    )
+
+
+def full_batch() -> BatchRecord:
+    return BatchRecord(
+        batch_id="20260102-030405-1a2b3c4d",
+        created_at="2026-01-02T03:04:05.123456+00:00",
+        source="covers.csv",
+        status=BatchStatus.COMPLETED_WITH_FAILURES,
+        total_creators=10,
+        completed=7,
+        failed=2,
+        skipped=1,
+        summary_key="results/processing-summaries/20260102-030405-1a2b3c4d.json",
+        finished_at="2026-01-02T03:05:00+00:00",
+        settings={"rows": 5, "cols": 7, "nested": {"quality": 95}},
+    )
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[SqliteStateStore]:
+    store = SqliteStateStore(tmp_path / "deep" / "state.sqlite3")
+    yield store
+    store.close()
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
+    if request.param == "memory":
+        yield InMemoryStateStore()
+        return
+    store = SqliteStateStore(tmp_path / "state.sqlite3")
+    yield store
+    store.close()
+
+
+# -- contract (both stores) ----------------------------------------------------
+
+
+def test_round_trip_of_every_field(state: StateStore) -> None:
+    record, batch = full_creator(), full_batch()
+    state.put_creator(record)
+    state.put_batch(batch)
+    assert state.get_creator(record.creator_name, record.batch_id) == record
+    assert state.get_batch(batch.batch_id) == batch
+    assert state.get_creator(record.creator_name, "other") is None
+    assert state.get_batch("other") is None
+
+
+def test_round_trip_of_defaults(state: StateStore) -> None:
+    record = creator()
+    state.put_creator(record)
+    state.put_batch(BatchRecord("b1", "2026-01-01T00:00:00+00:00", "x.csv"))
+    assert state.get_creator("Ann", "b1") == record
+    assert state.get_batch("b1") == BatchRecord("b1", "2026-01-01T00:00:00+00:00", "x.csv")
+
+
+def test_insert_only_if_absent(state: StateStore) -> None:
+    state.put_creator(creator(metadata={"v": 1}), expected=())
+    with pytest.raises(ConditionFailedError, match="already exists"):
+        state.put_creator(creator(metadata={"v": 2}), expected=())
+    stored = state.get_creator("Ann", "b1")
+    assert stored is not None and stored.metadata == {"v": 1}
+
+
+def test_update_only_from_expected_statuses(state: StateStore) -> None:
+    state.put_creator(creator(status=PENDING), expected=())
+    state.put_creator(creator(status=PROCESSING), expected=(PENDING,))
+    state.put_creator(creator(status=COMPLETED, images_processed=3), expected=(PROCESSING,))
+    with pytest.raises(ConditionFailedError):
+        state.put_creator(creator(status=PROCESSING), expected=(PENDING,))
+    stored = state.get_creator("Ann", "b1")
+    assert stored is not None and (stored.status, stored.images_processed) == (COMPLETED, 3)
+    state.put_creator(creator(status=PENDING), expected=(PENDING, COMPLETED))
+    assert state.get_creator("Ann", "b1").status is PENDING  # type: ignore[union-attr]
+
+
+def test_conditional_update_of_a_missing_record_fails(state: StateStore) -> None:
+    with pytest.raises(ConditionFailedError):
+        state.put_creator(creator(status=PROCESSING), expected=(PENDING,))
+    assert state.get_creator("Ann", "b1") is None
+    assert issubclass(ConditionFailedError, StateError)
+
+
+def test_upsert_replaces(state: StateStore) -> None:
+    state.put_creator(creator(status=PENDING))
+    state.put_creator(creator(status=COMPLETED, fingerprint="abc"))
+    assert state.creators_in_batch("b1") == [creator(status=COMPLETED, fingerprint="abc")]
+
+
+def test_same_processing_date_in_two_batches(state: StateStore) -> None:
+    # (creator_name, processing_date) is the table key, as in the original DynamoDB table.
+    state.put_creator(creator(batch="b1"), expected=())
+    with pytest.raises(ConditionFailedError):
+        state.put_creator(creator(batch="b2"), expected=())
+    state.put_creator(creator(batch="b2"))  # an unconditional upsert replaces the clash
+    assert [r.batch_id for r in state.creator_history("Ann")] == ["b2"]
+    assert state.get_creator("Ann", "b1") is None
+
+
+def test_claim_race_has_exactly_one_winner(state: StateStore) -> None:
+    barrier = threading.Barrier(8)
+    outcomes: list[tuple[int, bool]] = []
+    lock = threading.Lock()
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        try:
+            state.put_creator(creator(metadata={"worker": i}), expected=())
+            won = True
+        except ConditionFailedError:
+            won = False
+        with lock:
+            outcomes.append((i, won))
+
+    run_threads(claim, 8)
+    winners = [i for i, won in outcomes if won]
+    assert len(outcomes) == 8 and len(winners) == 1
+    stored = state.get_creator("Ann", "b1")
+    assert stored is not None and stored.metadata == {"worker": winners[0]}
+
+
+def test_creators_in_batch_sorted_by_name(state: StateStore) -> None:
+    for i, name in enumerate(["Cy", "Ann", "Bo"]):
+        state.put_creator(creator(name, date=f"2026-01-0{i + 1}"))
+    state.put_creator(creator("Dee", batch="other"))
+    assert [r.creator_name for r in state.creators_in_batch("b1")] == ["Ann", "Bo", "Cy"]
+    assert state.creators_in_batch("none") == []
+
+
+def test_history_is_newest_first_and_limited(state: StateStore) -> None:
+    dates = ["2026-01-02T00:00:00+00:00", "2026-03-01T00:00:00+00:00", "2026-02-01T00:00:00+00:00"]
+    for i, date in enumerate(dates):
+        state.put_creator(creator(batch=f"b{i}", date=date, ttl=1))  # expired ttl is kept
+    state.put_creator(creator("Bo", batch="b9"))
+    history = state.creator_history("Ann")
+    assert [r.batch_id for r in history] == ["b1", "b2", "b0"]
+    assert [r.batch_id for r in state.creator_history("Ann", limit=2)] == ["b1", "b2"]
+    assert all(r.ttl == 1 for r in history)
+
+
+def test_list_batches_newest_first_and_limited(state: StateStore) -> None:
+    for batch_id, created in [("b1", "2026-01-01"), ("b3", "2026-03-01"), ("b2", "2026-02-01")]:
+        state.put_batch(BatchRecord(batch_id, created, "x.csv"))
+    state.put_batch(BatchRecord("b1", "2026-01-01", "x.csv", status=BatchStatus.COMPLETED))
+    assert [b.batch_id for b in state.list_batches()] == ["b3", "b2", "b1"]
+    assert [b.batch_id for b in state.list_batches(limit=1)] == ["b3"]
+    assert state.list_batches()[-1].status is BatchStatus.COMPLETED
+
+
+def test_metadata_that_is_not_json_is_refused(state: StateStore) -> None:
+    with pytest.raises(StateError, match="JSON"):
+        state.put_creator(creator(metadata={"bad": object()}))
+    with pytest.raises(StateError, match="JSON"):
+        state.put_batch(BatchRecord("b1", "2026", "x", settings={"nan": float("nan")}))
+    assert state.get_creator("Ann", "b1") is None
+
+
+# -- SQLite specifics ----------------------------------------------------------
+
+
+def test_persistence_across_reopen_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    first = SqliteStateStore(path)
+    first.put_creator(full_creator(), expected=())
+    first.put_batch(full_batch())
+    first.close()
+    second = SqliteStateStore(path)
+    try:
+        assert second.get_creator(full_creator().creator_name, full_batch().batch_id) == (
+            full_creator()
+        )
+        assert second.list_batches() == [full_batch()]
+    finally:
+        second.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        indexes = {row[1] for row in conn.execute("PRAGMA index_list(creators)")}
+    conn.close()
+    assert {"creators_by_batch", "creators_by_status_date"} <= indexes
+
+
+def test_two_connections_race_on_one_file(tmp_path: Path) -> None:
+    # Two stores on one file stand in for two processes sharing the output folder.
+    stores = [SqliteStateStore(tmp_path / "s.db") for _ in range(2)]
+    barrier = threading.Barrier(8)
+    wins: list[int] = []
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        try:
+            stores[i % 2].put_creator(creator(metadata={"w": i}), expected=())
+            wins.append(i)
+        except ConditionFailedError:
+            pass
+
+    try:
+        run_threads(claim, 8)
+        assert len(wins) == 1
+        assert stores[1 - wins[0] % 2].get_creator("Ann", "b1").metadata == {"w": wins[0]}  # type: ignore[union-attr]
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_closed_store_raises_state_error(sqlite_store: SqliteStateStore) -> None:
+    sqlite_store.close()
+    with pytest.raises(StateError):
+        sqlite_store.get_creator("Ann", "b1")
+
+
+def test_unopenable_path_raises_state_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(StateError, match="cannot open state database"):
+        SqliteStateStore(tmp_path / "file" / "state.sqlite3")
+
+
+def test_corrupt_file_raises_state_error(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StateError):
+        SqliteStateStore(path)
+
+
+def test_parent_folders_are_created(sqlite_store: SqliteStateStore, tmp_path: Path) -> None:
+    sqlite_store.put_batch(full_batch())
+    assert (tmp_path / "deep" / "state.sqlite3").is_file()
+
+
+def run_threads(target: Callable[[int], None], n: int) -> None:
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()

@@ -1,0 +1,263 @@
+"""Service tests for one creator's pipeline and whole batches, on in-memory ports.
+
+The fetcher here is a dictionary (url -> bytes or a failure reason); downloads
+over real HTTP are covered in tests/integration and tests/e2e.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from PIL import Image
+
+from imgpipe.adapters.memory import InMemoryObjectStore, InMemoryStateStore
+from imgpipe.domain.keys import creator_key
+from imgpipe.domain.manifest import CoverRef, CreatorJob, Manifest
+from imgpipe.domain.records import CreatorStatus
+from imgpipe.fetch.downloader import FetchResult
+from imgpipe.service.batch import BatchRunner, BatchSummary
+from imgpipe.service.memory import MemoryMonitor
+from imgpipe.settings import RunOptions
+from tests.support.images import jpeg, png
+
+RED, GREEN, BLUE, YELLOW = (220, 20, 20), (20, 200, 20), (20, 20, 220), (230, 230, 20)
+
+
+class DictFetcher:
+    """url -> bytes (served) or str (a failure reason)."""
+
+    def __init__(self, responses: dict[str, bytes | str]) -> None:
+        self.responses = dict(responses)
+        self.calls: list[str] = []
+
+    async def fetch(self, url: str) -> FetchResult:
+        self.calls.append(url)
+        value = self.responses.get(url, "http_404")
+        if isinstance(value, bytes):
+            return FetchResult(url, value, final_url=url)
+        return FetchResult(url, None, reason=value, detail=f"fake {value}")
+
+
+class SteppingClock:
+    """Each call one second later, so collage keys of successive renders differ."""
+
+    def __init__(self, start: datetime | None = None, step: float = 1.0) -> None:
+        self.now = start or datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
+        self.step = timedelta(seconds=step)
+
+    def __call__(self) -> datetime:
+        self.now += self.step
+        return self.now
+
+
+def job(name: str, urls: list[str]) -> CreatorJob:
+    return CreatorJob(
+        name, creator_key(name), tuple(CoverRef(i + 2, u) for i, u in enumerate(urls))
+    )
+
+
+def manifest(*jobs: CreatorJob) -> Manifest:
+    return Manifest(list(jobs), [], "creator", "url", rows_read=sum(len(j.covers) for j in jobs))
+
+
+def options(**overrides: object) -> RunOptions:
+    return RunOptions(rows=2, cols=3, cell=40, max_images=6, min_image_size=10).with_overrides(
+        **overrides
+    )
+
+
+def run(runner: BatchRunner, m: Manifest, opts: RunOptions) -> BatchSummary:
+    return asyncio.run(runner.run(m, opts, source="test.csv"))
+
+
+@pytest.fixture
+def ports() -> Iterator[tuple[InMemoryObjectStore, InMemoryStateStore]]:
+    yield InMemoryObjectStore(), InMemoryStateStore()
+
+
+def cell_colour(collage: bytes, index: int, cols: int = 3, cell: int = 40) -> tuple[int, ...]:
+    with Image.open(io.BytesIO(collage)) as image:
+        x = (index % cols) * cell + cell // 2
+        y = (index // cols) * cell + cell // 2
+        return tuple(image.convert("RGB").getpixel((x, y)))  # type: ignore[arg-type]
+
+
+def close_to(actual: tuple[int, ...], expected: tuple[int, int, int], tol: int = 12) -> bool:
+    return all(abs(a - e) <= tol for a, e in zip(actual, expected, strict=True))
+
+
+def test_covers_land_in_csv_order_and_state_is_recorded(ports) -> None:  # type: ignore[no-untyped-def]
+    store, state = ports
+    fetcher = DictFetcher({"a": jpeg(RED), "b": png(GREEN), "c": jpeg(BLUE)})
+    runner = BatchRunner(store, state, fetcher, clock=SteppingClock())
+    summary = run(runner, manifest(job("Ann", ["a", "b", "c"])), options())
+
+    assert summary.totals["completed"] == 1 and summary.exit_code == 0
+    creator = summary.creators[0]
+    collage = store.get(creator["collage_key"])
+    with Image.open(io.BytesIO(collage)) as image:
+        assert image.size == (120, 40)  # 3 covers, 3 columns -> one row
+    for index, colour in enumerate([RED, GREEN, BLUE]):
+        assert close_to(cell_colour(collage, index), colour), index
+    record = state.get_creator("Ann", summary.batch_id)
+    assert record is not None and record.status is CreatorStatus.COMPLETED
+    assert record.images_processed == 3 and record.collage_key == creator["collage_key"]
+    assert creator["collage_key"].startswith("collages/by-creator/Ann/collage_2026")
+    meta = json.loads(store.get(f"results/metadata/{summary.batch_id}/Ann.json"))
+    assert [c["cell"] for c in meta["covers"]] == [0, 1, 2]
+    saved = json.loads(store.get(summary.summary_key))
+    assert saved["totals"]["images_used"] == 3
+    assert "collages/by-creator/Ann/" in store.get("index.html").decode()
+
+
+def test_duplicates_count_once_and_failures_are_backfilled(ports) -> None:  # type: ignore[no-untyped-def]
+    store, state = ports
+    responses: dict[str, bytes | str] = {
+        "bad": "http_500",
+        "red": jpeg(RED),
+        "red-again": jpeg(RED),  # same bytes under another URL
+        "green": jpeg(GREEN),
+        "blue": jpeg(BLUE),
+        "yellow": jpeg(YELLOW),
+    }
+    fetcher = DictFetcher(responses)
+    runner = BatchRunner(store, state, fetcher, clock=SteppingClock())
+    urls = ["bad", "red", "red-again", "green", "blue", "yellow"]
+    summary = run(runner, manifest(job("Bo", urls)), options(max_images=3))
+
+    creator = summary.creators[0]
+    assert creator["images_used"] == 3 and creator["duplicates"] == 1
+    collage = store.get(creator["collage_key"])
+    for index, colour in enumerate([RED, GREEN, BLUE]):
+        assert close_to(cell_colour(collage, index), colour)
+    assert "yellow" not in fetcher.calls  # the grid was full before it was needed
+    assert summary.failures_by_reason == {"http_500": 1}
+    assert [f["url"] for f in summary.failed_urls] == ["bad"]
+
+
+def test_a_failed_creator_does_not_fail_the_others(ports) -> None:  # type: ignore[no-untyped-def]
+    store, state = ports
+    fetcher = DictFetcher({"ok": jpeg(RED), "tiny": jpeg(RED, size=(5, 5)), "html": b"<html>"})
+    runner = BatchRunner(store, state, fetcher, clock=SteppingClock())
+    m = manifest(job("good", ["ok"]), job("bad", ["tiny", "html", "gone"]))
+    summary = run(runner, m, options())
+
+    assert summary.exit_code == 3
+    by_name = {c["creator"]: c for c in summary.creators}
+    assert by_name["good"]["status"] == "completed"
+    assert by_name["bad"]["status"] == "failed"
+    assert by_name["bad"]["failures"] == {"too_small": 1, "not_an_image": 1, "http_404": 1}
+    assert "0 usable cover(s)" in by_name["bad"]["error"]
+    assert summary.failures_by_reason == {"too_small": 1, "not_an_image": 1, "http_404": 1}
+
+
+def test_rerun_skips_unchanged_and_rerenders_only_what_changed(ports) -> None:  # type: ignore[no-untyped-def]
+    store, state = ports
+    responses: dict[str, bytes | str] = {"a": jpeg(RED), "b": jpeg(GREEN), "c": jpeg(BLUE)}
+    fetcher = DictFetcher(responses)
+    runner = BatchRunner(store, state, fetcher, clock=SteppingClock())
+    m = manifest(job("one", ["a", "b"]), job("two", ["c"]))
+    first = run(runner, m, options())
+    assert first.totals["completed"] == 2
+
+    second = run(runner, m, options())
+    assert second.totals["skipped_unchanged"] == 2 and second.totals["completed"] == 0
+    assert [c["collage_key"] for c in second.creators] == [c["collage_key"] for c in first.creators]
+
+    fetcher.responses["c"] = jpeg(YELLOW)
+    third = run(runner, m, options())
+    statuses = {c["creator"]: c["status"] for c in third.creators}
+    assert statuses == {"one": "skipped_unchanged", "two": "completed"}
+    new_key = third.creators[1]["collage_key"]
+    assert new_key != first.creators[1]["collage_key"]
+    assert close_to(cell_colour(store.get(new_key), 0), YELLOW)
+
+    forced = run(runner, m, options(force=True))
+    assert forced.totals["completed"] == 2
+    assert len(list(store.list("collages/"))) == 5  # 2 + 1 + 2 renders, nothing overwritten
+
+
+def test_same_second_renders_never_overwrite(ports) -> None:  # type: ignore[no-untyped-def]
+    store, state = ports
+    fetcher = DictFetcher({"a": jpeg(RED)})
+    # Batches a millisecond apart: distinct records, same second in the collage name.
+    frozen = SteppingClock(step=0.001)
+    runner = BatchRunner(store, state, fetcher, clock=frozen)
+    m = manifest(job("same", ["a"]))
+    keys = [run(runner, m, options(force=True)).creators[0]["collage_key"] for _ in range(3)]
+    assert keys[0].endswith("_100000.jpg")
+    assert keys[1].endswith("_100000_1.jpg") and keys[2].endswith("_100000_2.jpg")
+
+
+def test_memory_pressure_retries_in_safe_mode(ports) -> None:  # type: ignore[no-untyped-def]
+    store, state = ports
+    readings = iter([95.0] + [50.0] * 100)  # critical once, then fine
+    monitor = MemoryMonitor(warning=80, critical=90, reader=lambda: next(readings))
+    urls = [f"u{i}" for i in range(30)]
+    colours = [(i * 8 % 256, 100, 200 - i * 5) for i in range(30)]
+    responses: dict[str, bytes | str] = {u: jpeg(c) for u, c in zip(urls, colours, strict=True)}
+    runner = BatchRunner(
+        store, state, DictFetcher(responses), monitor=monitor, clock=SteppingClock()
+    )
+    opts = RunOptions(rows=5, cols=7, cell=20, max_images=35, min_image_size=10)
+    summary = run(runner, manifest(job("big", urls)), opts)
+
+    creator = summary.creators[0]
+    assert creator["status"] == "completed" and creator["safe_mode"] is True
+    assert creator["images_used"] == 20  # safe mode caps covers at 20
+    assert summary.peak_memory_percent == 95.0
+
+
+def test_memory_pressure_twice_fails_only_that_creator(ports) -> None:  # type: ignore[no-untyped-def]
+    store, state = ports
+    readings = iter([95.0, 95.0] + [10.0] * 100)
+    monitor = MemoryMonitor(warning=80, critical=90, reader=lambda: next(readings))
+    fetcher = DictFetcher({"a": jpeg(RED), "b": jpeg(BLUE)})
+    runner = BatchRunner(store, state, fetcher, monitor=monitor, clock=SteppingClock())
+    summary = run(
+        runner, manifest(job("first", ["a"]), job("second", ["b"])), options(max_workers=1)
+    )
+    statuses = {c["creator"]: c["status"] for c in summary.creators}
+    assert statuses == {"first": "failed", "second": "completed"}
+    assert summary.creators[0]["error"].startswith("memory_critical")
+
+
+def test_redelivered_creator_is_replayed_not_rendered_again(ports) -> None:  # type: ignore[no-untyped-def]
+    store, state = ports
+    fetcher = DictFetcher({"a": jpeg(RED)})
+    runner = BatchRunner(store, state, fetcher, clock=SteppingClock())
+    m = manifest(job("again", ["a"]))
+    summary = run(runner, m, options())
+    from imgpipe.service.pipeline import BatchContext
+
+    record = state.get_creator("again", summary.batch_id)
+    assert record is not None
+    context = BatchContext(summary.batch_id, record.processing_date, record.ttl)
+    replay = asyncio.run(runner.pipeline.process(m.jobs[0], context, options()))
+    assert replay.replayed and replay.status is CreatorStatus.COMPLETED
+    assert replay.collage_key == summary.creators[0]["collage_key"]
+    assert len(list(store.list("collages/"))) == 1
+    assert fetcher.calls == ["a"]
+
+
+def test_store_failure_for_one_creator_is_contained(ports) -> None:  # type: ignore[no-untyped-def]
+    store, state = ports
+
+    class FlakyStore(InMemoryObjectStore):
+        def put(self, key: str, data: bytes, **kwargs):  # type: ignore[no-untyped-def,override]
+            if "/broken/" in key:
+                raise OSError("disk on fire")
+            return super().put(key, data, **kwargs)
+
+    flaky = FlakyStore()
+    fetcher = DictFetcher({"a": jpeg(RED), "b": jpeg(BLUE)})
+    runner = BatchRunner(flaky, state, fetcher, clock=SteppingClock())
+    summary = run(runner, manifest(job("broken", ["a"]), job("fine", ["b"])), options())
+    statuses = {c["creator"]: c["status"] for c in summary.creators}
+    assert statuses == {"broken": "failed", "fine": "completed"}
+    assert "disk on fire" in summary.creators[0]["error"]
