@@ -1,31 +1,34 @@
-"""``python -m benchmarks``: the render benchmark, then the end-to-end one when present.
+"""``python -m benchmarks [NAME...]``: run every ``benchmarks/bench_*.py`` (or the named ones).
 
-``bench_e2e`` is optional: it is imported lazily so that this entry point works
-before (and without) it, but an import error *inside* it is not swallowed.
+Each module has ``main() -> int``; modules run in name order with ``bench_render``
+first, and the exit status is the first non-zero one. ``make bench`` runs them all.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
-from benchmarks import bench_render
-
-OPTIONAL = "benchmarks.bench_e2e"
+FIRST = "bench_render"
 
 
-def main() -> int:
-    status = bench_render.main()
-    try:
-        module = importlib.import_module(OPTIONAL)
-    except ModuleNotFoundError as exc:
-        if exc.name != OPTIONAL:
-            raise  # bench_e2e exists but one of its own imports is missing
-        print(f"\n({OPTIONAL} not present; skipped)")
-        return status
-    print()
-    return status or int(module.main() or 0)
+def discover() -> list[str]:
+    names = sorted(p.stem for p in Path(__file__).parent.glob("bench_*.py"))
+    return sorted(names, key=lambda name: name != FIRST)
+
+
+def main(argv: list[str]) -> int:
+    wanted = [a.removeprefix("bench_") for a in argv]
+    names = [n for n in discover() if not wanted or n.removeprefix("bench_") in wanted]
+    status = 0
+    for i, name in enumerate(names):
+        if i:
+            print()
+        module = importlib.import_module(f"benchmarks.{name}")
+        status = status or int(module.main() or 0)
+    return status
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -13,8 +13,10 @@ so services and entry points only ever catch ``ImgpipeError`` subclasses::
     ├── ImageError             bytes are not a usable image (carries a reason code)
     ├── StorageError           object store failure
     │   └── KeyCollisionError  a put-if-absent found the key taken
-    └── StateError             state store failure
-        └── ConditionFailedError  a conditional write lost the race
+    ├── StateError             state store failure
+    │   └── ConditionFailedError  a conditional write lost the race
+    ├── QueueError             work queue failure (SQS)
+    └── MessageError           a queue message or event that cannot be processed (poison)
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ __all__ = [
     "InputError",
     "KeyCollisionError",
     "ManifestError",
+    "MessageError",
+    "QueueError",
     "StateError",
     "StorageError",
 ]
@@ -88,3 +92,11 @@ class StateError(ImgpipeError):
 
 class ConditionFailedError(StateError):
     """A conditional state write found a different state than expected."""
+
+
+class QueueError(ImgpipeError):
+    """The work queue failed."""
+
+
+class MessageError(ImgpipeError):
+    """A queue message or event cannot be processed: bad JSON, unknown type, missing object."""

@@ -11,13 +11,13 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
 
-__all__ = ["Metrics", "ObjectStore", "StateStore", "StoredObject"]
+__all__ = ["Metrics", "ObjectStore", "QueueMessage", "StateStore", "StoredObject", "WorkQueue"]
 
 
 @dataclass(frozen=True)
@@ -79,12 +79,58 @@ class StateStore(Protocol):
         """Records of one creator across batches, newest first."""
         ...
 
+    def finish_creator(
+        self, record: CreatorRecord, *, expected: tuple[CreatorStatus, ...]
+    ) -> BatchRecord | None:
+        """Atomically write the final ``record`` (only if the stored status is one of
+        ``expected``, else ConditionFailedError and nothing changes) and add one to the
+        batch's counter for ``record.status`` (completed / failed / skipped).
+
+        Returns the batch record after the increment, or None when the batch has no
+        record. Because the write and the count are one transaction, a redelivered
+        message can never count a creator twice.
+        """
+        ...
+
+    def claim_summary(self, batch_id: str) -> bool:
+        """True for exactly one caller per batch: that caller writes the batch summary."""
+        ...
+
     def put_batch(self, batch: BatchRecord) -> None: ...
 
     def get_batch(self, batch_id: str) -> BatchRecord | None: ...
 
     def list_batches(self, limit: int = 50) -> list[BatchRecord]:
         """Newest first."""
+        ...
+
+
+@dataclass(frozen=True)
+class QueueMessage:
+    message_id: str
+    body: str
+    receipt: str  # what delete/release need (SQS receipt handle)
+    receive_count: int = 1
+
+
+class WorkQueue(Protocol):
+    """At-least-once messages: SQS, or an in-memory fake in tests."""
+
+    def send(self, bodies: Sequence[str]) -> None:
+        """Send every body (in batches of 10 where the backend batches); QueueError
+        names the bodies that could not be sent."""
+        ...
+
+    def receive(self, *, max_messages: int = 10, wait_seconds: int = 20) -> list[QueueMessage]:
+        """Up to ``max_messages``, waiting at most ``wait_seconds`` (long polling)."""
+        ...
+
+    def delete(self, message: QueueMessage) -> None:
+        """Acknowledge: the message is done and must not be delivered again."""
+        ...
+
+    def release(self, message: QueueMessage, *, delay_seconds: int = 0) -> None:
+        """Give the message back for another delivery after ``delay_seconds``."""
         ...
 
 

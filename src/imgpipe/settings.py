@@ -141,6 +141,10 @@ class Settings(BaseSettings):
     aws_endpoint_url: str = Field(
         "", validation_alias=_env("IMGPIPE_AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL")
     )
+    aws_region: str = Field("us-east-1", validation_alias=_env("AWS_REGION", "AWS_DEFAULT_REGION"))
+    csv_prefix: str = Field("csv-files/", validation_alias=_env("IMGPIPE_CSV_PREFIX"))
+    presign_expiry: int = Field(3600, validation_alias=_env("IMGPIPE_PRESIGN_EXPIRY"))
+    metrics_namespace: str = Field("imgpipe", validation_alias=_env("IMGPIPE_METRICS_NAMESPACE"))
 
     # rendering
     default_rows: int = Field(5, validation_alias=_env("DEFAULT_ROWS"))
@@ -178,7 +182,36 @@ class Settings(BaseSettings):
     batch_coordination_enabled: bool = Field(
         True, validation_alias=_env("BATCH_COORDINATION_ENABLED")
     )
+
+    # compression (event, CLI, API)
+    compress_prefix: str = Field("uploads/", validation_alias=_env("IMGPIPE_COMPRESS_PREFIX"))
+    compress_max_size: int = Field(800, validation_alias=_env("IMGPIPE_COMPRESS_MAX_SIZE"))
+    compress_quality: int = Field(85, validation_alias=_env("IMGPIPE_COMPRESS_QUALITY"))
+
+    # comparison (the original system's configuration names)
+    compare_backend: Literal["builtin", "vlm"] = Field(
+        "builtin", validation_alias=_env("IMGPIPE_COMPARE_BACKEND")
+    )
+    vlm_url: str = Field("", validation_alias=_env("IMGPIPE_VLM_URL"))
+    vlm_model: str = Field("", validation_alias=_env("IMGPIPE_VLM_MODEL"))
+    vlm_api_key: str = Field("", validation_alias=_env("IMGPIPE_VLM_API_KEY"))
+    vlm_max_in_flight: int = Field(1, validation_alias=_env("IMGPIPE_VLM_MAX_IN_FLIGHT"))
+    focus_elements: str = Field(
+        "subject,composition,colors,text", validation_alias=_env("FOCUS_ELEMENTS")
+    )
+    comparison_aspects: str = Field(
+        "visual_similarity,style,content", validation_alias=_env("COMPARISON_ASPECTS")
+    )
+    similarity_threshold: float = Field(0.8, validation_alias=_env("SIMILARITY_THRESHOLD"))
+    image_quality: int = Field(85, validation_alias=_env("IMAGE_QUALITY"))
+    processing_timeout: float = Field(60.0, validation_alias=_env("PROCESSING_TIMEOUT"))
+
+    # HTTP service
     api_key: str = Field("", validation_alias=_env("IMGPIPE_API_KEY"))
+    max_upload_bytes: int = Field(
+        50 * 1024 * 1024, validation_alias=_env("IMGPIPE_MAX_UPLOAD_BYTES")
+    )
+    cors_origins: str = Field("", validation_alias=_env("IMGPIPE_CORS_ORIGINS"))
 
     @field_validator("content_hash_algorithm")
     @classmethod

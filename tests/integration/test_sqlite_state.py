@@ -202,6 +202,79 @@ def test_metadata_that_is_not_json_is_refused(state: StateStore) -> None:
     assert state.get_creator("Ann", "b1") is None
 
 
+def _batch_of(total: int) -> BatchRecord:
+    return BatchRecord("b1", "2026-01-02T03:04:05+00:00", "x.csv", total_creators=total)
+
+
+def test_finish_counts_once_even_when_redelivered(state: StateStore) -> None:
+    state.put_batch(_batch_of(2))
+    state.put_creator(creator(status=PROCESSING), expected=())
+    after = state.finish_creator(creator(status=COMPLETED), expected=(PROCESSING,))
+    assert after is not None and (after.completed, after.failed, after.skipped) == (1, 0, 0)
+    with pytest.raises(ConditionFailedError):  # a second delivery of the same finish
+        state.finish_creator(creator(status=COMPLETED), expected=(PROCESSING,))
+    batch = state.get_batch("b1")
+    assert batch is not None and batch.completed == 1
+    assert state.get_creator("Ann", "b1").status == COMPLETED  # type: ignore[union-attr]
+
+
+def test_finish_counts_by_final_status(state: StateStore) -> None:
+    state.put_batch(_batch_of(3))
+    statuses = [COMPLETED, CreatorStatus.FAILED, CreatorStatus.SKIPPED_UNCHANGED]
+    for name, status in zip(["A", "B", "C"], statuses, strict=True):
+        state.put_creator(creator(name, status=PROCESSING), expected=())
+        last = state.finish_creator(creator(name, status=status), expected=(PROCESSING,))
+    assert last is not None and (last.completed, last.failed, last.skipped) == (1, 1, 1)
+
+
+def test_finish_without_batch_record_returns_none(state: StateStore) -> None:
+    state.put_creator(creator(status=PROCESSING), expected=())
+    assert state.finish_creator(creator(status=COMPLETED), expected=(PROCESSING,)) is None
+    assert state.get_creator("Ann", "b1").status == COMPLETED  # type: ignore[union-attr]
+
+
+def test_finish_refuses_a_non_final_status(state: StateStore) -> None:
+    state.put_batch(_batch_of(1))
+    state.put_creator(creator(status=PENDING), expected=())
+    with pytest.raises(ValueError, match="final status"):
+        state.finish_creator(creator(status=PROCESSING), expected=(PENDING,))
+    assert state.get_creator("Ann", "b1").status == PENDING  # type: ignore[union-attr]
+
+
+def test_concurrent_finishes_count_every_creator_exactly_once(state: StateStore) -> None:
+    state.put_batch(_batch_of(8))
+    for i in range(8):
+        state.put_creator(creator(f"c{i}", status=PROCESSING), expected=())
+    barrier = threading.Barrier(16)
+
+    def finish(i: int) -> None:  # two deliveries of each creator's finish, at once
+        barrier.wait()
+        try:
+            state.finish_creator(creator(f"c{i % 8}", status=COMPLETED), expected=(PROCESSING,))
+        except ConditionFailedError:
+            pass
+
+    run_threads(finish, 16)
+    batch = state.get_batch("b1")
+    assert batch is not None and batch.completed == 8
+
+
+def test_summary_is_claimed_exactly_once(state: StateStore) -> None:
+    assert state.claim_summary("b1") is False  # no such batch
+    state.put_batch(_batch_of(1))
+    barrier = threading.Barrier(8)
+    wins: list[int] = []
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        if state.claim_summary("b1"):
+            wins.append(i)
+
+    run_threads(claim, 8)
+    assert len(wins) == 1
+    assert state.claim_summary("b1") is False
+
+
 # -- SQLite specifics ----------------------------------------------------------
 
 
@@ -247,6 +320,27 @@ def test_two_connections_race_on_one_file(tmp_path: Path) -> None:
     finally:
         for store in stores:
             store.close()
+
+
+def test_version_1_file_gains_the_summary_claim(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # the batches table as version 1 created it
+        conn.execute(
+            "CREATE TABLE batches (batch_id TEXT PRIMARY KEY, created_at TEXT NOT NULL, "
+            "source TEXT NOT NULL, status TEXT NOT NULL, total_creators INTEGER NOT NULL, "
+            "completed INTEGER NOT NULL, failed INTEGER NOT NULL, skipped INTEGER NOT NULL, "
+            "summary_key TEXT, finished_at TEXT, settings TEXT NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO batches VALUES ('b1','2026','x','running',1,0,0,0,NULL,NULL,'{}')"
+        )
+    conn.close()
+    store = SqliteStateStore(path)
+    try:
+        assert store.get_batch("b1") is not None
+        assert store.claim_summary("b1") is True and store.claim_summary("b1") is False
+    finally:
+        store.close()
 
 
 def test_closed_store_raises_state_error(sqlite_store: SqliteStateStore) -> None:

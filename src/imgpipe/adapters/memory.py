@@ -88,7 +88,9 @@ class InMemoryStateStore:
         # (name, processing_date) -> batch_id: the SQLite primary key, also unique here.
         self._dates: dict[tuple[str, str], str] = {}
         self._batches: dict[str, BatchRecord] = {}
+        self._claimed: set[str] = set()
         self._lock = threading.Lock()
+        self._finish_lock = threading.Lock()
 
     def close(self) -> None:
         """Nothing to release; present so callers can close any state store."""
@@ -122,6 +124,26 @@ class InMemoryStateStore:
                 del self._dates[(stored.creator_name, stored.processing_date)]
             self._creators[ident] = record
             self._dates[date] = record.batch_id
+
+    def finish_creator(
+        self, record: CreatorRecord, *, expected: tuple[CreatorStatus, ...]
+    ) -> BatchRecord | None:
+        counter = CreatorStatus(record.status).batch_counter
+        with self._finish_lock:  # the write and the count happen together or not at all
+            self.put_creator(record, expected=expected)
+            with self._lock:
+                batch = self._batches.get(record.batch_id)
+                if batch is None:
+                    return None
+                setattr(batch, counter, getattr(batch, counter) + 1)
+                return copy.deepcopy(batch)
+
+    def claim_summary(self, batch_id: str) -> bool:
+        with self._lock:
+            if batch_id in self._claimed or batch_id not in self._batches:
+                return False
+            self._claimed.add(batch_id)
+            return True
 
     def get_creator(self, creator_name: str, batch_id: str) -> CreatorRecord | None:
         with self._lock:

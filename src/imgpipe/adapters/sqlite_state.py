@@ -32,7 +32,7 @@ from imgpipe.errors import ConditionFailedError, StateError
 
 __all__ = ["SqliteStateStore"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS creators (
     creator_name TEXT NOT NULL,
@@ -62,7 +62,8 @@ CREATE TABLE IF NOT EXISTS batches (
     skipped INTEGER NOT NULL,
     summary_key TEXT,
     finished_at TEXT,
-    settings TEXT NOT NULL
+    settings TEXT NOT NULL,
+    summary_claimed INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS batches_by_created ON batches (created_at);
 """
@@ -96,6 +97,7 @@ class SqliteStateStore:
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = NORMAL")  # durable enough with WAL
             self._conn.executescript(_SCHEMA)
+            self._migrate()
             self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except (sqlite3.Error, OSError) as exc:
             raise StateError(f"cannot open state database {self.path}: {exc}") from exc
@@ -103,6 +105,14 @@ class SqliteStateStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    def _migrate(self) -> None:
+        """Version 1 files lack the summary claim; add it in place."""
+        columns = {row["name"] for row in self._conn.execute("PRAGMA table_info(batches)")}
+        if "summary_claimed" not in columns:
+            self._conn.execute(
+                "ALTER TABLE batches ADD COLUMN summary_claimed INTEGER NOT NULL DEFAULT 0"
+            )
 
     # -- creators --------------------------------------------------------------
 
@@ -132,21 +142,59 @@ class SqliteStateStore:
                 except sqlite3.IntegrityError as exc:
                     raise ConditionFailedError(f"{who} already exists") from exc
                 return
-            # One statement: the status test and the write cannot be split by another writer.
-            assignments = ", ".join(f"{name} = ?" for name in _CREATOR_FIELDS)
-            statuses = [status.value for status in expected]
+            self._update_from(conn, record, expected)
+
+    @staticmethod
+    def _update_from(
+        conn: sqlite3.Connection, record: CreatorRecord, expected: tuple[CreatorStatus, ...]
+    ) -> None:
+        """Update ``record`` only if its stored status is one of ``expected``."""
+        who = f"creator {record.creator_name!r} in batch {record.batch_id!r}"
+        # One statement: the status test and the write cannot be split by another writer.
+        assignments = ", ".join(f"{name} = ?" for name in _CREATOR_FIELDS)
+        statuses = [status.value for status in expected]
+        try:
+            cursor = conn.execute(
+                f"UPDATE creators SET {assignments} WHERE creator_name = ? AND batch_id = ? "
+                f"AND status IN ({_marks(len(statuses))})",
+                (*_creator_values(record), record.creator_name, record.batch_id, *statuses),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise ConditionFailedError(f"{who}: {exc}") from exc
+        if cursor.rowcount != 1:
+            raise ConditionFailedError(
+                f"{who} is not in status {', '.join(statuses)} (or does not exist)"
+            )
+
+    def finish_creator(
+        self, record: CreatorRecord, *, expected: tuple[CreatorStatus, ...]
+    ) -> BatchRecord | None:
+        """Final write and batch count in one transaction (see ``StateStore``)."""
+        counter = CreatorStatus(record.status).batch_counter
+        with self._session(f"finish of creator {record.creator_name!r}") as conn:
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                cursor = conn.execute(
-                    f"UPDATE creators SET {assignments} WHERE creator_name = ? AND batch_id = ? "
-                    f"AND status IN ({_marks(len(statuses))})",
-                    (*values, record.creator_name, record.batch_id, *statuses),
+                self._update_from(conn, record, expected)
+                conn.execute(
+                    f"UPDATE batches SET {counter} = {counter} + 1 WHERE batch_id = ?",
+                    (record.batch_id,),
                 )
-            except sqlite3.IntegrityError as exc:
-                raise ConditionFailedError(f"{who}: {exc}") from exc
-            if cursor.rowcount != 1:
-                raise ConditionFailedError(
-                    f"{who} is not in status {', '.join(statuses)} (or does not exist)"
-                )
+                row = conn.execute(
+                    f"SELECT {_BATCH_COLUMNS} FROM batches WHERE batch_id = ?", (record.batch_id,)
+                ).fetchone()
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        return _batch(row) if row else None
+
+    def claim_summary(self, batch_id: str) -> bool:
+        with self._session(f"summary claim of batch {batch_id!r}") as conn:
+            cursor = conn.execute(
+                "UPDATE batches SET summary_claimed = 1 WHERE batch_id = ? AND summary_claimed = 0",
+                (batch_id,),
+            )
+            return cursor.rowcount == 1
 
     def get_creator(self, creator_name: str, batch_id: str) -> CreatorRecord | None:
         rows = self._query(
@@ -245,7 +293,7 @@ def _batch_values(b: BatchRecord) -> tuple[Any, ...]:
 
 
 def _batch(row: sqlite3.Row) -> BatchRecord:
-    data = dict(zip(_BATCH_FIELDS, row, strict=True))
+    data = dict(zip(_BATCH_FIELDS, tuple(row)[: len(_BATCH_FIELDS)], strict=True))
     data["status"] = BatchStatus(data["status"])
     data["settings"] = json.loads(data["settings"])
     return BatchRecord(**data)

@@ -59,6 +59,18 @@ class CreatorStatus(StrEnum):
             CreatorStatus.SKIPPED_UNCHANGED,
         )
 
+    @property
+    def batch_counter(self) -> str:
+        """The :class:`BatchRecord` counter a final status adds to (``completed``...)."""
+        counters = {
+            CreatorStatus.COMPLETED: "completed",
+            CreatorStatus.FAILED: "failed",
+            CreatorStatus.SKIPPED_UNCHANGED: "skipped",
+        }
+        if self not in counters:
+            raise ValueError(f"only a final status counts toward a batch, not {self.value!r}")
+        return counters[self]
+
 
 class BatchStatus(StrEnum):
     RUNNING = "running"

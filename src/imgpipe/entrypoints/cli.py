@@ -170,5 +170,8 @@ def _configure_logging(quiet: bool) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+# Further command groups register themselves here, one line each (worker, dlq, serve...).
+
+
 def main() -> None:
     app()

@@ -33,7 +33,13 @@ from imgpipe.domain.fingerprints import collage_fingerprint, content_hash
 from imgpipe.domain.keys import collage_key, metadata_key
 from imgpipe.domain.layout import plan_grid
 from imgpipe.domain.manifest import CoverRef, CreatorJob
-from imgpipe.domain.records import CoverOutcome, CreatorRecord, CreatorStatus, Reason
+from imgpipe.domain.records import (
+    BatchRecord,
+    CoverOutcome,
+    CreatorRecord,
+    CreatorStatus,
+    Reason,
+)
 from imgpipe.errors import ConditionFailedError, ImageError, KeyCollisionError, StorageError
 from imgpipe.fetch.downloader import FetchResult
 from imgpipe.imaging.collage import render_collage
@@ -78,6 +84,7 @@ class CreatorResult:
     error: str | None = None
     safe_mode: bool = False
     replayed: bool = False  # the record was already final; nothing was done again
+    batch: BatchRecord | None = None  # the batch's counts right after this creator finished
 
     @property
     def failures(self) -> list[CoverOutcome]:
@@ -201,7 +208,7 @@ class CreatorPipeline:
             metadata=metadata,
             ttl=context.ttl,
         )
-        self.state.put_creator(record, expected=(CreatorStatus.PROCESSING,))
+        result.batch = self.state.finish_creator(record, expected=(CreatorStatus.PROCESSING,))
         document = {"batch_id": context.batch_id, **metadata}
         self.store.put(
             metadata_key(context.batch_id, result.key),
