@@ -1,6 +1,6 @@
 """``python -m benchmarks [NAME...]``: run every ``benchmarks/bench_*.py`` (or the named ones).
 
-Each module has ``main() -> int``; modules run in name order with ``bench_render``
+Each module has ``main(argv) -> int``; modules run in name order with ``bench_render``
 first, and the exit status is the first non-zero one. ``make bench`` runs them all.
 """
 
@@ -26,7 +26,7 @@ def main(argv: list[str]) -> int:
         if i:
             print()
         module = importlib.import_module(f"benchmarks.{name}")
-        status = status or int(module.main() or 0)
+        status = status or int(module.main([]) or 0)
     return status
 
 

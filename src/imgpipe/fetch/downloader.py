@@ -47,6 +47,7 @@ __all__ = ["Downloader", "FetchPolicy", "FetchResult"]
 log = logging.getLogger(__name__)
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+POOL_SIZE = 8  # connections per httpx pool (see Downloader.__init__)
 
 
 @dataclass(frozen=True)
@@ -185,15 +186,30 @@ class Downloader:
         self._slots = asyncio.Semaphore(policy.concurrency)
         self._host_slots: dict[str, asyncio.Semaphore] = {}
         guard = AddressGuard(policy.allowed_networks, resolver)
-        limits = httpx.Limits(
-            max_connections=policy.concurrency, max_keepalive_connections=policy.concurrency
-        )
-        self._client = httpx.AsyncClient(
+        # httpcore's pool scans every queued request against every connection
+        # on each request and response (quadratic in the pool size): at 64
+        # connections that cost more CPU than decoding the images. Several
+        # small pools keep the scan short; a request takes a free "lane" (a
+        # pool with a free connection) while it holds a global slot, and there
+        # are exactly as many lanes as slots, so taking one never waits.
+        lanes = [
+            min(POOL_SIZE, policy.concurrency - start)
+            for start in range(0, policy.concurrency, POOL_SIZE)
+        ]
+        self._clients = [self._make_client(guard, size) for size in lanes]
+        self._lanes: asyncio.Queue[int] = asyncio.Queue()
+        for index, size in enumerate(lanes):
+            for _ in range(size):
+                self._lanes.put_nowait(index)
+
+    def _make_client(self, guard: AddressGuard, connections: int) -> httpx.AsyncClient:
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        return httpx.AsyncClient(
             transport=GuardedTransport(guard, limits=limits),
-            headers={"User-Agent": policy.user_agent, "Accept": "image/*"},
+            headers={"User-Agent": self._policy.user_agent, "Accept": "image/*"},
             # Our deadline per request is asyncio.timeout below; httpx's
             # per-operation timeouts stay as a backstop.
-            timeout=httpx.Timeout(policy.timeout),
+            timeout=httpx.Timeout(self._policy.timeout),
             follow_redirects=False,  # every hop must pass the guard: see _attempt
             trust_env=False,  # an environment proxy would bypass the address guard
         )
@@ -210,7 +226,7 @@ class Downloader:
 
     async def aclose(self) -> None:
         """Close pooled connections."""
-        await self._client.aclose()
+        await asyncio.gather(*(client.aclose() for client in self._clients))
 
     async def __aenter__(self) -> Downloader:
         return self
@@ -324,9 +340,10 @@ class Downloader:
         # Per-host slot first: a task waiting for a busy host must not sit on
         # one of the global slots that requests to other hosts could use.
         async with self._host_slot(url.host), self._slots:
+            lane = self._lanes.get_nowait()  # a free lane always exists: see __init__
             try:
                 async with asyncio.timeout(self._policy.timeout):
-                    async with self._client.stream("GET", url) as response:
+                    async with self._clients[lane].stream("GET", url) as response:
                         return await self._read(url, response)
             except (TimeoutError, httpx.TimeoutException):
                 detail = f"no complete response within {self._policy.timeout:g} s"
@@ -341,6 +358,8 @@ class Downloader:
                 return replace(
                     failed, reason=Reason.CONNECTION_ERROR, detail=detail, retryable=True
                 )
+            finally:
+                self._lanes.put_nowait(lane)
 
     async def _read(self, url: httpx.URL, response: httpx.Response) -> _Outcome | httpx.URL:
         status = response.status_code
