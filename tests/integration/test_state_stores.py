@@ -1,4 +1,7 @@
-"""SqliteStateStore on a real file; the contract tests also run against the in-memory fake."""
+"""The StateStore contract, run against SQLite on a real file, DynamoDB on moto and the fake.
+
+SQLite-specific behaviour (WAL, migration, two connections) is tested at the end.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from imgpipe.adapters.dynamodb_state import DynamoStateStore, create_state_table
 from imgpipe.adapters.memory import InMemoryStateStore
 from imgpipe.adapters.sqlite_state import SqliteStateStore
 from imgpipe.domain.records import BatchRecord, BatchStatus, CreatorRecord, CreatorStatus
 from imgpipe.errors import ConditionFailedError, StateError
 from imgpipe.ports import StateStore
+from tests.support.aws import client
 
 PENDING, PROCESSING, COMPLETED = (
     CreatorStatus.PENDING,
@@ -70,17 +75,22 @@ def sqlite_store(tmp_path: Path) -> Iterator[SqliteStateStore]:
     store.close()
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "dynamodb"])
 def state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
     if request.param == "memory":
         yield InMemoryStateStore()
+        return
+    if request.param == "dynamodb":  # moto's DynamoDB over HTTP, the table as deployed
+        settings = request.getfixturevalue("aws")
+        create_state_table(client(settings, "dynamodb"), "state")
+        yield DynamoStateStore("state", settings=settings)
         return
     store = SqliteStateStore(tmp_path / "state.sqlite3")
     yield store
     store.close()
 
 
-# -- contract (both stores) ----------------------------------------------------
+# -- contract (every store) ----------------------------------------------------
 
 
 def test_round_trip_of_every_field(state: StateStore) -> None:

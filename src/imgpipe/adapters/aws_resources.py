@@ -1,0 +1,109 @@
+"""Create the AWS resources imgpipe needs, idempotently, for a local AWS-compatible server.
+
+The SAM template (``deploy/template.yaml``) is the way to deploy on AWS; this is
+for LocalStack, moto and tests, behind ``imgpipe aws-init``::
+
+    names = ensure_resources(settings, prefix="imgpipe")
+    names["queue_url"], names["dlq_url"]
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from imgpipe.adapters.aws_clients import aws_error_code, make_client
+from imgpipe.adapters.dynamodb_state import create_state_table
+from imgpipe.settings import Settings
+
+__all__ = ["QUEUE_ATTRIBUTES", "ensure_resources"]
+
+# The original system's queue: 15 min to process a message, 14 days of retention,
+# 20 s long polling, and 3 receives before the dead-letter queue.
+QUEUE_ATTRIBUTES = {
+    "VisibilityTimeout": "900",
+    "MessageRetentionPeriod": "1209600",
+    "ReceiveMessageWaitTimeSeconds": "20",
+}
+MAX_RECEIVE_COUNT = 3
+
+
+def ensure_resources(
+    settings: Settings, *, prefix: str = "imgpipe", notify_prefix: str | None = None
+) -> dict[str, str]:
+    """Buckets, queue + DLQ with redrive, the state table, and the CSV upload notification.
+
+    Names come from the settings when set (INPUT_BUCKET...), else from ``prefix``.
+    Returns the names and URLs, ready to export as environment variables.
+    """
+    s3 = make_client("s3", settings)
+    sqs = make_client("sqs", settings)
+    dynamodb = make_client("dynamodb", settings)
+    names = {
+        "INPUT_BUCKET": settings.input_bucket or f"{prefix}-input",
+        "OUTPUT_BUCKET": settings.output_bucket or f"{prefix}-output",
+        "TEMP_BUCKET": settings.temp_bucket or f"{prefix}-temp",
+        "DYNAMODB_TABLE_NAME": settings.dynamodb_table_name or f"{prefix}-state",
+    }
+    for key in ("INPUT_BUCKET", "OUTPUT_BUCKET", "TEMP_BUCKET"):
+        _bucket(s3, names[key], settings.aws_region)
+
+    dlq_url = sqs.create_queue(
+        QueueName=f"{prefix}-dlq", Attributes={"MessageRetentionPeriod": "1209600"}
+    )["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
+    queue_url = sqs.create_queue(
+        QueueName=f"{prefix}-queue",
+        Attributes={**QUEUE_ATTRIBUTES, "RedrivePolicy": json.dumps(redrive)},
+    )["QueueUrl"]
+    names["SQS_QUEUE_URL"], names["SQS_DLQ_URL"] = queue_url, dlq_url
+
+    try:
+        create_state_table(dynamodb, names["DYNAMODB_TABLE_NAME"])
+    except Exception as exc:
+        if aws_error_code(exc) != "ResourceInUseException":
+            raise
+
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    rules = [
+        {"Name": "prefix", "Value": notify_prefix or settings.csv_prefix},
+        {"Name": "suffix", "Value": ".csv"},
+    ]
+    s3.put_bucket_notification_configuration(
+        Bucket=names["INPUT_BUCKET"],
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": queue_arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {"Key": {"FilterRules": rules}},
+                }
+            ]
+        },
+    )
+    return names
+
+
+def _bucket(s3: Any, name: str, region: str) -> None:
+    params: dict[str, Any] = {"Bucket": name}
+    if region != "us-east-1":
+        params["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    try:
+        s3.create_bucket(**params)
+    except Exception as exc:
+        if aws_error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+    s3.put_public_access_block(
+        Bucket=name,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )

@@ -1,0 +1,168 @@
+"""ObjectStore on an S3 bucket, with the local folder's key layout and rules.
+
+Uploads carry ``ContentType``, a year of ``CacheControl`` (keys are never
+rewritten with other bytes: collage keys carry a timestamp) and AES256
+server-side encryption. Bodies above ``multipart_threshold`` go through boto3's
+managed transfer (multipart). ``if_absent`` is a conditional put
+(``If-None-Match: *``), so two workers can never overwrite each other's collage::
+
+    store = S3ObjectStore("imgpipe-output", settings=settings)
+    store.put("collages/by-creator/Ann/collage_20260102_030405.jpg", data,
+              content_type="image/jpeg", if_absent=True)
+    store.url_for(key)   # a presigned GET URL, valid for ``presign_expiry`` seconds
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from imgpipe.adapters.aws_clients import aws_error_code, make_client
+from imgpipe.adapters.local_store import check_key
+from imgpipe.errors import KeyCollisionError, StorageError
+from imgpipe.ports import StoredObject
+from imgpipe.settings import Settings
+
+__all__ = ["S3ObjectStore"]
+
+CACHE_CONTROL = "max-age=31536000"
+_MISSING = {"NoSuchKey", "404", "NotFound"}
+_TAKEN = {"PreconditionFailed", "ConditionalRequestConflict", "412"}
+
+
+class S3ObjectStore:
+    """Keyed bytes in one bucket; ``client`` is injectable (tests, custom sessions)."""
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        client: Any | None = None,
+        settings: Settings | None = None,
+        presign_expiry: int | None = None,
+        multipart_threshold: int = 8 * 1024 * 1024,
+    ) -> None:
+        if not bucket:
+            raise StorageError("no bucket configured (INPUT_BUCKET / OUTPUT_BUCKET / TEMP_BUCKET)")
+        self.bucket = bucket
+        self._settings = settings
+        self._client = client
+        self.presign_expiry = presign_expiry or (settings.presign_expiry if settings else 3600)
+        self.multipart_threshold = multipart_threshold
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = make_client("s3", self._settings)
+        return self._client
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        if_absent: bool = False,
+        metadata: Mapping[str, str] | None = None,
+    ) -> StoredObject:
+        check_key(key)
+        extra: dict[str, Any] = {
+            "ContentType": content_type,
+            "CacheControl": CACHE_CONTROL,
+            "ServerSideEncryption": "AES256",
+            "Metadata": dict(metadata or {}),
+        }
+        try:
+            if len(data) > self.multipart_threshold and not if_absent:
+                from boto3.s3.transfer import TransferConfig
+
+                transfer = TransferConfig(
+                    multipart_threshold=self.multipart_threshold,
+                    multipart_chunksize=self.multipart_threshold,
+                )
+                self.client.upload_fileobj(
+                    io.BytesIO(data), self.bucket, key, ExtraArgs=extra, Config=transfer
+                )
+            else:
+                condition = {"IfNoneMatch": "*"} if if_absent else {}
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=data, **extra, **condition)
+        except Exception as exc:
+            if aws_error_code(exc) in _TAKEN:
+                raise KeyCollisionError(f"s3://{self.bucket}/{key} already exists") from exc
+            raise StorageError(f"cannot write s3://{self.bucket}/{key}: {exc}") from exc
+        return StoredObject(key=key, size=len(data), url=f"s3://{self.bucket}/{key}")
+
+    def get(self, key: str) -> bytes:
+        check_key(key)
+        try:
+            body: bytes = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except Exception as exc:
+            if aws_error_code(exc) in _MISSING:
+                raise StorageError(f"no such key: s3://{self.bucket}/{key}") from exc
+            raise StorageError(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
+        return body
+
+    def size(self, key: str) -> int:
+        """The object's size in bytes without reading it (StorageError if missing)."""
+        check_key(key)
+        try:
+            return int(self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+        except Exception as exc:
+            raise StorageError(f"cannot stat s3://{self.bucket}/{key}: {exc}") from exc
+
+    def exists(self, key: str) -> bool:
+        check_key(key)
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            if aws_error_code(exc) in _MISSING:
+                return False
+            raise StorageError(f"cannot check s3://{self.bucket}/{key}: {exc}") from exc
+        return True
+
+    def delete(self, key: str) -> None:
+        check_key(key)
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            raise StorageError(f"cannot delete s3://{self.bucket}/{key}: {exc}") from exc
+
+    def move(self, source: str, target: str) -> None:
+        """Server-side copy then delete (how CSVs are archived)."""
+        check_key(source)
+        check_key(target)
+        try:
+            self.client.copy_object(
+                Bucket=self.bucket,
+                Key=target,
+                CopySource={"Bucket": self.bucket, "Key": source},
+                ServerSideEncryption="AES256",
+            )
+        except Exception as exc:
+            raise StorageError(f"cannot move s3://{self.bucket}/{source}: {exc}") from exc
+        self.delete(source)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        keys: list[str] = []
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            )
+            for page in pages:
+                keys.extend(item["Key"] for item in page.get("Contents", []))
+        except Exception as exc:
+            raise StorageError(f"cannot list s3://{self.bucket}/{prefix}: {exc}") from exc
+        return iter(sorted(keys))
+
+    def url_for(self, key: str) -> str:
+        check_key(key)
+        try:
+            url: str = self.client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": key},
+                ExpiresIn=self.presign_expiry,
+            )
+        except Exception as exc:
+            raise StorageError(f"cannot presign s3://{self.bucket}/{key}: {exc}") from exc
+        return url

@@ -1,0 +1,3 @@
+"""Fixtures shared across test folders (moto server for the AWS paths)."""
+
+pytest_plugins = ["tests.support.aws"]

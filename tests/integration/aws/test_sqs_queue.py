@@ -1,0 +1,87 @@
+"""SqsWorkQueue and the resources of ``ensure_resources`` against moto's SQS, S3, DynamoDB."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from imgpipe.adapters.aws_resources import ensure_resources
+from imgpipe.adapters.sqs_queue import SqsWorkQueue
+from imgpipe.errors import QueueError
+from imgpipe.settings import Settings
+from tests.support.aws import client
+
+
+@pytest.fixture
+def names(aws: Settings) -> dict[str, str]:
+    created = ensure_resources(aws, prefix="t")
+    # S3 announces a new notification with an s3:TestEvent, as AWS does.
+    seen = drain(SqsWorkQueue(created["SQS_QUEUE_URL"], settings=aws))
+    assert [json.loads(body)["Event"] for body in seen] == ["s3:TestEvent"]
+    return created
+
+
+def drain(queue: SqsWorkQueue) -> list[str]:
+    bodies: list[str] = []
+    while batch := queue.receive(wait_seconds=0):
+        for message in batch:
+            bodies.append(message.body)
+            queue.delete(message)
+    return bodies
+
+
+def test_send_in_batches_receive_and_delete(aws: Settings, names: dict[str, str]) -> None:
+    queue = SqsWorkQueue(names["SQS_QUEUE_URL"], settings=aws)
+    queue.send([f"m{i}" for i in range(23)])  # three SendMessageBatch calls
+    assert sorted(drain(queue), key=lambda b: int(b[1:])) == [f"m{i}" for i in range(23)]
+    assert queue.receive(wait_seconds=0) == []
+
+
+def test_unreceived_three_times_goes_to_the_dlq(aws: Settings, names: dict[str, str]) -> None:
+    queue = SqsWorkQueue(names["SQS_QUEUE_URL"], settings=aws)
+    dlq = SqsWorkQueue(names["SQS_DLQ_URL"], settings=aws)
+    queue.send(["poison"])
+    counts = []
+    for _ in range(3):
+        (message,) = queue.receive(wait_seconds=0)
+        counts.append(message.receive_count)
+        queue.release(message)  # a failed attempt: visible again at once
+    assert counts == [1, 2, 3]
+    assert queue.receive(wait_seconds=0) == []  # the 4th receive moved it to the DLQ
+    peeked = dlq.peek(10)
+    assert [m.body for m in peeked] == ["poison"]
+    assert [m.body for m in dlq.peek(10)] == ["poison"]  # peeking does not consume
+    assert dlq.redrive_to(queue) == 1
+    assert dlq.receive(wait_seconds=0) == []
+    assert drain(queue) == ["poison"]
+
+
+def test_send_to_a_missing_queue_names_it(aws: Settings) -> None:
+    url = "http://127.0.0.1:1/123456789012/nope"
+    with pytest.raises(QueueError, match="nope"):
+        SqsWorkQueue(url, settings=aws).send(["x"])
+
+
+def test_resources_match_the_deployed_shape(aws: Settings, names: dict[str, str]) -> None:
+    sqs = client(aws, "sqs")
+    attributes = sqs.get_queue_attributes(QueueUrl=names["SQS_QUEUE_URL"], AttributeNames=["All"])[
+        "Attributes"
+    ]
+    assert attributes["VisibilityTimeout"] == "900"
+    assert attributes["MessageRetentionPeriod"] == "1209600"
+    assert attributes["ReceiveMessageWaitTimeSeconds"] == "20"
+    assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] in (3, "3")
+    table = client(aws, "dynamodb").describe_table(TableName=names["DYNAMODB_TABLE_NAME"])
+    indexes = {i["IndexName"] for i in table["Table"]["GlobalSecondaryIndexes"]}
+    assert indexes == {"batch-id-index", "status-date-index"}
+    ttl = client(aws, "dynamodb").describe_time_to_live(TableName=names["DYNAMODB_TABLE_NAME"])
+    assert ttl["TimeToLiveDescription"]["AttributeName"] == "ttl"
+    s3 = client(aws, "s3")
+    notification = s3.get_bucket_notification_configuration(Bucket=names["INPUT_BUCKET"])
+    rules = notification["QueueConfigurations"][0]["Filter"]["Key"]["FilterRules"]
+    assert {r["Name"].lower(): r["Value"] for r in rules} == {
+        "prefix": "csv-files/",
+        "suffix": ".csv",
+    }
+    assert ensure_resources(aws, prefix="t") == names  # idempotent
