@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from imgpipe.bootstrap import open_backend, run_csv
+from imgpipe.entrypoints import cli_aws
 from imgpipe.entrypoints.progress import LogProgress, RichProgress
 from imgpipe.entrypoints.report import print_batch, print_batches, print_summary
 from imgpipe.errors import ImgpipeError, InputError
@@ -171,6 +172,7 @@ def _configure_logging(quiet: bool) -> None:
 
 
 # Further command groups register themselves here, one line each (worker, dlq, serve...).
+cli_aws.register(app)
 
 
 def main() -> None:

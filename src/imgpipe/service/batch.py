@@ -35,7 +35,15 @@ from imgpipe.service.pipeline import BatchContext, CreatorPipeline, CreatorResul
 from imgpipe.service.progress import NullProgress, ProgressSink
 from imgpipe.settings import RunOptions
 
-__all__ = ["BatchRunner", "BatchSummary", "new_batch_id"]
+__all__ = [
+    "BatchRunner",
+    "BatchSummary",
+    "PlanStats",
+    "build_summary",
+    "new_batch_id",
+    "publish_summary",
+    "settings_snapshot",
+]
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +160,7 @@ class BatchRunner:
             created_at=context.processing_date,
             source=source,
             total_creators=len(manifest.jobs),
-            settings=_settings_snapshot(options),
+            settings=settings_snapshot(options),
         )
         self.state.put_batch(batch)
         for job in manifest.jobs:
@@ -189,65 +197,109 @@ class BatchRunner:
         started: datetime,
         duration: float,
     ) -> BatchSummary:
-        statuses = Counter(r.status for r in results)
-        reasons: Counter[str] = Counter()
-        failed_urls: list[dict[str, Any]] = []
-        for result in results:
-            for cover in result.failures:
-                reasons[cover.reason or "unknown"] += 1
-                failed_urls.append({"creator": result.creator, **cover.to_dict()})
-        for problem in manifest.problems:
-            reasons[f"row_{problem.reason}"] += 1
-        images = sum(r.images_used for r in results)
-        failed = statuses[CreatorStatus.FAILED]
-        totals = {
-            "creators": len(results),
-            "completed": statuses[CreatorStatus.COMPLETED],
-            "skipped_unchanged": statuses[CreatorStatus.SKIPPED_UNCHANGED],
-            "failed": failed,
-            "images_used": images,
-            "images_failed": len(failed_urls),
-            "duplicates": sum(r.duplicates for r in results),
-            "rows_read": manifest.rows_read,
-            "row_problems": len(manifest.problems),
-            "duplicate_rows": manifest.duplicate_rows,
-        }
-        return BatchSummary(
-            batch_id=batch.batch_id,
-            source=batch.source,
-            started_at=started.isoformat(timespec="seconds"),
-            finished_at=self.clock().isoformat(timespec="seconds"),
-            duration_s=round(duration, 3),
-            status=BatchStatus.COMPLETED_WITH_FAILURES if failed else BatchStatus.COMPLETED,
-            totals=totals,
-            failures_by_reason=dict(reasons.most_common()),
-            failed_urls=failed_urls,
-            row_problems=[p.to_dict() for p in manifest.problems],
-            creators=[_creator_entry(r) for r in results],
-            settings=batch.settings,
-            images_per_second=round(images / duration, 2) if duration > 0 else 0.0,
-            peak_memory_percent=round(self.monitor.peak_percent, 1),
-            summary_key=summary_key(batch.batch_id),
+        return build_summary(
+            results,
+            batch=batch,
+            plan=PlanStats.of(manifest),
+            started=started,
+            finished=self.clock(),
+            duration=duration,
+            peak_memory_percent=self.monitor.peak_percent,
         )
 
     def _publish(self, summary: BatchSummary, batch: BatchRecord) -> None:
-        self.store.put(
-            summary.summary_key,
-            json.dumps(summary.to_dict(), ensure_ascii=False, indent=2).encode(),
-            content_type="application/json",
+        publish_summary(self.store, self.state, summary, batch)
+
+
+def publish_summary(
+    store: ObjectStore, state: StateStore, summary: BatchSummary, batch: BatchRecord
+) -> None:
+    """Write the summary JSON and the gallery, and close the batch record."""
+    store.put(
+        summary.summary_key,
+        json.dumps(summary.to_dict(), ensure_ascii=False, indent=2).encode(),
+        content_type="application/json",
+    )
+    store.put(
+        GALLERY_KEY,
+        render_gallery(summary).encode(),
+        content_type="text/html; charset=utf-8",
+    )
+    batch.status = summary.status
+    batch.completed = summary.totals["completed"]
+    batch.failed = summary.totals["failed"]
+    batch.skipped = summary.totals["skipped_unchanged"]
+    batch.summary_key = summary.summary_key
+    batch.finished_at = summary.finished_at
+    state.put_batch(batch)
+
+
+@dataclass(frozen=True)
+class PlanStats:
+    """What the summary needs of the CSV itself (kept beside a distributed batch)."""
+
+    rows_read: int
+    duplicate_rows: int
+    row_problems: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> PlanStats:
+        return cls(
+            manifest.rows_read, manifest.duplicate_rows, [p.to_dict() for p in manifest.problems]
         )
-        self.store.put(
-            GALLERY_KEY,
-            render_gallery(summary).encode(),
-            content_type="text/html; charset=utf-8",
-        )
-        batch.status = summary.status
-        batch.completed = summary.totals["completed"]
-        batch.failed = summary.totals["failed"]
-        batch.skipped = summary.totals["skipped_unchanged"]
-        batch.summary_key = summary.summary_key
-        batch.finished_at = summary.finished_at
-        self.state.put_batch(batch)
+
+
+def build_summary(
+    results: list[CreatorResult],
+    *,
+    batch: BatchRecord,
+    plan: PlanStats,
+    started: datetime,
+    finished: datetime,
+    duration: float,
+    peak_memory_percent: float = 0.0,
+) -> BatchSummary:
+    """The batch summary from per-creator results (live, or rebuilt from state records)."""
+    statuses = Counter(r.status for r in results)
+    reasons: Counter[str] = Counter()
+    failed_urls: list[dict[str, Any]] = []
+    for result in results:
+        for cover in result.failures:
+            reasons[cover.reason or "unknown"] += 1
+            failed_urls.append({"creator": result.creator, **cover.to_dict()})
+    for problem in plan.row_problems:
+        reasons[f"row_{problem['reason']}"] += 1
+    images = sum(r.images_used for r in results)
+    failed = statuses[CreatorStatus.FAILED]
+    totals = {
+        "creators": len(results),
+        "completed": statuses[CreatorStatus.COMPLETED],
+        "skipped_unchanged": statuses[CreatorStatus.SKIPPED_UNCHANGED],
+        "failed": failed,
+        "images_used": images,
+        "images_failed": len(failed_urls),
+        "duplicates": sum(r.duplicates for r in results),
+        "rows_read": plan.rows_read,
+        "row_problems": len(plan.row_problems),
+        "duplicate_rows": plan.duplicate_rows,
+    }
+    return BatchSummary(
+        batch_id=batch.batch_id,
+        source=batch.source,
+        started_at=started.isoformat(timespec="seconds"),
+        finished_at=finished.isoformat(timespec="seconds"),
+        duration_s=round(duration, 3),
+        status=BatchStatus.COMPLETED_WITH_FAILURES if failed else BatchStatus.COMPLETED,
+        totals=totals,
+        failures_by_reason=dict(reasons.most_common()),
+        failed_urls=failed_urls,
+        row_problems=plan.row_problems,
+        creators=[_creator_entry(r) for r in results],
+        settings=batch.settings,
+        images_per_second=round(images / duration, 2) if duration > 0 else 0.0,
+        peak_memory_percent=round(peak_memory_percent, 1),
+        summary_key=summary_key(batch.batch_id),
+    )
 
 
 def _creator_entry(result: CreatorResult) -> dict[str, Any]:
@@ -266,7 +318,7 @@ def _creator_entry(result: CreatorResult) -> dict[str, Any]:
     }
 
 
-def _settings_snapshot(options: RunOptions) -> dict[str, Any]:
+def settings_snapshot(options: RunOptions) -> dict[str, Any]:
     keep = (
         "rows", "cols", "cell", "quality", "max_images", "min_images", "concurrency",
         "max_workers", "timeout", "retries", "force",

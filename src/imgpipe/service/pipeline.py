@@ -94,6 +94,28 @@ class CreatorResult:
     def duplicates(self) -> int:
         return sum(1 for c in self.covers if c.reason == Reason.DUPLICATE)
 
+    @classmethod
+    def from_record(cls, record: CreatorRecord) -> CreatorResult:
+        """The result as stored in a final record (its metadata holds the covers)."""
+        known = CoverOutcome.__dataclass_fields__
+        covers = [
+            CoverOutcome(**{k: v for k, v in c.items() if k in known})
+            for c in record.metadata.get("covers", [])
+        ]
+        return cls(
+            creator=record.metadata.get("display_name", record.creator_name),
+            key=record.creator_name,
+            status=record.status,
+            covers=covers,
+            images_used=record.images_processed,
+            collage_key=record.collage_key,
+            fingerprint=record.fingerprint,
+            duration=record.processing_duration,
+            error=record.metadata.get("error"),
+            safe_mode=bool(record.metadata.get("safe_mode", False)),
+            replayed=True,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "creator": self.creator,
@@ -352,19 +374,6 @@ def _hash_and_decode(data: bytes, options: RunOptions) -> tuple[str, Image.Image
 
 
 def _result_from_record(job: CreatorJob, record: CreatorRecord) -> CreatorResult:
-    covers = [
-        CoverOutcome(**{k: v for k, v in c.items() if k in CoverOutcome.__dataclass_fields__})
-        for c in record.metadata.get("covers", [])
-    ]
-    return CreatorResult(
-        creator=job.creator,
-        key=job.key,
-        status=record.status,
-        covers=covers,
-        images_used=record.images_processed,
-        collage_key=record.collage_key,
-        fingerprint=record.fingerprint,
-        duration=record.processing_duration,
-        error=record.metadata.get("error"),
-        replayed=True,
-    )
+    result = CreatorResult.from_record(record)
+    result.creator, result.key = job.creator, job.key
+    return result

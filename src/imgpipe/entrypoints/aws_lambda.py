@@ -1,0 +1,192 @@
+"""The Lambda handler: S3 uploads, SQS records and direct invocations, one service layer.
+
+``handler(event, context)`` dispatches on the event:
+
+- S3 ``ObjectCreated`` for ``<IMGPIPE_CSV_PREFIX>*.csv`` (keys arrive URL-encoded:
+  ``a+b%C3%BC.csv`` is ``a bü.csv``): plan the batch and fan out per-creator
+  messages. ``s3:TestEvent`` and other keys are ignored.
+- SQS records: an S3 notification body (S3 -> SQS wiring), a per-creator
+  message of the fan-out, or the original system's ``processing_type: csv_s3``
+  message. Failures are reported per record (``batchItemFailures``).
+- Direct invocation: ``{"csv_s3": {"bucket": ..., "key": ...}}`` or
+  ``{"csv_text": "creator,url\\n..."}`` runs the whole batch inline and returns
+  its summary (a test mode).
+
+Importing this module is cheap: boto3, Pillow and Powertools load on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote_plus
+
+from imgpipe.errors import MessageError
+from imgpipe.settings import Settings
+
+__all__ = ["handle_record_body", "handler"]
+
+log = logging.getLogger("imgpipe.lambda")
+
+
+@functools.cache
+def _runtime() -> Any:
+    """Built once per container (warm invocations reuse clients and connections)."""
+    from imgpipe.bootstrap import make_fanout
+
+    settings = Settings()
+    return settings, make_fanout(settings)
+
+
+@functools.cache
+def _metrics() -> Any:
+    """One per process: Powertools keeps metric state at class level."""
+    from imgpipe.adapters.emf_metrics import EmfMetrics
+
+    settings, _ = _runtime()
+    function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "imgpipe-worker")
+    return EmfMetrics(namespace=settings.metrics_namespace, function_name=function)
+
+
+def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+    """The Lambda entry point (``imgpipe.entrypoints.aws_lambda.handler``)."""
+    settings, _ = _runtime()
+    records = event.get("Records")
+    if isinstance(records, list) and records and records[0].get("eventSource") == "aws:sqs":
+        from aws_lambda_powertools.utilities.batch import (
+            BatchProcessor,
+            EventType,
+            process_partial_response,
+        )
+
+        processor = BatchProcessor(event_type=EventType.SQS)
+
+        def record_handler(record: Any) -> None:
+            handle_record_body(record.body)
+
+        response: dict[str, Any] = dict(
+            process_partial_response(
+                event=dict(event), record_handler=record_handler, processor=processor,
+                context=context,
+            )
+        )  # fmt: skip
+        return response
+    if isinstance(records, list):
+        return {"results": [_s3_record(r) for r in records]}
+    if event.get("Event") == "s3:TestEvent":
+        return {"ignored": "s3:TestEvent"}
+    if "csv_s3" in event or "csv_text" in event:
+        return _inline(event, settings)
+    raise MessageError(f"unrecognised event with keys {sorted(event)[:10]}")
+
+
+def handle_record_body(body: str) -> dict[str, Any]:
+    """One SQS message body, whatever kind; MessageError when it is poison."""
+    settings, fanout = _runtime()
+    try:
+        message = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise MessageError(f"message body is not JSON: {exc}") from exc
+    if not isinstance(message, dict):
+        raise MessageError("message body is not a JSON object")
+    if message.get("Event") == "s3:TestEvent":
+        return {"ignored": "s3:TestEvent"}
+    if isinstance(message.get("Records"), list):  # an S3 notification delivered by SQS
+        return {"results": [_s3_record(r) for r in message["Records"]]}
+    from imgpipe.service.fanout import CREATOR_MESSAGE, options_from_config
+
+    if message.get("type") == CREATOR_MESSAGE:
+        return _creator(message, settings, fanout)
+    if message.get("processing_type") == "csv_s3":
+        bucket, key = message.get("s3_bucket"), message.get("s3_key")
+        if not isinstance(key, str) or not key:
+            raise MessageError("csv_s3 message without s3_key")
+        if bucket and bucket != settings.input_bucket:
+            raise MessageError(f"s3_bucket {bucket!r} is not the input bucket")
+        overrides = options_from_config(message.get("processing_config") or {})
+        return _plan(fanout, key, overrides)
+    kind = message.get("processing_type") or message.get("type")
+    raise MessageError(f"unknown message type {kind!r}")
+
+
+def _s3_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    settings, fanout = _runtime()
+    try:
+        bucket = record["s3"]["bucket"]["name"]
+        key = unquote_plus(record["s3"]["object"]["key"])
+    except (KeyError, TypeError) as exc:
+        raise MessageError(f"S3 record without bucket or key: {exc!r}") from exc
+    if not str(record.get("eventName", "ObjectCreated")).startswith("ObjectCreated"):
+        return {"ignored": key}
+    if bucket != settings.input_bucket:
+        return {"ignored": key, "reason": f"bucket {bucket} is not the input bucket"}
+    if key.startswith(settings.csv_prefix) and key.lower().endswith(".csv"):
+        return _plan(fanout, key, {})
+    return {"ignored": key}
+
+
+def _plan(fanout: Any, key: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    planned = fanout.plan(key, overrides)
+    log.info(
+        "planned %s",
+        key,
+        extra={"batch_id": planned.batch_id, "creators": planned.creators},
+    )
+    return {
+        "batch_id": planned.batch_id,
+        "csv_key": key,
+        "creators": planned.creators,
+        "messages_sent": planned.messages_sent,
+        "replayed": planned.replayed,
+        "error": planned.error,
+    }
+
+
+def _creator(message: dict[str, Any], settings: Settings, fanout: Any) -> dict[str, Any]:
+    started = time.perf_counter()
+    result = asyncio.run(fanout.process(message))
+    try:
+        metrics = _metrics()
+        metrics.observe("ProcessingDuration", time.perf_counter() - started)
+        metrics.incr("ImagesProcessed", result.images_used)
+        metrics.incr("ErrorCount", len(result.failures) + (1 if result.error else 0))
+        metrics.flush()
+    except Exception:  # metrics must never fail (and so redeliver) finished work
+        log.exception("could not emit metrics for %s", result.key)
+    log.info(
+        "creator %s: %s",
+        result.key,
+        result.status.value,
+        extra={"batch_id": message.get("batch_id"), "creator": result.key},
+    )
+    return {"creator": result.key, "status": result.status.value, "replayed": result.replayed}
+
+
+def _inline(event: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
+    """Direct invocation: the whole CSV processed in this invocation."""
+    from imgpipe.bootstrap import run_inline
+    from imgpipe.service.fanout import options_from_config, parse_csv_bytes
+
+    _, fanout = _runtime()
+    options = settings.run_options(**options_from_config(event.get("processing_config") or {}))
+    if "csv_text" in event:
+        data, key, source = (
+            str(event["csv_text"]).encode(),
+            settings.csv_prefix + "inline.csv",
+            "inline",
+        )
+    else:
+        ref = event["csv_s3"]
+        key = str(ref.get("key", "")) if isinstance(ref, dict) else ""
+        if not key:
+            raise MessageError("csv_s3 needs a key")
+        data, source = fanout.ports.inputs.get(key), f"s3://{settings.input_bucket}/{key}"
+    manifest = parse_csv_bytes(data, options, key)
+    summary = run_inline(manifest, options, fanout.ports, source=source, csv_key=key)
+    return dict(summary.to_dict())

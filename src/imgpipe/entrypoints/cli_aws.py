@@ -1,0 +1,100 @@
+"""AWS commands: ``imgpipe worker``, ``imgpipe dlq list|redrive``, ``imgpipe aws-init``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from imgpipe.errors import ImgpipeError
+from imgpipe.settings import Settings
+
+__all__ = ["register"]
+
+dlq_app = typer.Typer(help="Inspect and replay the dead-letter queue.", no_args_is_help=True)
+
+
+def _queues(settings: Settings) -> tuple[object, object]:
+    from imgpipe.adapters.sqs_queue import SqsWorkQueue
+
+    if not settings.sqs_dlq_url:
+        raise ImgpipeError("SQS_DLQ_URL is not set")
+    return (
+        SqsWorkQueue(settings.sqs_queue_url, settings=settings),
+        SqsWorkQueue(settings.sqs_dlq_url, settings=settings),
+    )
+
+
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Messages handled at once.")] = 1,
+    exit_when_idle: Annotated[
+        float | None, typer.Option(help="Stop after the queue was empty this many seconds.")
+    ] = None,
+    retry_delay: Annotated[int, typer.Option(help="Seconds before a failed message returns.")] = 5,
+) -> None:
+    """Long-poll SQS_QUEUE_URL and run each message through the Lambda handler's code."""
+    from imgpipe.adapters.sqs_queue import SqsWorkQueue
+    from imgpipe.entrypoints.aws_lambda import handle_record_body
+    from imgpipe.entrypoints.worker import QueueWorker
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    settings = Settings()
+    try:
+        queue = SqsWorkQueue(settings.sqs_queue_url, settings=settings)
+        runner = QueueWorker(
+            queue, handle_record_body, concurrency=concurrency, retry_delay=retry_delay
+        )
+        stats = runner.run(exit_when_idle=exit_when_idle)
+    except ImgpipeError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    print(json.dumps({"succeeded": stats.succeeded, "failed": stats.failed}))
+
+
+@dlq_app.command("list")
+def dlq_list(
+    limit: Annotated[int, typer.Option(help="At most this many messages.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show dead-lettered messages without consuming them."""
+    _, dlq = _queues(Settings())
+    messages = dlq.peek(limit)  # type: ignore[attr-defined]
+    if as_json:
+        print(json.dumps([{"id": m.message_id, "body": m.body} for m in messages]))
+        return
+    table = Table("message id", "body")
+    for message in messages:
+        table.add_row(message.message_id, message.body[:200])
+    Console().print(table)
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    limit: Annotated[int | None, typer.Option(help="At most this many messages.")] = None,
+) -> None:
+    """Move dead-lettered messages back to the work queue."""
+    queue, dlq = _queues(Settings())
+    moved = dlq.redrive_to(queue, limit)  # type: ignore[attr-defined]
+    print(json.dumps({"redriven": moved}))
+
+
+def aws_init(
+    prefix: Annotated[str, typer.Option(help="Name prefix of the resources.")] = "imgpipe",
+) -> None:
+    """Create buckets, queue + DLQ, table and notification on an AWS-compatible server."""
+    from imgpipe.adapters.aws_resources import ensure_resources
+
+    names = ensure_resources(Settings(), prefix=prefix)
+    for name, value in names.items():
+        print(f"export {name}={value}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(worker)
+    app.command("aws-init")(aws_init)
+    app.add_typer(dlq_app, name="dlq")

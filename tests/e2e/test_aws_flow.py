@@ -1,0 +1,146 @@
+"""The AWS flow as AWS runs it, against moto's S3, SQS and DynamoDB over HTTP.
+
+The input bucket notifies the queue of CSV uploads; ``QueueWorker`` (what
+``imgpipe worker`` runs, and the same code as the Lambda handler) drains it.
+Covers come from a FaultServer on 127.0.0.1 (allowed explicitly) and from objects
+beside the CSV in the input bucket.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+from PIL import Image
+
+from imgpipe.domain.records import CreatorStatus
+from imgpipe.entrypoints import aws_lambda
+from tests.support.aws import AWS_ENV
+from tests.support.aws_deploy import Deployment
+from tests.support.covers import BLUE, GREEN, RED, color_close, solid_jpeg, solid_png
+from tests.support.http_server import FaultServer, Serve, Status
+
+
+def test_upload_to_collages_summary_and_archive(deployed: Deployment) -> None:
+    deployed.inputs.put("csv-files/launch/img/blue.jpg", solid_jpeg(BLUE))
+    with FaultServer() as server:
+        rows = [
+            ("Zoë Dance", server.add("/red.jpg", Serve(solid_jpeg(RED)))),
+            ("Zoë Dance", server.add("/green.png", Serve(solid_png(GREEN), "image/png"))),
+            ("Zoë Dance", "img/blue.jpg"),  # beside the CSV in the input bucket
+            ("Ann", server.add("/ann.jpg", Serve(solid_jpeg(GREEN)))),
+            ("Gone", server.add("/gone.jpg", Status(404))),
+        ]
+        key = "csv-files/launch/spring launch ü.csv"  # S3 sends it as spring+launch+%C3%BC
+        deployed.upload_csv(key, rows)
+        deployed.work()
+
+    (summary,) = deployed.summaries()
+    assert summary["totals"]["creators"] == 3
+    assert (summary["totals"]["completed"], summary["totals"]["failed"]) == (2, 1)
+    assert summary["failures_by_reason"] == {"http_404": 1}
+    batch_id = summary["batch_id"]
+
+    creators = {c["creator"]: c for c in summary["creators"]}
+    with Image.open(io.BytesIO(deployed.outputs.get(creators["Zoë Dance"]["collage_key"]))) as im:
+        rgb = im.convert("RGB")
+        assert im.size == (1400, 200)
+        for cell, colour in enumerate([RED, GREEN, BLUE]):
+            assert color_close(rgb.getpixel((cell * 200 + 100, 100)), colour)
+    assert creators["Zoë Dance"]["collage_key"].startswith("collages/by-creator/Zoë_Dance-")
+
+    # state, through both indexes
+    by_batch = deployed.state.creators_in_batch(batch_id)
+    assert {r.metadata["display_name"]: r.status for r in by_batch} == {
+        "Zoë Dance": CreatorStatus.COMPLETED,
+        "Ann": CreatorStatus.COMPLETED,
+        "Gone": CreatorStatus.FAILED,
+    }
+    failed = deployed.state.creators_with_status(CreatorStatus.FAILED)
+    assert [(r.batch_id, r.metadata["display_name"]) for r in failed] == [(batch_id, "Gone")]
+    batch = deployed.state.get_batch(batch_id)
+    assert batch is not None and (batch.completed, batch.failed) == (2, 1)
+    assert batch.summary_key == f"results/processing-summaries/{batch_id}.json"
+    assert batch.status.value == "completed_with_failures"
+
+    # the CSV moved out of the upload folder, so a re-upload starts a new batch
+    assert list(deployed.inputs.list("csv-files/launch/spring")) == []
+    assert deployed.inputs.exists("archived/processed/launch/spring launch ü.csv")
+    assert deployed.dlq.receive(wait_seconds=0) == []
+
+
+def test_redelivered_creator_message_renders_and_counts_once(deployed: Deployment) -> None:
+    with FaultServer() as server:
+        url = server.add("/a.jpg", Serve(solid_jpeg(RED)))
+        deployed.upload_csv("csv-files/one.csv", [("Solo", url), ("Duo", url)])
+        _, fanout = aws_lambda._runtime()
+        (notification,) = deployed.queue.receive(wait_seconds=1)
+        aws_lambda.handle_record_body(notification.body)  # plan: 2 creator messages
+        deployed.queue.delete(notification)
+        messages = deployed.queue.receive(max_messages=10, wait_seconds=1)
+        assert len(messages) == 2
+        first = aws_lambda.handle_record_body(messages[0].body)
+        again = aws_lambda.handle_record_body(messages[0].body)  # at-least-once delivery
+        hits_after_first = server.hits("/a.jpg")
+        aws_lambda.handle_record_body(messages[1].body)
+        aws_lambda.handle_record_body(messages[1].body)
+    assert first["replayed"] is False and again["replayed"] is True
+    assert hits_after_first == 1  # the replay fetched nothing
+    (summary,) = deployed.summaries()  # written exactly once, by the last creator
+    assert summary["totals"]["completed"] == 2
+    batch = deployed.state.get_batch(summary["batch_id"])
+    assert batch is not None and batch.completed == 2 and fanout is not None
+    assert len(list(deployed.outputs.list("collages/"))) == 2
+
+
+def test_two_workers_do_every_creator_exactly_once(deployed: Deployment) -> None:
+    with FaultServer() as server:
+        url = server.add("/c.jpg", Serve(solid_jpeg(BLUE)))
+        rows = [(f"creator {i:02d}", url) for i in range(12)]
+        deployed.upload_csv("csv-files/many.csv", rows)
+        loops = deployed.work(workers=2, concurrency=2)
+    assert sum(w.stats.succeeded for w in loops) == 13  # the upload + 12 creators
+    assert all(w.stats.failed == 0 for w in loops)
+    (summary,) = deployed.summaries()
+    assert summary["totals"]["completed"] == 12
+    collages = list(deployed.outputs.list("collages/"))
+    assert len(collages) == 12  # none rendered twice
+    assert len(list(deployed.outputs.list("results/metadata/"))) == 12
+
+
+def test_poison_messages_go_to_the_dlq_and_can_be_redriven(deployed: Deployment) -> None:
+    poison = [
+        "this is not json",
+        json.dumps({"processing_type": "mystery"}),
+        json.dumps({"processing_type": "csv_s3", "s3_key": "csv-files/missing.csv"}),
+    ]
+    deployed.queue.send(poison)
+    with FaultServer() as server:
+        url = server.add("/ok.jpg", Serve(solid_jpeg(GREEN)))
+        deployed.upload_csv("csv-files/good.csv", [("Fine", url)])
+        loops = deployed.work()
+    assert loops[0].stats.failed == 9  # three poison messages x three receives
+    (summary,) = deployed.summaries()
+    assert summary["totals"]["completed"] == 1  # the good batch was not held up
+
+    env = {**AWS_ENV, **{k: v for k, v in deployed.names.items()}}
+    env["IMGPIPE_AWS_ENDPOINT_URL"] = str(deployed.settings.aws_endpoint_url)
+    listed = imgpipe_cli(env, "dlq", "list", "--json")
+    assert sorted(m["body"] for m in json.loads(listed)) == sorted(poison)
+    assert json.loads(imgpipe_cli(env, "dlq", "redrive")) == {"redriven": 3}
+    back = deployed.queue.receive(max_messages=10, wait_seconds=1)
+    assert sorted(m.body for m in back) == sorted(poison)
+
+
+def imgpipe_cli(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "imgpipe", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", **env},
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout

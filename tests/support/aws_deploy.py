@@ -1,0 +1,84 @@
+"""A deployment on moto: resources from ``ensure_resources``, settings in the environment.
+
+The ``deployed`` fixture points the Lambda handler's settings at it (the handler
+caches its runtime per process, so the cache is cleared around each test).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from imgpipe.adapters.aws_resources import ensure_resources
+from imgpipe.adapters.dynamodb_state import DynamoStateStore
+from imgpipe.adapters.s3_store import S3ObjectStore
+from imgpipe.adapters.sqs_queue import SqsWorkQueue
+from imgpipe.entrypoints import aws_lambda
+from imgpipe.entrypoints.worker import QueueWorker
+from imgpipe.settings import Settings
+
+
+class Deployment:
+    def __init__(self, settings: Settings, names: dict[str, str]) -> None:
+        self.settings = settings
+        self.names = names
+        self.inputs = S3ObjectStore(names["INPUT_BUCKET"], settings=settings)
+        self.outputs = S3ObjectStore(names["OUTPUT_BUCKET"], settings=settings)
+        self.state = DynamoStateStore(names["DYNAMODB_TABLE_NAME"], settings=settings)
+        self.queue = SqsWorkQueue(names["SQS_QUEUE_URL"], settings=settings)
+        self.dlq = SqsWorkQueue(names["SQS_DLQ_URL"], settings=settings)
+
+    def upload_csv(self, key: str, rows: list[tuple[str, str]]) -> None:
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(["creator_name", "cover_url"])
+        writer.writerows(rows)
+        self.inputs.put(key, text.getvalue().encode(), content_type="text/csv")
+
+    def work(self, *, workers: int = 1, concurrency: int = 2) -> list[QueueWorker]:
+        """Run ``workers`` worker loops at once until the queue stays empty."""
+        loops = [
+            QueueWorker(
+                self.queue,
+                aws_lambda.handle_record_body,
+                concurrency=concurrency,
+                wait_seconds=1,
+                retry_delay=0,
+            )
+            for _ in range(workers)
+        ]
+        threads = [threading.Thread(target=w.run, kwargs={"exit_when_idle": 2}) for w in loops]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not any(t.is_alive() for t in threads)
+        return loops
+
+    def summaries(self) -> list[dict[str, Any]]:
+        keys = list(self.outputs.list("results/processing-summaries/"))
+        return [json.loads(self.outputs.get(k)) for k in keys]
+
+
+@pytest.fixture
+def deployed(aws: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
+    names = ensure_resources(aws, prefix="flow")
+    for name, value in names.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("IMGPIPE_BACKEND", "aws")
+    monkeypatch.setenv("IMGPIPE_ALLOW_PRIVATE_NETWORKS", "127.0.0.0/8")
+    monkeypatch.setenv("DEFAULT_TIMEOUT", "2")
+    monkeypatch.setenv("DEFAULT_MAX_RETRIES", "0")
+    aws_lambda._runtime.cache_clear()
+    aws_lambda._metrics.cache_clear()
+    deployment = Deployment(Settings(), names)
+    for message in deployment.queue.receive(wait_seconds=0):  # the s3:TestEvent
+        deployment.queue.delete(message)
+    yield deployment
+    aws_lambda._runtime.cache_clear()
