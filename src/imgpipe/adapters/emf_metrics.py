@@ -24,11 +24,12 @@ class EmfMetrics:
         from aws_lambda_powertools import Metrics
 
         self._metrics: Any = Metrics(namespace=namespace, service=service)
-        # Powertools keeps metrics and dimensions at class level: start clean, then
-        # set the dimension as a default, which survives each flush.
-        self._metrics.clear_metrics()
+        # Powertools keeps metrics and dimensions at class level, shared by every
+        # instance: start clean, and add the dimension once per flushed document.
         self._metrics.clear_default_dimensions()
-        self._metrics.set_default_dimensions(function_name=function_name)
+        self._metrics.clear_metrics()
+        self._function = function_name
+        self._dimensioned = False
 
     def incr(self, name: str, value: float = 1.0, **labels: str) -> None:
         self._add(name, value, "Count")
@@ -37,8 +38,12 @@ class EmfMetrics:
         self._add(name, value, _UNITS.get(name, "None"))
 
     def _add(self, name: str, value: float, unit: str) -> None:
+        if not self._dimensioned:
+            self._metrics.add_dimension(name="function_name", value=self._function)
+            self._dimensioned = True
         self._metrics.add_metric(name=name, unit=unit, value=value)
 
     def flush(self) -> None:
         """Print what was recorded as EMF (nothing when nothing was recorded)."""
         self._metrics.flush_metrics(raise_on_empty_metrics=False)
+        self._dimensioned = False

@@ -22,6 +22,7 @@ import functools
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -33,6 +34,7 @@ from imgpipe.settings import Settings
 __all__ = ["handle_record_body", "handler"]
 
 log = logging.getLogger("imgpipe.lambda")
+_METRICS_LOCK = threading.Lock()
 
 
 @functools.cache
@@ -152,13 +154,22 @@ def _creator(message: dict[str, Any], settings: Settings, fanout: Any) -> dict[s
     started = time.perf_counter()
     result = asyncio.run(fanout.process(message))
     try:
-        metrics = _metrics()
-        metrics.observe("ProcessingDuration", time.perf_counter() - started)
-        metrics.incr("ImagesProcessed", result.images_used)
-        metrics.incr("ErrorCount", len(result.failures) + (1 if result.error else 0))
-        metrics.flush()
+        with _METRICS_LOCK:  # worker threads share Powertools' class-level metric set
+            _emit(result, time.perf_counter() - started)
     except Exception:  # metrics must never fail (and so redeliver) finished work
         log.exception("could not emit metrics for %s", result.key)
+    return _logged(message, result)
+
+
+def _emit(result: Any, duration: float) -> None:
+    metrics = _metrics()
+    metrics.observe("ProcessingDuration", duration)
+    metrics.incr("ImagesProcessed", result.images_used)
+    metrics.incr("ErrorCount", len(result.failures) + (1 if result.error else 0))
+    metrics.flush()
+
+
+def _logged(message: dict[str, Any], result: Any) -> dict[str, Any]:
     log.info(
         "creator %s: %s",
         result.key,
