@@ -17,7 +17,6 @@ Importing this module is cheap: boto3, Pillow and Powertools load on first use.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import logging
@@ -25,11 +24,13 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from imgpipe.errors import MessageError
-from imgpipe.settings import Settings
+
+if TYPE_CHECKING:  # pydantic is a tenth of a second; the first event pays it, not the import
+    from imgpipe.settings import Settings
 
 __all__ = ["handle_record_body", "handler"]
 
@@ -41,6 +42,7 @@ _METRICS_LOCK = threading.Lock()
 def _runtime() -> Any:
     """Built once per container (warm invocations reuse clients and connections)."""
     from imgpipe.bootstrap import make_fanout
+    from imgpipe.settings import Settings
 
     settings = Settings()
     return settings, make_fanout(settings)
@@ -151,6 +153,8 @@ def _plan(fanout: Any, key: str, overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def _creator(message: dict[str, Any], settings: Settings, fanout: Any) -> dict[str, Any]:
+    import asyncio
+
     started = time.perf_counter()
     result = asyncio.run(fanout.process(message))
     try:
