@@ -164,13 +164,14 @@ def run_csv(
     *,
     progress: ProgressSink | None = None,
     monitor: MemoryMonitor | None = None,
+    batch_id: str | None = None,
 ) -> BatchSummary:
     """Run one CSV to completion on this machine and return its summary."""
     manifest = read_manifest(path, options)
     monitor = monitor or MemoryMonitor(
         warning=options.memory_warning, critical=options.memory_critical
     )
-    return asyncio.run(_run(manifest, options, backend, path, progress, monitor))
+    return asyncio.run(_run(manifest, options, backend, path, progress, monitor, batch_id))
 
 
 async def _run(
@@ -180,6 +181,7 @@ async def _run(
     path: Path,
     progress: ProgressSink | None,
     monitor: MemoryMonitor,
+    batch_id: str | None = None,
 ) -> BatchSummary:
     policy = FetchPolicy.from_options(options)
     # Decoding and encoding release the GIL inside Pillow, so threads use every core.
@@ -194,4 +196,4 @@ async def _run(
                 monitor=monitor,
                 progress=progress,
             )
-            return await runner.run(manifest, options, source=str(path))
+            return await runner.run(manifest, options, source=str(path), batch_id=batch_id)

@@ -16,13 +16,15 @@ so services and entry points only ever catch ``ImgpipeError`` subclasses::
     ├── StateError             state store failure
     │   └── ConditionFailedError  a conditional write lost the race
     ├── QueueError             work queue failure (SQS)
-    └── MessageError           a queue message or event that cannot be processed (poison)
+    ├── MessageError           a queue message or event that cannot be processed (poison)
+    └── ComparisonError        a comparison timed out or its model failed (not the input's fault)
 """
 
 from __future__ import annotations
 
 __all__ = [
     "BlockedAddressError",
+    "ComparisonError",
     "ConditionFailedError",
     "ConfigError",
     "FetchError",
@@ -100,3 +102,7 @@ class QueueError(ImgpipeError):
 
 class MessageError(ImgpipeError):
     """A queue message or event cannot be processed: bad JSON, unknown type, missing object."""
+
+
+class ComparisonError(ImgpipeError):
+    """A comparison could not finish: a timeout or a model failure (HTTP 500)."""

@@ -212,6 +212,7 @@ class Settings(BaseSettings):
         50 * 1024 * 1024, validation_alias=_env("IMGPIPE_MAX_UPLOAD_BYTES")
     )
     cors_origins: str = Field("", validation_alias=_env("IMGPIPE_CORS_ORIGINS"))
+    readiness_url: str = Field("", validation_alias=_env("IMGPIPE_READINESS_URL"))
 
     @field_validator("content_hash_algorithm")
     @classmethod

@@ -4,7 +4,8 @@
 
 - S3 ``ObjectCreated`` for ``<IMGPIPE_CSV_PREFIX>*.csv`` (keys arrive URL-encoded:
   ``a+b%C3%BC.csv`` is ``a bü.csv``): plan the batch and fan out per-creator
-  messages. ``s3:TestEvent`` and other keys are ignored.
+  messages. Images under ``<IMGPIPE_COMPRESS_PREFIX>`` (``uploads/``) are
+  compressed to ``compressed/<key>``. ``s3:TestEvent`` and other keys are ignored.
 - SQS records: an S3 notification body (S3 -> SQS wiring), a per-creator
   message of the fan-out, or the original system's ``processing_type: csv_s3``
   message. Failures are reported per record (``batchItemFailures``).
@@ -132,7 +133,35 @@ def _s3_record(record: Mapping[str, Any]) -> dict[str, Any]:
         return {"ignored": key, "reason": f"bucket {bucket} is not the input bucket"}
     if key.startswith(settings.csv_prefix) and key.lower().endswith(".csv"):
         return _plan(fanout, key, {})
+    from imgpipe.service.compress import is_compressible_key
+
+    if is_compressible_key(key, settings.compress_prefix):
+        return _compress(fanout.ports.inputs, key, settings)
     return {"ignored": key}
+
+
+def _compress(store: Any, key: str, settings: Settings) -> dict[str, Any]:
+    """``uploads/x.png`` -> ``compressed/uploads/x.png``; outside the watched prefix, so no loop.
+
+    A file that is not a usable image is reported and not retried (it never will be);
+    storage errors raise, so the record is retried and ends in the DLQ.
+    """
+    from imgpipe.errors import ImageError
+    from imgpipe.service.compress import compress_object
+
+    try:
+        target, result = compress_object(
+            store,
+            key,
+            max_size=settings.compress_max_size,
+            quality=settings.compress_quality,
+            max_pixels=settings.max_image_pixels,
+        )
+    except ImageError as exc:
+        log.warning("not compressed %s: %s", key, exc, extra={"key": key, "reason": exc.reason})
+        return {"key": key, "error": f"{exc.reason}: {exc.detail}"}
+    log.info("compressed %s", key, extra={"target": target, **result.to_dict()})
+    return {"key": key, "compressed_key": target, **result.to_dict()}
 
 
 def _plan(fanout: Any, key: str, overrides: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""``imgpipe`` command line: ``run`` a CSV, show ``status`` of batches.
+"""``imgpipe`` command line: ``run`` a CSV, show ``status`` of batches (and more below).
 
 Exit codes: 0 every creator rendered or unchanged, 3 some creators failed,
 2 unusable input (missing file, no usable column, bad option).
@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from imgpipe.bootstrap import open_backend, run_csv
-from imgpipe.entrypoints import cli_aws
+from imgpipe.entrypoints import cli_aws, cli_service
 from imgpipe.entrypoints.progress import LogProgress, RichProgress
 from imgpipe.entrypoints.report import print_batch, print_batches, print_summary
 from imgpipe.errors import ImgpipeError, InputError
@@ -173,6 +173,7 @@ def _configure_logging(quiet: bool) -> None:
 
 # Further command groups register themselves here, one line each (worker, dlq, serve...).
 cli_aws.register(app)
+cli_service.register(app)
 
 
 def main() -> None:

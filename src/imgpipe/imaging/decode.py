@@ -42,7 +42,7 @@ from imgpipe.domain.layout import center_crop_box
 from imgpipe.domain.records import Reason
 from imgpipe.errors import ImageError
 
-__all__ = ["ImageInfo", "load_cell", "probe"]
+__all__ = ["ImageInfo", "load_cell", "load_fitted", "probe"]
 
 # Same vocabulary as imaging.formats.sniff_format, in Pillow's registry spelling.
 _FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
@@ -139,6 +139,39 @@ def load_cell(data: bytes, size: int, *, max_pixels: int, min_size: int) -> Imag
             # truncation, ValueError, SyntaxError, struct.error, EOFError...);
             # this is the seam where all of it becomes one reason code.
             raise ImageError(Reason.DECODE_ERROR, f"{type(exc).__name__}: {exc}") from exc
+
+
+def load_fitted(data: bytes, max_size: int, *, max_pixels: int) -> Image.Image:
+    """Decode ``data`` as RGB fitted inside ``max_size`` x ``max_size`` (aspect kept).
+
+    The same guards as :func:`load_cell` (header-only size checks before any
+    pixel is decoded, JPEG draft decoding, EXIF orientation, every mode to RGB
+    with alpha on white); for compression and comparison previews.
+
+    >>> buf = io.BytesIO()
+    >>> Image.new("RGB", (1600, 900), (30, 200, 30)).save(buf, "JPEG")
+    >>> load_fitted(buf.getvalue(), 800, max_pixels=10**8).size
+    (800, 450)
+    """
+    if max_size < 1:
+        raise ValueError(f"max_size must be positive, got {max_size}")
+    with _open_checked(data, max_pixels=max_pixels, min_size=1) as im:
+        try:
+            if isinstance(im, JpegImagePlugin.JpegImageFile):
+                im.draft("RGB", (max_size, max_size))
+            im.load()
+            orientation = _orientation(im)
+            source = _resizable(im)
+            source.thumbnail((max_size, max_size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+            fitted = _to_rgb(source)
+        except MemoryError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageError(Reason.TOO_LARGE, str(exc)) from exc
+        except Exception as exc:
+            raise ImageError(Reason.DECODE_ERROR, f"{type(exc).__name__}: {exc}") from exc
+    method = _TRANSPOSE.get(orientation)
+    return fitted.transpose(method) if method is not None else fitted
 
 
 def _render_cell(im: ImageFile.ImageFile, size: int) -> Image.Image:

@@ -117,10 +117,18 @@ class BatchRunner:
             clock=clock,
         )
 
-    async def run(self, manifest: Manifest, options: RunOptions, *, source: str) -> BatchSummary:
+    async def run(
+        self,
+        manifest: Manifest,
+        options: RunOptions,
+        *,
+        source: str,
+        batch_id: str | None = None,
+    ) -> BatchSummary:
+        """Run every creator; ``batch_id`` lets a caller announce the id before the run."""
         started = self.clock()
         t0 = time.perf_counter()
-        context, batch = self._plan(manifest, options, source, started)
+        context, batch = self._plan(manifest, options, source, started, batch_id)
         covers = sum(min(len(job.covers), options.images_per_collage) for job in manifest.jobs)
         self.progress.batch_started(context.batch_id, len(manifest.jobs), covers)
 
@@ -147,9 +155,14 @@ class BatchRunner:
         return summary
 
     def _plan(
-        self, manifest: Manifest, options: RunOptions, source: str, started: datetime
+        self,
+        manifest: Manifest,
+        options: RunOptions,
+        source: str,
+        started: datetime,
+        batch_id: str | None,
     ) -> tuple[BatchContext, BatchRecord]:
-        batch_id = new_batch_id(started)
+        batch_id = batch_id or new_batch_id(started)
         context = BatchContext(
             batch_id=batch_id,
             processing_date=started.isoformat(timespec="microseconds"),

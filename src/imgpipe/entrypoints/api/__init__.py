@@ -1,0 +1,1 @@
+"""The HTTP service: FastAPI app (``create_app``), routes and the dashboard."""

@@ -1,0 +1,92 @@
+"""Server-rendered dashboard at ``/``: batches, a batch's collages, creators, upload, compare.
+
+Pages are Jinja templates over the same views as the JSON API; a little
+JavaScript (``static/app.js``) polls the API to update progress while a batch
+runs and posts the upload and compare forms. No build step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from imgpipe.entrypoints.api.auth import API_KEY_COOKIE, key_matches, signed_in
+from imgpipe.entrypoints.api.routes_batches import batch_detail, batch_view, creator_view
+
+__all__ = ["router"]
+
+TEMPLATES = Jinja2Templates(Path(__file__).resolve().parents[2] / "templates" / "dashboard")
+router = APIRouter(include_in_schema=False)
+
+
+def _page(request: Request, template: str, status: int = 200, **context: Any) -> Response:
+    if not signed_in(request):
+        target = quote(request.url.path)
+        return RedirectResponse(f"/login?next={target}", status_code=303)
+    settings = request.app.state.settings
+    context.setdefault("title", "imgpipe")
+    context["backend"] = settings.backend
+    return TEMPLATES.TemplateResponse(request, template, context, status_code=status)
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request) -> Response:
+    batches = [batch_view(b) for b in request.app.state.backend.state.list_batches(50)]
+    return _page(request, "batches.html", batches=batches, title="Batches · imgpipe")
+
+
+@router.get("/batches/{batch_id}", response_class=HTMLResponse)
+def batch_page(request: Request, batch_id: str) -> Response:
+    detail = batch_detail(request, batch_id)
+    if detail is None:
+        message = f"There is no batch {batch_id!r}."
+        return _page(request, "missing.html", status=404, message=message, title="Not found")
+    return _page(request, "batch.html", batch=detail, title=f"Batch {batch_id} · imgpipe")
+
+
+@router.get("/creators/{name}", response_class=HTMLResponse)
+def creator_page(request: Request, name: str) -> Response:
+    records = request.app.state.backend.state.creator_history(name, 100)
+    if not records:
+        message = f"No batch has processed a creator named {name!r}."
+        return _page(request, "missing.html", status=404, message=message, title="Not found")
+    history = [creator_view(r) for r in records]
+    title = f"{history[0]['creator']} · imgpipe"
+    return _page(request, "creator.html", history=history, name=name, title=title)
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_page(request: Request) -> Response:
+    config = request.app.state.compare_config
+    return _page(request, "compare.html", config=config, title="Compare · imgpipe")
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str = "/", failed: bool = False) -> Response:
+    safe_next = next if next.startswith("/") and not next.startswith("//") else "/"
+    return TEMPLATES.TemplateResponse(
+        request,
+        "login.html",
+        {"next": safe_next, "failed": failed, "title": "Sign in · imgpipe", "backend": ""},
+        status_code=401 if failed else 200,
+    )
+
+
+@router.post("/login")
+def login(
+    request: Request, key: Annotated[str, Form()], next: Annotated[str, Form()] = "/"
+) -> Response:
+    safe_next = next if next.startswith("/") and not next.startswith("//") else "/"
+    expected = request.app.state.settings.api_key
+    if expected and not key_matches(key, expected):
+        return RedirectResponse(f"/login?failed=true&next={quote(safe_next)}", status_code=303)
+    response = RedirectResponse(safe_next, status_code=303)
+    response.set_cookie(
+        API_KEY_COOKIE, key, httponly=True, samesite="strict", secure=request.url.scheme == "https"
+    )
+    return response

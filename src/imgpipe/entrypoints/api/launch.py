@@ -1,0 +1,140 @@
+"""Starting a batch from an uploaded CSV: in this process (local) or by fan-out (AWS).
+
+Routes only see :class:`BatchLauncher`; which one runs is decided in :func:`make_launcher`.
+Both validate the CSV before answering, so a bad upload is a 400 and never a batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from imgpipe.bootstrap import Backend, run_csv
+from imgpipe.ports import Metrics
+from imgpipe.service.batch import BatchSummary, new_batch_id
+from imgpipe.service.fanout import parse_csv_bytes
+from imgpipe.settings import Settings
+
+__all__ = ["BatchLauncher", "LocalLauncher", "make_launcher"]
+
+log = logging.getLogger(__name__)
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class BatchLauncher(Protocol):
+    def launch(self, data: bytes, filename: str, overrides: dict[str, Any]) -> str:
+        """Validate the CSV, start its batch, return the batch id (InputError if unusable)."""
+        ...
+
+    def pending(self, batch_id: str) -> dict[str, Any] | None:
+        """A batch accepted but not yet recorded by the state store, else None."""
+        ...
+
+
+class LocalLauncher:
+    """Runs batches on this machine, ``workers`` at a time, in background threads."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend,
+        root: Path,
+        *,
+        metrics: Metrics | None = None,
+        workers: int = 1,
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.metrics = metrics
+        self.uploads = root / "uploads"
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="imgpipe-batch")
+        self._pending: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def launch(self, data: bytes, filename: str, overrides: dict[str, Any]) -> str:
+        # An uploaded CSV is someone else's input: it must not read this server's files.
+        options = self.settings.run_options(**overrides, allow_local_files=False)
+        parse_csv_bytes(data, options, filename)  # InputError -> 400 before anything starts
+        batch_id = new_batch_id(datetime.now(UTC))
+        self.uploads.mkdir(parents=True, exist_ok=True)
+        path = self.uploads / f"{batch_id}-{_SAFE_NAME.sub('_', filename)[:80] or 'upload.csv'}"
+        path.write_bytes(data)
+        with self._lock:
+            self._pending[batch_id] = {
+                "batch_id": batch_id,
+                "status": "queued",
+                "source": path.name,
+            }
+        self._pool.submit(self._run, path, options, batch_id)
+        return batch_id
+
+    def _run(self, path: Path, options: Any, batch_id: str) -> None:
+        try:
+            summary = run_csv(path, options, self.backend, batch_id=batch_id)
+        except Exception as exc:  # recorded for GET /v1/batches/{id}; the server goes on
+            log.exception("batch %s failed", batch_id)
+            with self._lock:
+                self._pending[batch_id] = {
+                    "batch_id": batch_id,
+                    "status": "error",
+                    "error": str(exc),
+                }
+            return
+        with self._lock:
+            self._pending.pop(batch_id, None)
+        if self.metrics is not None:
+            record_batch(self.metrics, summary)
+
+    def pending(self, batch_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            entry = self._pending.get(batch_id)
+            return dict(entry) if entry else None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def record_batch(metrics: Metrics, summary: BatchSummary) -> None:
+    metrics.observe("batch_duration", summary.duration_s)
+    metrics.incr("images_processed", summary.totals.get("images_used", 0))
+    for reason, count in summary.failures_by_reason.items():
+        metrics.incr("failures", count, reason=reason)
+
+
+class AwsLauncher:
+    """Uploads the CSV to the input bucket and plans its fan-out at once."""
+
+    def __init__(self, settings: Settings) -> None:
+        from imgpipe.bootstrap import make_fanout
+
+        self.settings = settings
+        self.fanout = make_fanout(settings)
+
+    def launch(self, data: bytes, filename: str, overrides: dict[str, Any]) -> str:
+        options = self.settings.run_options(**overrides)
+        parse_csv_bytes(data, options, filename)
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        key = f"{self.settings.csv_prefix}api/{stamp}-{_SAFE_NAME.sub('_', filename)[:80]}"
+        self.fanout.ports.inputs.put(key, data, content_type="text/csv")
+        planned = self.fanout.plan(key, overrides)  # the S3 event for the same key replays it
+        if planned.batch_id is None:
+            from imgpipe.errors import InputError
+
+            raise InputError(planned.error or "CSV could not be planned")
+        return planned.batch_id
+
+    def pending(self, batch_id: str) -> dict[str, Any] | None:
+        return None
+
+
+def make_launcher(
+    settings: Settings, backend: Backend, root: Path, metrics: Metrics | None = None
+) -> BatchLauncher:
+    if settings.backend == "aws":
+        return AwsLauncher(settings)
+    return LocalLauncher(settings, backend, root, metrics=metrics)

@@ -1,0 +1,153 @@
+"""``/v1`` batches, creators and collages."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import RedirectResponse, Response
+
+from imgpipe.domain.records import BatchRecord, CreatorRecord
+from imgpipe.entrypoints.api.uploads import read_limited
+from imgpipe.errors import ConfigError, InputError, StorageError
+
+router = APIRouter(tags=["batches"])
+
+_TYPES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".json": "application/json",
+}
+
+
+def batch_view(batch: BatchRecord) -> dict[str, Any]:
+    data = asdict(batch)
+    data["status"] = batch.status.value
+    data["done"] = batch.completed + batch.failed + batch.skipped
+    return data
+
+
+def creator_view(record: CreatorRecord) -> dict[str, Any]:
+    covers = record.metadata.get("covers", [])
+    failures = Counter(
+        c.get("reason") for c in covers if not c.get("ok") and c.get("reason") not in
+        ("duplicate", "not_attempted")
+    )  # fmt: skip
+    return {
+        "creator": record.metadata.get("display_name", record.creator_name),
+        "key": record.creator_name,
+        "batch_id": record.batch_id,
+        "processing_date": record.processing_date,
+        "status": record.status.value,
+        "images_processed": record.images_processed,
+        "collage_key": record.collage_key,
+        "processing_duration": record.processing_duration,
+        "error_count": record.error_count,
+        "error": record.metadata.get("error"),
+        "failures": dict(failures),
+        "failed_urls": [
+            {"line": c.get("line"), "url": c.get("url"), "reason": c.get("reason")}
+            for c in covers
+            if not c.get("ok") and c.get("reason") not in ("duplicate", "not_attempted")
+        ],
+    }
+
+
+@router.post("/batches", status_code=202, summary="Upload a CSV and start its batch")
+async def create_batch(
+    request: Request,
+    file: Annotated[UploadFile, File(description="CSV of creators and cover URLs")],
+    rows: Annotated[int | None, Form(ge=1, le=50)] = None,
+    cols: Annotated[int | None, Form(ge=1, le=50)] = None,
+    quality: Annotated[int | None, Form(ge=1, le=100)] = None,
+    max_images: Annotated[int | None, Form(ge=1, le=2500)] = None,
+    min_images: Annotated[int | None, Form(ge=1, le=2500)] = None,
+    force: Annotated[bool | None, Form()] = None,
+) -> dict[str, Any]:
+    settings = request.app.state.settings
+    data = await read_limited(file, settings.max_upload_bytes)
+    overrides = {
+        k: v
+        for k, v in {
+            "rows": rows, "cols": cols, "quality": quality, "max_images": max_images,
+            "min_images": min_images, "force": force,
+        }.items()
+        if v is not None
+    }  # fmt: skip
+    try:
+        batch_id = request.app.state.launcher.launch(data, file.filename or "upload.csv", overrides)
+    except (InputError, ConfigError) as exc:
+        raise HTTPException(400, str(exc)) from exc
+    return {"batch_id": batch_id, "status": "queued", "links": {"self": f"/v1/batches/{batch_id}"}}
+
+
+@router.get("/batches", summary="Recent batches, newest first")
+def list_batches(request: Request, limit: int = 50) -> list[dict[str, Any]]:
+    limit = max(1, min(limit, 500))
+    return [batch_view(b) for b in request.app.state.backend.state.list_batches(limit)]
+
+
+def batch_detail(request: Request, batch_id: str) -> dict[str, Any] | None:
+    """A batch with its creators and failures; a launched-but-unrecorded batch; or None."""
+    state = request.app.state.backend.state
+    batch = state.get_batch(batch_id)
+    if batch is None:
+        pending = request.app.state.launcher.pending(batch_id)
+        if pending is None:
+            return None
+        return {**pending, "creators": [], "counts": {}, "failures_by_reason": {}}
+    creators = [creator_view(r) for r in state.creators_in_batch(batch_id)]
+    reasons: Counter[str] = Counter()
+    for creator in creators:
+        reasons.update(creator["failures"])
+    statuses = Counter(c["status"] for c in creators)
+    return {
+        **batch_view(batch),
+        "counts": dict(statuses),
+        "failures_by_reason": dict(reasons.most_common()),
+        "creators": creators,
+    }
+
+
+@router.get("/batches/{batch_id}", summary="A batch: counts, creators, failures by reason")
+def get_batch(request: Request, batch_id: str) -> dict[str, Any]:
+    detail = batch_detail(request, batch_id)
+    if detail is None:
+        raise HTTPException(404, f"no batch {batch_id!r}")
+    return detail
+
+
+@router.get("/creators/{name}", summary="A creator's records across batches")
+def creator_history(request: Request, name: str, limit: int = 50) -> list[dict[str, Any]]:
+    records = request.app.state.backend.state.creator_history(name, max(1, min(limit, 500)))
+    if not records:
+        raise HTTPException(404, f"no records for creator {name!r}")
+    return [creator_view(r) for r in records]
+
+
+@router.get(
+    "/collages/{key:path}",
+    summary="A stored collage (or a redirect to a presigned URL)",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}, 307: {"description": "presigned URL"}},
+)
+def get_collage(request: Request, key: str) -> Response:
+    if not key.startswith(("collages/", "results/")):
+        raise HTTPException(404, "only collages/ and results/ are served")
+    store = request.app.state.backend.store
+    try:
+        url = store.url_for(key)
+        if url.startswith(("http://", "https://")):
+            return RedirectResponse(url, status_code=307)
+        data = store.get(key)
+    except StorageError as exc:
+        raise HTTPException(404, f"no object {key!r}") from exc
+    suffix = key[key.rfind(".") :].lower() if "." in key else ""
+    return Response(
+        data,
+        media_type=_TYPES.get(suffix, "application/octet-stream"),
+        headers={"Cache-Control": "public, max-age=31536000, immutable"},
+    )

@@ -1,0 +1,126 @@
+"""``imgpipe serve`` (the HTTP service) and ``imgpipe compress`` (local files and folders)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from imgpipe.errors import ImageError, ImgpipeError
+from imgpipe.service.compress import EXTENSIONS, compress_image
+from imgpipe.settings import Settings
+
+__all__ = ["compress", "register", "serve"]
+
+EXIT_SOME_FAILED = 3
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Data folder (local backend).")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the API (/v1, /docs), the dashboard (/), /healthz, /readyz and /metrics."""
+    import uvicorn
+
+    from imgpipe.entrypoints.api.app import create_app
+
+    try:
+        app = create_app(Settings(), out_dir=out)
+    except ImgpipeError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    Console(stderr=True).print(f"imgpipe dashboard on http://{host}:{port}/ (API docs at /docs)")
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+def compress(
+    paths: Annotated[list[Path], typer.Argument(help="Image files and folders (recursive).")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for the results (mirrors the inputs).")
+    ] = Path("compressed"),
+    max_size: Annotated[
+        int | None, typer.Option(help="Longest side in px [IMGPIPE_COMPRESS_MAX_SIZE=800].")
+    ] = None,
+    quality: Annotated[
+        int | None, typer.Option(help="JPEG quality [IMGPIPE_COMPRESS_QUALITY=85].")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Results as JSON on stdout.")] = False,
+) -> None:
+    """Compress images to JPEGs within 800x800 (q85); never writes a larger file.
+
+    ``photos/a.png`` becomes ``<out>/photos/a.jpg``; a file that would not get
+    smaller is copied unchanged under its own name. Exit 3 if any file failed.
+    """
+    settings = Settings()
+    size = max_size or settings.compress_max_size
+    jpeg_quality = quality or settings.compress_quality
+    out = out.resolve()
+    results: list[dict[str, object]] = []
+    for source, relative in _images(paths, skip=out):
+        entry: dict[str, object] = {"file": str(source)}
+        try:
+            result = compress_image(
+                source.read_bytes(),
+                max_size=size,
+                quality=jpeg_quality,
+                max_pixels=settings.max_image_pixels,
+            )
+        except ImageError as exc:
+            entry["error"] = f"{exc.reason}: {exc.detail}"
+        except OSError as exc:
+            entry["error"] = f"unreadable: {exc.strerror or exc}"
+        else:
+            target = out / (relative if result.kept_original else relative.with_suffix(".jpg"))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(result.data)
+            entry.update(result.to_dict(), output=str(target))
+        results.append(entry)
+    failed = sum(1 for r in results if "error" in r)
+    if as_json:
+        print(json.dumps(results, indent=2))
+    else:
+        _print_results(results)
+    if not results:
+        Console(stderr=True).print("[bold red]error:[/] no images (.jpg .jpeg .png .webp) found")
+        raise typer.Exit(2)
+    if failed:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _images(paths: list[Path], *, skip: Path) -> Iterator[tuple[Path, Path]]:
+    """(file, path relative to the output folder) for each image, folders walked in order."""
+    for path in paths:
+        if path.is_dir():
+            root = path.resolve()
+            for file in sorted(root.rglob("*")):
+                if file.is_file() and file.suffix.lower() in EXTENSIONS:
+                    if not file.is_relative_to(skip):  # never recompress our own output
+                        yield file, Path(root.name) / file.relative_to(root)
+        else:
+            yield path, Path(path.name)
+
+
+def _print_results(results: list[dict[str, object]]) -> None:
+    table = Table("file", "original", "compressed", "ratio", "result")
+    for r in results:
+        if "error" in r:
+            table.add_row(str(r["file"]), "", "", "", f"[red]{r['error']}[/]")
+            continue
+        note = "kept original (already smaller)" if r["kept_original"] else str(r["output"])
+        sizes = (str(r[k]) for k in ("original_size", "compressed_size", "ratio"))
+        table.add_row(str(r["file"]), *sizes, note)
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.command()(compress)

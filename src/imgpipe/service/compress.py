@@ -1,0 +1,113 @@
+"""Compression: an image becomes a JPEG bounded by 800x800 at quality 85, never larger.
+
+Used by ``imgpipe compress``, ``POST /v1/compress`` and the Lambda handler's
+upload events (``uploads/photo.png`` -> ``compressed/uploads/photo.png``)::
+
+    result = compress_image(data)
+    result.kept_original   # True when re-encoding would not have saved bytes
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+from imgpipe.imaging.decode import load_fitted
+from imgpipe.ports import ObjectStore
+
+__all__ = [
+    "COMPRESSED_PREFIX",
+    "CompressResult",
+    "compress_image",
+    "compress_object",
+    "compressed_key",
+    "is_compressible_key",
+]
+
+COMPRESSED_PREFIX = "compressed/"
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+DEFAULT_MAX_PIXELS = 64_000_000
+
+
+@dataclass(frozen=True)
+class CompressResult:
+    data: bytes
+    original_size: int
+    compressed_size: int
+    width: int
+    height: int
+    kept_original: bool  # the input was already smaller than any re-encoding
+
+    @property
+    def ratio(self) -> float:
+        """compressed / original (1.0 when the original was kept)."""
+        return round(self.compressed_size / self.original_size, 4) if self.original_size else 1.0
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "original_size": self.original_size,
+            "compressed_size": self.compressed_size,
+            "ratio": self.ratio,
+            "width": self.width,
+            "height": self.height,
+            "kept_original": self.kept_original,
+        }
+
+
+def compress_image(
+    data: bytes, *, max_size: int = 800, quality: int = 85, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> CompressResult:
+    """Fit inside ``max_size`` and encode as optimized progressive JPEG; ImageError if unusable."""
+    image = load_fitted(data, max_size, max_pixels=max_pixels)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality, optimize=True, progressive=True)
+    encoded = buffer.getvalue()
+    if len(encoded) >= len(data):
+        return CompressResult(data, len(data), len(data), *image.size, kept_original=True)
+    return CompressResult(encoded, len(data), len(encoded), *image.size, kept_original=False)
+
+
+def is_compressible_key(key: str, prefix: str) -> bool:
+    """An image under the watched prefix, and never our own output (no event loops)."""
+    return (
+        key.startswith(prefix)
+        and not key.startswith(COMPRESSED_PREFIX)
+        and key.lower().endswith(EXTENSIONS)
+    )
+
+
+def compressed_key(key: str) -> str:
+    return COMPRESSED_PREFIX + key
+
+
+def compress_object(
+    store: ObjectStore,
+    key: str,
+    *,
+    max_size: int = 800,
+    quality: int = 85,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> tuple[str, CompressResult]:
+    """Compress the object at ``key`` into ``compressed/<key>`` with size metadata."""
+    data = store.get(key)
+    result = compress_image(data, max_size=max_size, quality=quality, max_pixels=max_pixels)
+    target = compressed_key(key)
+    store.put(
+        target,
+        result.data,
+        content_type="image/jpeg" if not result.kept_original else _guess_type(key),
+        metadata={
+            "original-size": str(result.original_size),
+            "compressed-size": str(result.compressed_size),
+        },
+    )
+    return target, result
+
+
+def _guess_type(key: str) -> str:
+    lower = key.lower()
+    if lower.endswith(".png"):
+        return "image/png"
+    if lower.endswith(".webp"):
+        return "image/webp"
+    return "image/jpeg"

@@ -1,0 +1,161 @@
+"""``/v1/batches``, ``/v1/creators``, ``/v1/collages`` through a real uvicorn server."""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Any
+
+import httpx
+from PIL import Image
+
+from tests.integration.api.conftest import Api, ApiFactory
+from tests.support.covers import BLUE, RED, color_close, solid_jpeg
+from tests.support.http_server import FaultServer, Serve, Status
+
+
+def wait_for_batch(api: Api, batch_id: str, seconds: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        body: dict[str, Any] = api.http.get(f"/v1/batches/{batch_id}").json()
+        if body["status"] not in ("queued", "running"):
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"batch {batch_id} did not finish: {body}")
+
+
+def upload(api: Api, csv_text: str, name: str = "covers.csv", **form: str) -> httpx.Response:
+    files = {"file": (name, csv_text.encode(), "text/csv")}
+    return api.http.post("/v1/batches", files=files, data=form)
+
+
+def two_creators(covers: FaultServer) -> str:
+    red = covers.add("/red.jpg", Serve(solid_jpeg(RED, (300, 400))))
+    blue = covers.add("/blue.jpg", Serve(solid_jpeg(BLUE, (300, 400))))
+    missing = covers.add("/gone.jpg", Status(404))
+    return f"creator,url\nalice,{red}\nalice,{missing}\nbob,{blue}\ncarol,{missing}\n"
+
+
+def test_upload_runs_the_batch_and_reports_every_creator(
+    api: ApiFactory, covers: FaultServer
+) -> None:
+    server = api()
+    answer = upload(server, two_creators(covers), rows="1", cols="2")
+    assert answer.status_code == 202
+    batch_id = answer.json()["batch_id"]
+    assert answer.json()["links"]["self"] == f"/v1/batches/{batch_id}"
+
+    batch = wait_for_batch(server, batch_id)
+
+    assert batch["status"] == "completed_with_failures"
+    assert (batch["total_creators"], batch["completed"], batch["failed"]) == (3, 2, 1)
+    assert batch["counts"] == {"completed": 2, "failed": 1}
+    assert batch["failures_by_reason"] == {"http_404": 2}
+    by_name = {c["creator"]: c for c in batch["creators"]}
+    assert by_name["alice"]["failed_urls"] == [
+        {"line": 3, "url": covers.url("/gone.jpg"), "reason": "http_404"}
+    ]
+    assert by_name["carol"]["status"] == "failed" and by_name["carol"]["collage_key"] is None
+    assert "at least 1" in by_name["carol"]["error"]
+    assert batch["settings"]["rows"] == 1 and batch["settings"]["cols"] == 2
+
+    listed = server.http.get("/v1/batches").json()
+    assert [b["batch_id"] for b in listed] == [batch_id]
+    assert listed[0]["done"] == 3
+
+
+def test_collage_is_served_as_the_rendered_jpeg(api: ApiFactory, covers: FaultServer) -> None:
+    server = api()
+    batch = wait_for_batch(server, upload(server, two_creators(covers)).json()["batch_id"])
+    key = next(c["collage_key"] for c in batch["creators"] if c["creator"] == "bob")
+
+    answer = server.http.get(f"/v1/collages/{key}")
+
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "image/jpeg"
+    assert "immutable" in answer.headers["cache-control"]
+    image = Image.open(io.BytesIO(answer.content))
+    assert image.size == (7 * 200, 200)  # one cover: one row of the default 7 columns
+    assert color_close(image.getpixel((100, 100)), BLUE)
+    assert image.getpixel((700, 100)) == (255, 255, 255)  # empty cells stay white
+
+
+def test_creator_history_spans_batches(api: ApiFactory, covers: FaultServer) -> None:
+    server = api()
+    csv_text = two_creators(covers)
+    first = wait_for_batch(server, upload(server, csv_text).json()["batch_id"])
+    second = wait_for_batch(server, upload(server, csv_text).json()["batch_id"])
+
+    history = server.http.get("/v1/creators/alice").json()
+
+    assert [h["batch_id"] for h in history] == [second["batch_id"], first["batch_id"]]
+    assert [h["status"] for h in history] == ["skipped_unchanged", "completed"]
+    assert history[0]["collage_key"] == history[1]["collage_key"]
+
+
+def test_not_found_answers_name_what_is_missing(api: ApiFactory) -> None:
+    server = api()
+    batch = server.http.get("/v1/batches/20990101-000000-deadbeef")
+    creator = server.http.get("/v1/creators/nobody")
+    collage = server.http.get("/v1/collages/collages/by-creator/nobody/collage.jpg")
+    outside = server.http.get("/v1/collages/state.db")
+    escape = server.http.get("/v1/collages/collages/..%2F..%2Fstate.db")
+
+    assert batch.status_code == 404 and "20990101-000000-deadbeef" in batch.json()["detail"]
+    assert creator.status_code == 404 and "nobody" in creator.json()["detail"]
+    assert collage.status_code == 404 and "collage.jpg" in collage.json()["detail"]
+    assert outside.status_code == 404 and "only collages/" in outside.json()["detail"]
+    assert escape.status_code == 404
+    assert escape.headers["content-type"].startswith("application/json")
+
+
+def test_unusable_csv_is_a_400_and_starts_no_batch(api: ApiFactory) -> None:
+    server = api()
+    no_columns = upload(server, "name;link\nalice;x\n")
+    not_text = server.http.post(
+        "/v1/batches", files={"file": ("covers.csv", b"\xff\xd8\xff\x00" * 50, "text/csv")}
+    )
+    empty = upload(server, "")
+
+    for answer in (no_columns, not_text, empty):
+        assert answer.status_code == 400, answer.text
+        assert "covers.csv" in answer.json()["detail"] or "column" in answer.json()["detail"]
+    assert "column" in no_columns.json()["detail"]
+    assert server.http.get("/v1/batches").json() == []
+
+
+def test_form_validation_and_missing_file_are_422(api: ApiFactory) -> None:
+    server = api()
+    no_file = server.http.post("/v1/batches", data={"rows": "2"})
+    bad_rows = upload(server, "creator,url\na,https://example.com/a.jpg\n", rows="0")
+
+    assert no_file.status_code == 422
+    assert any(e["loc"][-1] == "file" for e in no_file.json()["detail"])
+    assert bad_rows.status_code == 422
+    assert any(e["loc"][-1] == "rows" for e in bad_rows.json()["detail"])
+
+
+def test_upload_over_the_limit_is_413(api: ApiFactory) -> None:
+    server = api(max_upload_bytes=2048)
+    big = "creator,url\n" + "alice,https://example.com/a.jpg\n" * 200
+
+    answer = upload(server, big)
+
+    assert answer.status_code == 413
+    assert "2048" in answer.json()["detail"]
+    assert server.http.get("/v1/batches").json() == []
+
+
+def test_uploaded_csv_cannot_read_server_files(
+    api: ApiFactory, covers: FaultServer, tmp_path: Any
+) -> None:
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes(solid_jpeg(RED))
+    server = api()
+    csv_text = f"creator,url\nmallory,{secret}\nmallory,file://{secret}\n"
+
+    batch = wait_for_batch(server, upload(server, csv_text).json()["batch_id"])
+
+    mallory = batch["creators"][0]
+    assert mallory["status"] == "failed"
+    assert {f["reason"] for f in mallory["failed_urls"]} == {"unsupported_scheme"}
