@@ -17,7 +17,6 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.routing import Match
 
 from imgpipe.adapters.prometheus_metrics import PrometheusMetrics
 from imgpipe.bootstrap import Backend, open_backend
@@ -29,6 +28,7 @@ from imgpipe.settings import Settings
 
 __all__ = ["create_app"]
 
+API_PREFIX = "/v1"
 STATIC = Path(__file__).resolve().parents[2] / "static"
 
 
@@ -85,8 +85,8 @@ def create_app(
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
     secured = [Depends(require_api_key)]
-    app.include_router(routes_batches.router, prefix="/v1", dependencies=secured)
-    app.include_router(routes_tools.router, prefix="/v1", dependencies=secured)
+    app.include_router(routes_batches.router, prefix=API_PREFIX, dependencies=secured)
+    app.include_router(routes_tools.router, prefix=API_PREFIX, dependencies=secured)
     app.include_router(routes_health.router)
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -117,9 +117,15 @@ async def _limit_and_measure(
 
 
 def _route_of(request: Request) -> str:
-    """The route template (``/v1/batches/{batch_id}``), so labels stay few."""
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is Match.FULL:
-            return str(getattr(route, "path", "other"))
-    return "unmatched"
+    """The route template (``/v1/batches/{batch_id}``), so labels stay few.
+
+    FastAPI records the matched route in the scope with its path relative to the
+    router it was included in, so the ``/v1`` prefix is put back here.
+    """
+    route = request.scope.get("route")
+    path = getattr(route, "path", None)
+    if path is None:
+        return "unmatched"
+    if request.url.path.startswith(API_PREFIX + "/") and not path.startswith(API_PREFIX + "/"):
+        return API_PREFIX + str(path)
+    return str(path)

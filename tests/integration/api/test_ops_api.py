@@ -1,0 +1,186 @@
+"""Health, readiness, metrics, API key, CORS and the dashboard's server-side pages."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.integration.api.conftest import ApiFactory
+from tests.integration.api.test_batches_api import two_creators, upload, wait_for_batch
+from tests.support.api_server import free_port
+from tests.support.http_server import FaultServer, Serve, Status
+from tests.support.photos import photo_jpeg
+
+
+def test_healthz_is_alive(api: ApiFactory) -> None:
+    answer = api().http.get("/healthz")
+    assert answer.status_code == 200 and answer.json() == {"status": "ok"}
+
+
+def test_readyz_names_each_check(api: ApiFactory, covers: FaultServer) -> None:
+    ping = covers.add("/ping", Serve(b"pong", content_type="text/plain"))
+    answer = api(readiness_url=ping).http.get("/readyz")
+
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["ready"] is True
+    assert set(body["checks"]) == {"object_store", "state_store", "network"}
+    assert all(check["ok"] is True for check in body["checks"].values())
+    assert body["checks"]["network"]["status"] == 200
+    assert covers.hits("/ping") == 1
+
+
+def test_readyz_without_a_network_target_skips_that_check(api: ApiFactory) -> None:
+    body = api().http.get("/readyz").json()
+    assert body["ready"] is True
+    assert body["checks"]["network"] == {"ok": None, "skipped": "IMGPIPE_READINESS_URL is not set"}
+
+
+@pytest.mark.parametrize("failure", ["refused", "http_503"])
+def test_readyz_is_503_when_the_network_check_fails(
+    api: ApiFactory, covers: FaultServer, failure: str
+) -> None:
+    if failure == "refused":
+        url = f"http://127.0.0.1:{free_port()}/"
+    else:
+        url = covers.add("/down", Status(503))
+    answer = api(readiness_url=url).http.get("/readyz")
+
+    assert answer.status_code == 503
+    network = answer.json()["checks"]["network"]
+    assert network["ok"] is False
+    assert network.get("status") == 503 or "ConnectError" in network["error"]
+    assert answer.json()["checks"]["state_store"]["ok"] is True
+
+
+def test_readyz_reports_a_broken_state_store(api: ApiFactory) -> None:
+    server = api()
+    server.app.state.backend.state.close()  # a database that went away
+    answer = server.http.get("/readyz")
+    assert answer.status_code == 503
+    assert answer.json()["checks"]["state_store"]["ok"] is False
+    assert answer.json()["checks"]["state_store"]["error"]
+
+
+def _sample(metrics: str, name: str, **labels: str) -> float:
+    """The value of one Prometheus sample, labels matched in any order."""
+    for line in metrics.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line))
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no sample {name} {labels}")
+
+
+def test_metrics_count_requests_images_failures_and_batches(
+    api: ApiFactory, covers: FaultServer
+) -> None:
+    server = api()
+    wait_for_batch(server, upload(server, two_creators(covers)).json()["batch_id"])
+    image = photo_jpeg(1)
+    files = [("files", ("a.jpg", image)), ("files", ("b.jpg", image))]
+    server.http.post("/v1/compare", files=files)
+    server.http.post("/v1/compare", files=[files[0], ("files", ("c.jpg", b"<html>"))])
+    server.http.get("/v1/batches/nope")
+
+    text = server.http.get("/metrics").text
+
+    assert _sample(text, "imgpipe_images_processed_total", kind="compare") == 2
+    assert _sample(text, "imgpipe_images_processed_total", kind="collage") == 2
+    assert _sample(text, "imgpipe_failures_total", kind="compare", reason="not_an_image") == 1
+    assert _sample(text, "imgpipe_failures_total", kind="collage", reason="http_404") == 2
+    assert _sample(text, "imgpipe_batch_duration_seconds_count") == 1
+    assert (
+        _sample(
+            text,
+            "imgpipe_http_requests_total",
+            method="POST",
+            route="/v1/compare",
+            status="200",
+        )
+        == 1
+    )
+    assert (
+        _sample(
+            text,
+            "imgpipe_http_requests_total",
+            method="GET",
+            route="/v1/batches/{batch_id}",
+            status="404",
+        )
+        == 1
+    )
+    assert _sample(text, "imgpipe_http_request_seconds_count", route="/v1/compare") == 2
+
+
+def test_api_key_guards_every_v1_route(api: ApiFactory) -> None:
+    server = api(api_key="s3cret-key")
+    missing = server.http.get("/v1/batches")
+    wrong = server.http.get("/v1/batches", headers={"Authorization": "Bearer nope"})
+    right = server.http.get("/v1/batches", headers={"Authorization": "Bearer s3cret-key"})
+    compare = server.http.post("/v1/compare")
+    compress = server.http.post("/v1/compress")
+
+    assert missing.status_code == wrong.status_code == 401
+    assert missing.headers["www-authenticate"] == "Bearer"
+    assert "Authorization: Bearer" in missing.json()["detail"]
+    assert right.status_code == 200 and right.json() == []
+    assert compare.status_code == compress.status_code == 401
+    assert server.http.get("/healthz").status_code == 200  # probes need no key
+
+
+def test_dashboard_signs_in_with_the_key(api: ApiFactory) -> None:
+    server = api(api_key="s3cret-key")
+    first = server.http.get("/compare")
+    assert first.status_code == 303
+    assert first.headers["location"] == "/login?next=/compare"
+
+    bad = server.http.post("/login", data={"key": "nope", "next": "/compare"})
+    assert bad.status_code == 303 and "failed=true" in bad.headers["location"]
+    assert "imgpipe_key" not in server.http.cookies
+
+    good = server.http.post("/login", data={"key": "s3cret-key", "next": "//evil.example/"})
+    assert good.status_code == 303
+    assert good.headers["location"] == "/"  # no open redirect
+    assert "httponly" in good.headers["set-cookie"].lower()
+    assert server.http.get("/compare").status_code == 200
+    assert server.http.get("/v1/batches").status_code == 200  # the cookie works for fetch()
+
+
+def test_cors_allows_only_configured_origins(api: ApiFactory) -> None:
+    server = api(cors_origins="https://dash.example.com")
+    preflight = {"Access-Control-Request-Method": "POST"}
+    allowed = server.http.options(
+        "/v1/compare", headers={"Origin": "https://dash.example.com", **preflight}
+    )
+    other = server.http.options(
+        "/v1/compare", headers={"Origin": "https://evil.example.com", **preflight}
+    )
+
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://dash.example.com"
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_dashboard_pages_render_batches_and_creators(api: ApiFactory, covers: FaultServer) -> None:
+    server = api()
+    batch = wait_for_batch(server, upload(server, two_creators(covers)).json()["batch_id"])
+    batch_id = batch["batch_id"]
+    collage = next(c["collage_key"] for c in batch["creators"] if c["creator"] == "alice")
+
+    home = server.http.get("/").text
+    page = server.http.get(f"/batches/{batch_id}").text
+    creator = server.http.get("/creators/alice").text
+    missing = server.http.get("/batches/20990101-000000-deadbeef")
+
+    assert f'href="/batches/{batch_id}"' in home
+    assert 'data-status="completed_with_failures"' in home
+    assert f'src="/v1/collages/{collage}"' in page and 'loading="lazy"' in page
+    assert page.count('class="tile"') == 2  # carol failed: no collage tile
+    assert "http_404 × 2" in page  # failures by reason
+    assert covers.url("/gone.jpg") in page  # the failed URL is named
+    assert f'href="/batches/{batch_id}"' in creator and f'src="/v1/collages/{collage}"' in creator
+    assert missing.status_code == 404 and "20990101-000000-deadbeef" in missing.text
+    assert server.http.get("/creators/nobody").status_code == 404
