@@ -6,7 +6,10 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 OUT ?= imgpipe-data
 
-.PHONY: run test bench lint typecheck clean install dev
+.PHONY: run test bench lint typecheck clean install dev serve screenshots browser
+# Browser tests drive Debian's Chromium; installed here when missing (root or sudo).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,10 +36,24 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "install Chromium at $(CHROMIUM) for the browser tests" >&2; exit 1; }
+	$(SUDO) apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium
+
+browser: $(CHROMIUM)
+
 # pytest exits 5 when it collected nothing; that must fail, never pass silently.
-test: lint typecheck
+test: lint typecheck browser
 	$(BIN)/python -m pytest; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+serve: $(DEV_STAMP)
+	$(BIN)/imgpipe serve --out $(OUT)
+
+# Refresh the dashboard screenshots in docs/ from the browser tests.
+screenshots: $(DEV_STAMP) browser
+	IMGPIPE_SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest -q tests/browser
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks

@@ -79,11 +79,7 @@ class LocalLauncher:
         except Exception as exc:  # recorded for GET /v1/batches/{id}; the server goes on
             log.exception("batch %s failed", batch_id)
             with self._lock:
-                self._pending[batch_id] = {
-                    "batch_id": batch_id,
-                    "status": "error",
-                    "error": str(exc),
-                }
+                self._pending[batch_id].update(status="error", error=str(exc))
             return
         with self._lock:
             self._pending.pop(batch_id, None)
