@@ -205,6 +205,7 @@ class Settings(BaseSettings):
     similarity_threshold: float = Field(0.8, validation_alias=_env("SIMILARITY_THRESHOLD"))
     image_quality: int = Field(85, validation_alias=_env("IMAGE_QUALITY"))
     processing_timeout: float = Field(60.0, validation_alias=_env("PROCESSING_TIMEOUT"))
+    compare_workers: int = Field(0, ge=0, validation_alias=_env("IMGPIPE_COMPARE_WORKERS"))
 
     # HTTP service
     api_key: str = Field("", validation_alias=_env("IMGPIPE_API_KEY"))

@@ -131,3 +131,36 @@ def test_a_comparison_past_its_timeout_is_a_comparison_error() -> None:
     comparator = BuiltinComparator(ComparisonConfig(processing_timeout=0.001))
     with pytest.raises(ComparisonError, match="timeout"):
         asyncio.run(comparator.compare(big, big))
+
+
+def test_concurrent_comparisons_decode_no_more_images_than_the_pool_allows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    import imgpipe.service.compare as compare_module
+
+    in_flight, peak, lock = 0, 0, threading.Lock()
+    real_prepare = compare_module.prepare
+
+    def counting_prepare(*args: object) -> object:
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        try:
+            return real_prepare(*args)  # type: ignore[arg-type]
+        finally:
+            with lock:
+                in_flight -= 1
+
+    monkeypatch.setattr(compare_module, "prepare", counting_prepare)
+    comparator = BuiltinComparator(ComparisonConfig(workers=2))
+    images = [photo_jpeg(seed) for seed in range(6)]
+
+    async def run_all() -> list[float]:
+        reports = await asyncio.gather(*(comparator.compare(d, d) for d in images))
+        return [r.similarity for r in reports]
+
+    assert asyncio.run(run_all()) == [1.0] * 6
+    assert 1 <= peak <= 2  # two workers, each preparing one image at a time; never more

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from PIL import Image
 
@@ -36,6 +39,8 @@ __all__ = [
     "prepare",
 ]
 
+_T = TypeVar("_T")
+
 
 @dataclass(frozen=True)
 class ComparisonConfig:
@@ -49,6 +54,7 @@ class ComparisonConfig:
     processing_timeout: float = 60.0
     max_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 64_000_000
+    workers: int = 0  # comparisons decoding at once; 0 = one per CPU
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ComparisonConfig:
@@ -64,6 +70,7 @@ class ComparisonConfig:
             processing_timeout=settings.processing_timeout,
             max_bytes=settings.max_download_bytes,
             max_pixels=settings.max_image_pixels,
+            workers=settings.compare_workers,
         )
 
 
@@ -129,13 +136,19 @@ class _Base:
 
     def __init__(self, config: ComparisonConfig) -> None:
         self.config = config
+        # Decoding is CPU-bound: more threads than cores add no speed, only decoded
+        # images held at once. Requests beyond the pool wait holding just their bytes.
+        workers = config.workers or os.cpu_count() or 1
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compare")
+
+    async def _on_pool(self, fn: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def compare(self, a: bytes, b: bytes) -> ComparisonReport:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.config.processing_timeout):
-                first = await asyncio.to_thread(prepare, a, self.config, "image 1")
-                second = await asyncio.to_thread(prepare, b, self.config, "image 2")
+                first, second = await self._on_pool(self._prepare_pair, a, b)
                 report = await self._judge(first, second)
         except TimeoutError as exc:
             limit = self.config.processing_timeout
@@ -143,6 +156,9 @@ class _Base:
         report.elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
         report.images = [_describe(first), _describe(second)]
         return report
+
+    def _prepare_pair(self, a: bytes, b: bytes) -> tuple[Prepared, Prepared]:
+        return prepare(a, self.config, "image 1"), prepare(b, self.config, "image 2")
 
     async def _judge(self, a: Prepared, b: Prepared) -> ComparisonReport:
         raise NotImplementedError
@@ -154,7 +170,7 @@ class BuiltinComparator(_Base):
     async def _judge(self, a: Prepared, b: Prepared) -> ComparisonReport:
         from imgpipe.imaging.similarity import similarity_scores
 
-        scores = await asyncio.to_thread(similarity_scores, a.preview, b.preview)
+        scores = await self._on_pool(similarity_scores, a.preview, b.preview)
         pixels_a = a.original_width * a.original_height
         pixels_b = b.original_width * b.original_height
         scores["size"] = round(min(pixels_a, pixels_b) / max(pixels_a, pixels_b), 4)
