@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 # Importing the plugins registers them in Image.OPEN; we look them up there.
@@ -126,19 +128,8 @@ def load_cell(data: bytes, size: int, *, max_pixels: int, min_size: int) -> Imag
     """
     if size < 1:
         raise ValueError(f"cell size must be positive, got {size}")
-    with _open_checked(data, max_pixels=max_pixels, min_size=min_size) as im:
-        try:
-            return _render_cell(im, size)
-        except MemoryError:
-            raise  # an operational limit, not a property of this image
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            # A GIF frame may grow the canvas past its header (Pillow checks it then).
-            raise ImageError(Reason.TOO_LARGE, str(exc)) from exc
-        except Exception as exc:
-            # Untrusted bytes make Pillow raise almost anything (OSError for
-            # truncation, ValueError, SyntaxError, struct.error, EOFError...);
-            # this is the seam where all of it becomes one reason code.
-            raise ImageError(Reason.DECODE_ERROR, f"{type(exc).__name__}: {exc}") from exc
+    with _open_checked(data, max_pixels=max_pixels, min_size=min_size) as im, _as_image_error():
+        return _render_cell(im, size)
 
 
 def load_fitted(data: bytes, max_size: int, *, max_pixels: int) -> Image.Image:
@@ -155,21 +146,14 @@ def load_fitted(data: bytes, max_size: int, *, max_pixels: int) -> Image.Image:
     """
     if max_size < 1:
         raise ValueError(f"max_size must be positive, got {max_size}")
-    with _open_checked(data, max_pixels=max_pixels, min_size=1) as im:
-        try:
-            if isinstance(im, JpegImagePlugin.JpegImageFile):
-                im.draft("RGB", (max_size, max_size))
-            im.load()
-            orientation = _orientation(im)
-            source = _resizable(im)
-            source.thumbnail((max_size, max_size), Image.Resampling.LANCZOS, reducing_gap=3.0)
-            fitted = _to_rgb(source)
-        except MemoryError:
-            raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ImageError(Reason.TOO_LARGE, str(exc)) from exc
-        except Exception as exc:
-            raise ImageError(Reason.DECODE_ERROR, f"{type(exc).__name__}: {exc}") from exc
+    with _open_checked(data, max_pixels=max_pixels, min_size=1) as im, _as_image_error():
+        if isinstance(im, JpegImagePlugin.JpegImageFile):
+            im.draft("RGB", (max_size, max_size))
+        im.load()
+        orientation = _orientation(im)
+        source = _resizable(im)
+        source.thumbnail((max_size, max_size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        fitted = _to_rgb(source)
     method = _TRANSPOSE.get(orientation)
     return fitted.transpose(method) if method is not None else fitted
 
@@ -224,20 +208,28 @@ def _open(data: bytes, max_pixels: int) -> ImageFile.ImageFile:
         if name == "WEBP":
             # Pillow's WebP plugin allocates the whole canvas while opening.
             _refuse_large_webp(data, max_pixels)
-        try:
-            return factory(io.BytesIO(data), "")
-        except (SyntaxError, IndexError, TypeError, struct.error) as exc:
-            # What Image.open treats as "not this format": try the next one.
-            failure = f"{name}: {exc}"
-        except MemoryError:
-            raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            # Only a GIF whose first frame outgrows its header gets here: Pillow
-            # checks that growth itself while opening.
-            raise ImageError(Reason.TOO_LARGE, str(exc)) from exc
-        except Exception as exc:
-            raise ImageError(Reason.DECODE_ERROR, f"{type(exc).__name__}: {exc}") from exc
+        with _as_image_error():
+            try:
+                return factory(io.BytesIO(data), "")
+            except (SyntaxError, IndexError, TypeError, struct.error) as exc:
+                # What Image.open treats as "not this format": try the next one.
+                failure = f"{name}: {exc}"
     raise ImageError(Reason.NOT_AN_IMAGE, f"{len(data)} bytes, {failure}")
+
+
+@contextmanager
+def _as_image_error() -> Iterator[None]:
+    """The seam where whatever Pillow raises on untrusted bytes becomes one reason code."""
+    try:
+        yield
+    except (ImageError, MemoryError):
+        raise  # ours already, or an operational limit rather than a property of the image
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # A GIF frame may grow the canvas past its header; Pillow checks that itself.
+        raise ImageError(Reason.TOO_LARGE, str(exc)) from exc
+    except Exception as exc:
+        # OSError for truncation, ValueError, SyntaxError, struct.error, EOFError...
+        raise ImageError(Reason.DECODE_ERROR, f"{type(exc).__name__}: {exc}") from exc
 
 
 def _refuse_large_webp(data: bytes, max_pixels: int) -> None:
