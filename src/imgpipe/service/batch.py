@@ -140,8 +140,8 @@ class BatchRunner:
             # without creating one task per creator up front.
             for job in jobs:
                 result = await self._process_safely(job, context, options)
-                results.append(result)
                 self.progress.creator_done(result)
+                results.append(result.for_summary())
 
         workers = min(options.max_workers, max(1, len(manifest.jobs)))
         await asyncio.gather(*(worker() for _ in range(workers)))

@@ -94,6 +94,15 @@ class CreatorResult:
     def duplicates(self) -> int:
         return sum(1 for c in self.covers if c.reason == Reason.DUPLICATE)
 
+    def for_summary(self) -> CreatorResult:
+        """What a batch summary needs, kept per creator until the batch ends.
+
+        Used covers are in the metadata JSON already; dropping them here (and the
+        batch snapshot) keeps a 10,000-creator batch's bookkeeping small.
+        """
+        failed = [c for c in self.covers if not c.ok and c.reason != Reason.NOT_ATTEMPTED]
+        return replace(self, covers=failed, batch=None)
+
     @classmethod
     def from_record(cls, record: CreatorRecord) -> CreatorResult:
         """The result as stored in a final record (its metadata holds the covers)."""
