@@ -59,13 +59,17 @@ async function pollBatches() {
 async function pollBatch() {
   const root = document.getElementById("batch");
   if (!root || !RUNNING.has(root.dataset.status)) return;
-  const { response, body } = await api(`/v1/batches/${encodeURIComponent(root.dataset.batch)}`);
+  // creators=false: the batch record alone, one lookup however large the batch is.
+  const { response, body } = await api(`/v1/batches/${encodeURIComponent(root.dataset.batch)}?creators=false`);
   if (response.ok && body) {
     setBadge(root, body.status);
     setProgress(root, body);
     for (const f of ["completed", "skipped", "failed"]) setText(root, f, body[f]);
     const done = String(body.done || 0);
-    if (!RUNNING.has(body.status) || (body.status !== root.dataset.status) || done !== root.dataset.done) {
+    // New tiles appear by re-rendering, while the whole batch fits one page; a large
+    // batch updates its counts in place and re-renders once, when it ends.
+    const grew = root.dataset.live === "1" && done !== root.dataset.done;
+    if (!RUNNING.has(body.status) || body.status !== root.dataset.status || grew) {
       location.reload();
       return;
     }

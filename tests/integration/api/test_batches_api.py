@@ -64,6 +64,36 @@ def test_upload_runs_the_batch_and_reports_every_creator(
     assert listed[0]["done"] == 3
 
 
+def test_batch_creators_page_and_filter_and_a_record_only_view(
+    api: ApiFactory, covers: FaultServer
+) -> None:
+    server = api()
+    red = covers.add("/red.jpg", Serve(solid_jpeg(RED, (300, 400))))
+    gone = covers.add("/gone.jpg", Status(404))
+    rows = [f"c{i:02d},{gone if i % 3 == 0 else red}" for i in range(12)]
+    batch_id = upload(server, "creator,url\n" + "\n".join(rows) + "\n").json()["batch_id"]
+    wait_for_batch(server, batch_id)
+    path = f"/v1/batches/{batch_id}"
+
+    record = server.http.get(path, params={"creators": "false"}).json()
+    page = server.http.get(path, params={"offset": 5, "limit": 4}).json()
+    failed = server.http.get(path, params={"status": "failed"}).json()
+    bad = server.http.get(path, params={"status": "exploded"})
+
+    # The record alone: counts from the batch record, no creator list to read.
+    assert (record["total_creators"], record["completed"], record["failed"]) == (12, 8, 4)
+    assert "creators" not in record and record["done"] == 12
+    # A page: the creators in CSV order from the offset; counts still over all of them.
+    assert [c["creator"] for c in page["creators"]] == ["c05", "c06", "c07", "c08"]
+    assert (page["creators_total"], page["creators_offset"]) == (12, 5)
+    assert page["counts"] == {"completed": 8, "failed": 4}
+    # A filter: only failed creators, and their total.
+    assert [c["creator"] for c in failed["creators"]] == ["c00", "c03", "c06", "c09"]
+    assert failed["creators_total"] == 4
+    assert failed["failures_by_reason"] == {"http_404": 4}
+    assert bad.status_code == 422
+
+
 def test_collage_is_served_as_the_rendered_jpeg(api: ApiFactory, covers: FaultServer) -> None:
     server = api()
     batch = wait_for_batch(server, upload(server, two_creators(covers)).json()["batch_id"])

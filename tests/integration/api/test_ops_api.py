@@ -184,3 +184,31 @@ def test_dashboard_pages_render_batches_and_creators(api: ApiFactory, covers: Fa
     assert f'href="/batches/{batch_id}"' in creator and f'src="/v1/collages/{collage}"' in creator
     assert missing.status_code == 404 and "20990101-000000-deadbeef" in missing.text
     assert server.http.get("/creators/nobody").status_code == 404
+
+
+def test_a_large_batch_page_is_paged_and_filtered_by_status(
+    api: ApiFactory, covers: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgpipe.entrypoints.api import dashboard
+
+    monkeypatch.setattr(dashboard, "PAGE_SIZE", 4)
+    server = api()
+    red = covers.add("/red.jpg", Serve(photo_jpeg(3, (300, 400))))
+    gone = covers.add("/gone.jpg", Status(404))
+    rows = "".join(f"c{i:02d},{gone if i in (1, 7) else red}\n" for i in range(10))
+    batch_id = wait_for_batch(server, upload(server, "creator,url\n" + rows).json()["batch_id"])[
+        "batch_id"
+    ]
+
+    def creators_on(query: str) -> list[str]:
+        page = server.http.get(f"/batches/{batch_id}{query}").text
+        return re.findall(r'<tr data-creator="([^"]+)">', page)
+
+    first = server.http.get(f"/batches/{batch_id}").text
+    assert creators_on("") == ["c00", "c01", "c02", "c03"]
+    assert creators_on("?page=3") == ["c08", "c09"]
+    assert creators_on("?status=failed") == ["c01", "c07"]
+    assert "creators 1–4 of 10 · page 1 of 3" in first
+    assert f'href="/batches/{batch_id}?page=2"' in first and 'rel="next"' in first
+    assert 'data-live="0"' in first  # 10 creators do not fit one page: no re-render per creator
+    assert server.http.get(f"/batches/{batch_id}?status=bogus").status_code == 422

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from imgpipe.domain.records import CreatorStatus
 from imgpipe.entrypoints.api.auth import API_KEY_COOKIE, key_matches, signed_in
 from imgpipe.entrypoints.api.routes_batches import batch_detail, batch_view, creator_view
 
@@ -22,6 +23,7 @@ __all__ = ["router"]
 
 TEMPLATES = Jinja2Templates(Path(__file__).resolve().parents[2] / "templates" / "dashboard")
 router = APIRouter(include_in_schema=False)
+PAGE_SIZE = 100  # creators per batch page: tiles and table rows
 
 
 def _page(request: Request, template: str, status: int = 200, **context: Any) -> Response:
@@ -41,12 +43,31 @@ def home(request: Request) -> Response:
 
 
 @router.get("/batches/{batch_id}", response_class=HTMLResponse)
-def batch_page(request: Request, batch_id: str) -> Response:
-    detail = batch_detail(request, batch_id)
+def batch_page(
+    request: Request,
+    batch_id: str,
+    page: Annotated[int, Query(ge=1)] = 1,
+    status: CreatorStatus | None = None,
+) -> Response:
+    detail = batch_detail(
+        request, batch_id, status=status, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
+    )
     if detail is None:
         message = f"There is no batch {batch_id!r}."
         return _page(request, "missing.html", status=404, message=message, title="Not found")
-    return _page(request, "batch.html", batch=detail, title=f"Batch {batch_id} · imgpipe")
+    pages = max(1, -(-detail["creators_total"] // PAGE_SIZE))
+    return _page(
+        request,
+        "batch.html",
+        batch=detail,
+        page=min(page, pages),
+        pages=pages,
+        page_size=PAGE_SIZE,
+        status_filter=status.value if status else "",
+        # Re-rendering on every finished creator is only sensible while all fit one page.
+        live_reload=(detail.get("total_creators") or 0) <= PAGE_SIZE,
+        title=f"Batch {batch_id} · imgpipe",
+    )
 
 
 @router.get("/creators/{name}", response_class=HTMLResponse)

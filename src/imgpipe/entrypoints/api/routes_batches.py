@@ -6,10 +6,10 @@ from collections import Counter
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 
-from imgpipe.domain.records import BatchRecord, CreatorRecord
+from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
 from imgpipe.entrypoints.api.uploads import read_limited
 from imgpipe.errors import ConfigError, InputError, StorageError
 
@@ -90,31 +90,65 @@ def list_batches(request: Request, limit: int = 50) -> list[dict[str, Any]]:
     return [batch_view(b) for b in request.app.state.backend.state.list_batches(limit)]
 
 
-def batch_detail(request: Request, batch_id: str) -> dict[str, Any] | None:
-    """A batch with its creators and failures; a launched-but-unrecorded batch; or None."""
+def batch_detail(
+    request: Request,
+    batch_id: str,
+    *,
+    include_creators: bool = True,
+    status: CreatorStatus | None = None,
+    offset: int = 0,
+    limit: int | None = None,
+) -> dict[str, Any] | None:
+    """The batch with counts and failures over all its creators, and one page of them.
+
+    ``include_creators=False`` reads the batch record alone (one lookup, what a
+    progress poll needs, however large the batch); otherwise ``creators`` holds
+    the creators of ``status`` (all when None) from ``offset``, at most ``limit``.
+    """
     state = request.app.state.backend.state
     batch = state.get_batch(batch_id)
     if batch is None:
         pending = request.app.state.launcher.pending(batch_id)
         if pending is None:
             return None
-        return {**pending, "creators": [], "counts": {}, "failures_by_reason": {}}
+        empty: dict[str, Any] = {"creators": [], "creators_total": 0, "counts": {}}
+        return {**pending, **empty, "failures_by_reason": {}}
+    if not include_creators:
+        return batch_view(batch)
     creators = [creator_view(r) for r in state.creators_in_batch(batch_id)]
     reasons: Counter[str] = Counter()
     for creator in creators:
         reasons.update(creator["failures"])
     statuses = Counter(c["status"] for c in creators)
+    if status is not None:
+        creators = [c for c in creators if c["status"] == status.value]
+    end = None if limit is None else offset + limit
     return {
         **batch_view(batch),
         "counts": dict(statuses),
         "failures_by_reason": dict(reasons.most_common()),
-        "creators": creators,
+        "creators_total": len(creators),
+        "creators_offset": offset,
+        "creators": creators[offset:end],
     }
 
 
 @router.get("/batches/{batch_id}", summary="A batch: counts, creators, failures by reason")
-def get_batch(request: Request, batch_id: str) -> dict[str, Any]:
-    detail = batch_detail(request, batch_id)
+def get_batch(
+    request: Request,
+    batch_id: str,
+    creators: Annotated[
+        bool, Query(description="false: the batch record only (cheap, for progress polls)")
+    ] = True,
+    status: Annotated[
+        CreatorStatus | None, Query(description="only creators of this status")
+    ] = None,
+    offset: Annotated[int, Query(ge=0, description="first creator to include")] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="creators to include")] = 1000,
+) -> dict[str, Any]:
+    detail = batch_detail(
+        request, batch_id, include_creators=creators, status=status, offset=offset, limit=limit
+    )
     if detail is None:
         raise HTTPException(404, f"no batch {batch_id!r}")
     return detail
