@@ -4,9 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
+IAC_VENV := .venv-iac
+IAC_STAMP := $(IAC_VENV)/.installed
 OUT ?= imgpipe-data
+ARCH ?= x86_64
 
-.PHONY: run test bench lint typecheck clean install dev serve screenshots browser
+.PHONY: run test bench lint typecheck iac-lint package clean install dev serve screenshots browser
 # Browser tests drive Debian's Chromium; installed here when missing (root or sudo).
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -30,8 +33,8 @@ run: $(STAMP)
 	$(BIN)/imgpipe run examples/covers.csv --out $(OUT)
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks deploy
+	$(BIN)/ruff format --check src tests benchmarks deploy
 
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
@@ -43,8 +46,26 @@ $(CHROMIUM):
 
 browser: $(CHROMIUM)
 
+$(IAC_STAMP): deploy/requirements-iac.txt
+	$(PYTHON) -m venv $(IAC_VENV)
+	$(IAC_VENV)/bin/pip install --quiet --upgrade pip
+	$(IAC_VENV)/bin/pip install --quiet -r deploy/requirements-iac.txt
+	touch $@
+
+# cfn-lint checks the SAM template after its transform (circular dependencies
+# included); checkov fails on any check neither fixed nor skipped, with a reason,
+# in the resource's Metadata.
+iac-lint: $(IAC_STAMP)
+	$(IAC_VENV)/bin/cfn-lint deploy/template.yaml
+	$(IAC_VENV)/bin/checkov -f deploy/template.yaml --framework cloudformation \
+	  --skip-download --quiet --compact
+
+# build/lambda/ (the template's CodeUri) and build/imgpipe-lambda.zip; ARCH=arm64 too.
+package: | $(BIN)/python
+	$(BIN)/python deploy/build_package.py --arch $(ARCH)
+
 # pytest exits 5 when it collected nothing; that must fail, never pass silently.
-test: lint typecheck browser
+test: lint typecheck iac-lint browser
 	$(BIN)/python -m pytest; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
@@ -59,4 +80,4 @@ bench: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(IAC_VENV) $(OUT) build .pytest_cache .mypy_cache .ruff_cache

@@ -12,6 +12,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from PIL import Image
 
@@ -23,7 +24,7 @@ from tests.support.covers import BLUE, GREEN, RED, color_close, solid_jpeg, soli
 from tests.support.http_server import FaultServer, Serve, Status
 
 
-def test_upload_to_collages_summary_and_archive(deployed: Deployment) -> None:
+def test_upload_to_collages_summary_and_archive(deployed: Deployment, tmp_path: Path) -> None:
     deployed.inputs.put("csv-files/launch/img/blue.jpg", solid_jpeg(BLUE))
     with FaultServer() as server:
         rows = [
@@ -69,6 +70,15 @@ def test_upload_to_collages_summary_and_archive(deployed: Deployment) -> None:
     assert list(deployed.inputs.list("csv-files/launch/spring")) == []
     assert deployed.inputs.exists("archived/processed/launch/spring launch ü.csv")
     assert deployed.dlq.receive(wait_seconds=0) == []
+
+    # `imgpipe status` reads the table; it needs no local data folder on AWS.
+    shown = json.loads(imgpipe_cli(cli_env(deployed), "status", batch_id, "--json", cwd=tmp_path))
+    assert shown["batch"]["status"] == "completed_with_failures"
+    assert sorted(r["metadata"]["display_name"] for r in shown["creators"]) == [
+        "Ann",
+        "Gone",
+        "Zoë Dance",
+    ]
 
 
 def test_redelivered_creator_message_renders_and_counts_once(deployed: Deployment) -> None:
@@ -125,8 +135,7 @@ def test_poison_messages_go_to_the_dlq_and_can_be_redriven(deployed: Deployment)
     (summary,) = deployed.summaries()
     assert summary["totals"]["completed"] == 1  # the good batch was not held up
 
-    env = {**AWS_ENV, **{k: v for k, v in deployed.names.items()}}
-    env["IMGPIPE_AWS_ENDPOINT_URL"] = str(deployed.settings.aws_endpoint_url)
+    env = cli_env(deployed)
     listed = imgpipe_cli(env, "dlq", "list", "--json")
     assert sorted(m["body"] for m in json.loads(listed)) == sorted(poison)
     assert json.loads(imgpipe_cli(env, "dlq", "redrive")) == {"redriven": 3}
@@ -134,13 +143,24 @@ def test_poison_messages_go_to_the_dlq_and_can_be_redriven(deployed: Deployment)
     assert sorted(m.body for m in back) == sorted(poison)
 
 
-def imgpipe_cli(env: dict[str, str], *args: str) -> str:
+def cli_env(deployed: Deployment) -> dict[str, str]:
+    """What a user exports to point the CLI at the deployment."""
+    return {
+        **AWS_ENV,
+        **deployed.names,
+        "IMGPIPE_BACKEND": "aws",
+        "IMGPIPE_AWS_ENDPOINT_URL": str(deployed.settings.aws_endpoint_url),
+    }
+
+
+def imgpipe_cli(env: dict[str, str], *args: str, cwd: Path | None = None) -> str:
     result = subprocess.run(
         [sys.executable, "-m", "imgpipe", *args],
         capture_output=True,
         text=True,
         timeout=120,
         env={"PATH": "/usr/bin:/bin", **env},
+        cwd=cwd,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout

@@ -145,8 +145,10 @@ def status(
     console = Console(stderr=True)
     settings = Settings()
     root = (out or settings.data_dir).resolve()
-    if not root.is_dir():
+    # Only the local backend keeps its state in a folder; on AWS it is the table.
+    if settings.backend == "local" and not root.is_dir():
         raise _fail(console, f"no output folder at {root} (run `imgpipe run` first or pass --out)")
+    where = str(root) if settings.backend == "local" else settings.dynamodb_table_name
     backend = open_backend(settings, out_dir=root)
     try:
         if batch_id is None:
@@ -154,7 +156,7 @@ def status(
             return
         batch = backend.state.get_batch(batch_id)
         if batch is None:
-            raise _fail(console, f"no batch {batch_id!r} in {root}")
+            raise _fail(console, f"no batch {batch_id!r} in {where}")
         records = backend.state.creators_in_batch(batch_id)
         print_batch(Console(), batch, records, as_json=as_json)
     finally:

@@ -1,0 +1,120 @@
+"""``deploy/build_package.py``: the Lambda zip works on its own, without boto3.
+
+The package is built for this interpreter (``--platform host``; ``make package``
+builds the same thing for Python 3.12 on manylinux), unzipped, and imported by a
+``python -I -S`` process that sees the standard library and the unzipped folder
+only. It needs PyPI (pip's cache makes reruns fast).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "deploy" / "build_package.py"
+
+pytestmark = pytest.mark.slow
+
+# Runs in the isolated interpreter: imports, then three requests through the API
+# handler (Mangum -> FastAPI -> the local backend), pages and static files included.
+PROBE = textwrap.dedent(
+    """
+    import importlib.util, json, sys
+    sys.path.insert(0, sys.argv[1])
+    import imgpipe.entrypoints.aws_lambda as processor
+    import imgpipe.entrypoints.api_lambda as api
+    assert callable(processor.handler) and callable(api.handler)
+    import aws_lambda_powertools.utilities.batch, imgpipe.bootstrap, imgpipe.service.fanout
+    import imgpipe.adapters.emf_metrics, imgpipe.settings, mangum, PIL.Image, numpy
+
+    def get(path):
+        http = {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1"}
+        event = {
+            "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
+            "headers": {"host": "api.example"}, "isBase64Encoded": False,
+            "requestContext": {"http": http, "stage": "$default", "requestId": "r1"},
+        }
+        response = api.handler(event, None)
+        return response["statusCode"], response["headers"].get("content-type", "")
+
+    print(json.dumps({
+        "files": {m: getattr(sys.modules[m], "__file__", "") for m in ("imgpipe", "pydantic")},
+        "boto3": importlib.util.find_spec("boto3") is not None,
+        "aws_modules": sorted(m for m in sys.modules if m.startswith(("boto3", "botocore"))),
+        "responses": [get("/healthz"), get("/"), get("/static/app.css")],
+    }))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("package")
+    subprocess.run(
+        [sys.executable, str(SCRIPT), "--platform", "host", "--out", str(out)],
+        check=True,
+        timeout=600,
+    )
+    return out / "imgpipe-lambda.zip"
+
+
+def test_zip_holds_the_code_and_its_data_but_not_the_runtime_sdk(package: Path) -> None:
+    names = zipfile.ZipFile(package).namelist()
+    tops = {name.split("/", 1)[0] for name in names}
+    assert "imgpipe/entrypoints/aws_lambda.py" in names
+    assert "imgpipe/templates/gallery.html" in names
+    assert "imgpipe/templates/dashboard/base.html" in names
+    assert "imgpipe/static/app.css" in names
+    assert {"pydantic", "PIL", "mangum", "fastapi", "aws_lambda_powertools"} <= tops
+    assert not tops & {"boto3", "botocore", "s3transfer", "dateutil", "urllib3"}
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    assert not [n for n in names if n.startswith("bin/")]
+
+
+def test_zip_is_deterministic(package: Path, tmp_path: Path) -> None:
+    entries = zipfile.ZipFile(package).infolist()
+    assert [e.filename for e in entries] == sorted(e.filename for e in entries)
+    assert {e.date_time for e in entries} == {(1980, 1, 1, 0, 0, 0)}
+    spec = importlib.util.spec_from_file_location("build_package", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    (package.parent / "lambda" / "imgpipe" / "py.typed").touch()  # a newer mtime changes nothing
+    again = tmp_path / "again.zip"
+    build.write_zip(package.parent / "lambda", again)
+    assert again.read_bytes() == package.read_bytes()
+
+
+def test_handlers_import_and_serve_from_the_unzipped_package_alone(
+    package: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "task"
+    zipfile.ZipFile(package).extractall(folder)
+    env = {"IMGPIPE_BACKEND": "local", "IMGPIPE_DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", PROBE, str(folder)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    for module, path in report["files"].items():
+        assert Path(path).is_relative_to(folder), f"{module} came from {path}"
+    assert report["boto3"] is False  # the Lambda runtime provides it
+    assert report["aws_modules"] == []  # and no import above needed it
+    assert report["responses"] == [
+        [200, "application/json"],
+        [200, "text/html; charset=utf-8"],
+        [200, "text/css; charset=utf-8"],
+    ]
