@@ -65,6 +65,9 @@ def aws_run(rows: list[tuple[str, str]]) -> tuple[float, dict[str, object]]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    # The settings are read from the environment; restore it afterwards so the
+    # benchmarks that follow in this process (and their children) run locally.
+    saved = dict(os.environ)
     os.environ.update(
         AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
         IMGPIPE_AWS_ENDPOINT_URL=f"http://{host}:{port}", IMGPIPE_BACKEND="aws",
@@ -98,6 +101,8 @@ def aws_run(rows: list[tuple[str, str]]) -> tuple[float, dict[str, object]]:
         return time.perf_counter() - started - 1.5, summary
     finally:
         server.stop()
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def local_run(rows: list[tuple[str, str]]) -> tuple[float, dict[str, object]]:
