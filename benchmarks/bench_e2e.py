@@ -65,22 +65,22 @@ def write_csv(path: Path, url_of: list[str], creators: int) -> None:
 
 def run_cli(name: str, csv_path: Path, out: Path, *flags: str) -> Run:
     command = [*IMGPIPE, str(csv_path), "--out", str(out), "--json", *flags]
-    started = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    # wait4 on this one child gives its own rusage, not the sum over all children.
-    stdout = child.stdout.read() if child.stdout else b""
-    stderr = child.stderr.read() if child.stderr else b""
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
+    with tempfile.NamedTemporaryFile(suffix=".json") as usage_file:
+        # Through the launcher: a child of this (large) process would report our peak RSS.
+        launcher = [sys.executable, "-m", "benchmarks.rusage_launcher", usage_file.name, "--"]
+        started = time.perf_counter()
+        child = subprocess.run([*launcher, *command], capture_output=True)
+        wall = time.perf_counter() - started
+        usage = json.loads(Path(usage_file.name).read_text() or "{}")
     if child.returncode != 0:
-        raise SystemExit(f"{name}: imgpipe exited {child.returncode}\n{stderr.decode()[-2000:]}")
-    summary = json.loads(stdout)
+        tail = child.stderr.decode()[-2000:]
+        raise SystemExit(f"{name}: imgpipe exited {child.returncode}\n{tail}")
+    summary = json.loads(child.stdout)
     return Run(
         name=name,
         wall=wall,
-        cpu=usage.ru_utime + usage.ru_stime,
-        peak_rss_mb=usage.ru_maxrss / 1024,  # Linux reports KiB
+        cpu=usage["user_s"] + usage["sys_s"],
+        peak_rss_mb=usage["maxrss_kb"] / 1024,  # Linux reports KiB
         images=summary["totals"]["images_used"],
     )
 

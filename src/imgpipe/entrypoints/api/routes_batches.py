@@ -12,6 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
 from imgpipe.entrypoints.api.uploads import read_limited
 from imgpipe.errors import ConfigError, InputError, StorageError
+from imgpipe.service.pipeline import NOT_FAILURES
 
 router = APIRouter(tags=["batches"])
 
@@ -32,10 +33,8 @@ def batch_view(batch: BatchRecord) -> dict[str, Any]:
 
 def creator_view(record: CreatorRecord) -> dict[str, Any]:
     covers = record.metadata.get("covers", [])
-    failures = Counter(
-        c.get("reason") for c in covers if not c.get("ok") and c.get("reason") not in
-        ("duplicate", "not_attempted")
-    )  # fmt: skip
+    failed = [c for c in covers if not c.get("ok") and c.get("reason") not in NOT_FAILURES]
+    failures = Counter(c.get("reason") for c in failed)
     return {
         "creator": record.metadata.get("display_name", record.creator_name),
         "key": record.creator_name,
@@ -49,9 +48,7 @@ def creator_view(record: CreatorRecord) -> dict[str, Any]:
         "error": record.metadata.get("error"),
         "failures": dict(failures),
         "failed_urls": [
-            {"line": c.get("line"), "url": c.get("url"), "reason": c.get("reason")}
-            for c in covers
-            if not c.get("ok") and c.get("reason") not in ("duplicate", "not_attempted")
+            {"line": c.get("line"), "url": c.get("url"), "reason": c.get("reason")} for c in failed
         ],
     }
 
