@@ -5,7 +5,8 @@ mutable state, no global Pillow settings touched):
 
 - :func:`probe` reads only the header: format and (EXIF-oriented) size.
 - :func:`load_cell` turns the bytes into a ``size`` x ``size`` RGB cell:
-  center-cropped, resized, EXIF-oriented, alpha flattened onto white.
+  center-cropped, resized, EXIF-oriented, alpha flattened onto white, colours
+  converted to sRGB through an embedded ICC profile.
 
 Both refuse bad input with :class:`~imgpipe.errors.ImageError` whose ``reason``
 is a :class:`~imgpipe.domain.records.Reason`: ``not_an_image``, ``too_large``
@@ -43,6 +44,7 @@ from PIL import (  # noqa: F401
 from imgpipe.domain.layout import center_crop_box
 from imgpipe.domain.records import Reason
 from imgpipe.errors import ImageError
+from imgpipe.imaging.colour import to_srgb
 
 __all__ = ["ImageInfo", "load_cell", "load_fitted", "probe"]
 
@@ -153,7 +155,7 @@ def load_fitted(data: bytes, max_size: int, *, max_pixels: int) -> Image.Image:
         orientation = _orientation(im)
         source = _resizable(im)
         source.thumbnail((max_size, max_size), Image.Resampling.LANCZOS, reducing_gap=3.0)
-        fitted = _to_rgb(source)
+        fitted = _to_rgb(to_srgb(source, im.info.get("icc_profile")))
     method = _TRANSPOSE.get(orientation)
     return fitted.transpose(method) if method is not None else fitted
 
@@ -177,7 +179,7 @@ def _render_cell(im: ImageFile.ImageFile, size: int) -> Image.Image:
             box=box,
             reducing_gap=_REDUCING_GAP,
         )
-    cell = _to_rgb(cell)
+    cell = _to_rgb(to_srgb(cell, im.info.get("icc_profile")))
     # Orientation is applied to the small cell, not the source: every EXIF
     # transpose maps the centered square onto the centered square, so this is
     # the same picture (to within one source pixel) for a fraction of the work.
