@@ -28,6 +28,7 @@ import email.utils
 import logging
 import random
 import time
+import weakref
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from types import TracebackType
@@ -184,7 +185,11 @@ class Downloader:
         self._policy = policy
         self._base_dir = base_dir
         self._slots = asyncio.Semaphore(policy.concurrency)
-        self._host_slots: dict[str, asyncio.Semaphore] = {}
+        # Weak values: a host's slot lives while a request holds or awaits it, so a
+        # long-lived downloader (the worker, the API) does not keep every host it met.
+        self._host_slots: weakref.WeakValueDictionary[str, asyncio.Semaphore] = (
+            weakref.WeakValueDictionary()
+        )
         guard = AddressGuard(policy.allowed_networks, resolver)
         # httpcore's pool scans every queued request against every connection
         # on each request and response (quadratic in the pool size): at 64
