@@ -262,6 +262,15 @@ def test_names_are_trimmed_but_case_sensitive() -> None:
     assert summary(m) == [("Ann", [(2, "a.jpg"), (4, "c.jpg")]), ("ann", [(3, "b.jpg")])]
 
 
+def test_names_differing_only_by_case_get_keys_that_differ_beyond_case() -> None:
+    # One file on macOS or Windows otherwise: Ann.json and ann.json.
+    m = parse("creator,url\nAnn,a.jpg\nann,b.jpg\nANN,c.jpg\n")
+    keys = [job.key for job in m.jobs]
+    assert keys[0] == "Ann"
+    assert len({key.casefold() for key in keys}) == 3
+    assert keys[1] == creator_key("ann", full_hash=True)
+
+
 def test_cap_keeps_the_first_distinct_covers() -> None:
     m = parse(
         "creator,url\nAnn,a\nAnn,a\nAnn,b\nAnn,c\nAnn,b\nAnn,d\nBo,x\n", max_covers_per_creator=2

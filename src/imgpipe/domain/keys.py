@@ -50,11 +50,11 @@ def creator_key(name: str, *, full_hash: bool = False) -> str:
     ``"a_b"``. ``full_hash=True`` appends the whole digest instead; the manifest
     uses it in the (adversarial) case of two names whose short keys collide.
 
-    Caveat: names that differ only by letter case (``"Ann"`` / ``"ann"``) keep
-    distinct keys, but they map to the same folder on a case-insensitive
-    filesystem (macOS, Windows defaults). Protecting that would suffix nearly
-    every name; collage file names carry a timestamp and put-if-absent, so such
-    creators share a folder without overwriting each other.
+    Names that differ only by letter case (``"Ann"`` / ``"ann"``) get keys that
+    differ only by case, which are one folder on a case-insensitive filesystem
+    (macOS, Windows defaults). Within a batch the manifest gives the later one a
+    hashed key; across batches they share a folder, where timestamped collage
+    names and put-if-absent keep them from overwriting each other.
 
     >>> creator_key("Zoë")
     'Zoë'

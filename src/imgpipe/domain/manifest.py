@@ -134,7 +134,7 @@ def parse_manifest(
     manifest = Manifest([], [], header[creator_at].strip(), header[url_at].strip())
     manifest.delimiter = delimiter
     groups: dict[str, _Group] = {}
-    owners: dict[str, str] = {}  # key -> display name, to keep distinct names apart
+    owners: dict[str, str] = {}  # casefolded key -> display name, to keep names apart
     need = max(creator_at, url_at) + 1
     while True:
         start = end + 1  # csv.reader.line_num is where a record ends; it starts after the last
@@ -271,13 +271,18 @@ def _check_url(url: str, schemes: frozenset[str]) -> str | None:
 
 
 def _unique_key(name: str, owners: dict[str, str]) -> str:
-    """creator_key(name), made longer in the (adversarial) case it is already taken."""
+    """creator_key(name), made longer when it is taken, ignoring letter case.
+
+    Case counts as taken because the local folder may live on a case-insensitive
+    filesystem (macOS, Windows), where ``Ann.json`` and ``ann.json`` are one file.
+    ``owners`` maps casefolded keys to display names.
+    """
     key = creator_key(name)
-    if key in owners:
+    if key.casefold() in owners:
         key = creator_key(name, full_hash=True)
     base, n = key, 1
-    while key in owners:  # a full SHA-256 clash; kept only so the loop is total
+    while key.casefold() in owners:  # a full SHA-256 clash; kept only so the loop is total
         n += 1
         key = f"{base}-{n}"
-    owners[key] = name
+    owners[key.casefold()] = name
     return key
