@@ -119,9 +119,9 @@ class SqliteStateStore:
     def put_creator(
         self, record: CreatorRecord, *, expected: tuple[CreatorStatus, ...] | None = None
     ) -> None:
-        """Upsert; ``expected=()`` inserts only if absent; else updates only from those statuses.
+        """Upsert; ``expected=()`` inserts only if absent; else updates only from those statuses::
 
-        >>> state.put_creator(record, expected=(CreatorStatus.PENDING,))  # doctest: +SKIP
+        state.put_creator(record, expected=(CreatorStatus.PENDING,))  # claim a pending one
         """
         values = _creator_values(record)
         who = f"creator {record.creator_name!r} in batch {record.batch_id!r}"
