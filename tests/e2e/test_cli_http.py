@@ -21,6 +21,7 @@ from tests.support.covers import (
     YELLOW,
     color_close,
     html_page,
+    solid_avif,
     solid_jpeg,
     solid_png,
     solid_webp,
@@ -53,12 +54,13 @@ ALPHA: dict[str, tuple[Any, str | None]] = {
     "/slow.jpg": (SlowBody(solid_jpeg(RED), interval=0.2), "timeout"),
     # the header lies but the bytes are a PNG: judged by magic bytes, it is used
     "/mislabelled.png": (Serve(solid_png(YELLOW), "text/plain"), None),
+    "/modern.avif": (Serve(solid_avif(RED), "image/avif"), None),
     "/login-wall.jpg": (Serve(html_page(), "image/jpeg"), "not_an_image"),
     "/cut.jpg": (Truncated(solid_jpeg(RED), sent=200), "connection_error"),
     "/short-scan.jpg": (Serve(truncated_jpeg()), "decode_error"),
     "/tiny.png": (Serve(tiny_png(), "image/png"), "too_small"),
 }
-USED_COLOURS = [RED, GREEN, BLUE, YELLOW]  # the used covers, in CSV order
+USED_COLOURS = [RED, GREEN, BLUE, YELLOW, RED]  # the used covers, in CSV order
 
 
 def serve_covers(server: FaultServer, csv_path: Path) -> Path:
@@ -93,7 +95,7 @@ def test_every_url_ends_with_its_exact_outcome(tmp_path: Path) -> None:
         assert cover["reason"] == reason, (path, cover)
         assert cover["ok"] is (reason is None)
     cells = [outcomes[p.lstrip("/")]["cell"] for p, (_, r) in ALPHA.items() if r is None]
-    assert cells == [0, 1, 2, 3]
+    assert cells == [0, 1, 2, 3, 4]
 
     failed = {
         (f["creator"], f["url"].rsplit("/", 1)[-1], f["reason"]) for f in summary["failed_urls"]
@@ -104,7 +106,7 @@ def test_every_url_ends_with_its_exact_outcome(tmp_path: Path) -> None:
     assert summary["failures_by_reason"]["connection_error"] == 2
 
     with Image.open(out / creators["Alpha"]["collage_key"]) as collage:
-        assert collage.size == (7 * 200, 200)  # four covers: one row of seven cells
+        assert collage.size == (7 * 200, 200)  # five covers: one row of seven cells
         rgb = collage.convert("RGB")
         for index, colour in enumerate(USED_COLOURS):
             assert color_close(rgb.getpixel((index * 200 + 100, 100)), colour), index

@@ -13,14 +13,14 @@ Colours are chosen far apart so that JPEG/WebP loss never blurs one into
 another; compare decoded pixels with :func:`color_close` (a per-channel
 tolerance) rather than exactly, except for lossless formats.
 
-Well-formed covers: :func:`solid_jpeg`, :func:`solid_png`, :func:`solid_webp`,
+Well-formed covers: :func:`solid_jpeg`, :func:`solid_png`, :func:`solid_webp`, :func:`solid_avif`,
 :func:`banded_png`, :func:`cmyk_jpeg`, :func:`exif_rotated_jpeg`, :func:`exif_rotated_png`,
 :func:`palette_png`, :func:`rgba_png`, :func:`la_png`, :func:`gray_png`,
 :func:`gray_jpeg`, :func:`bilevel_png`, :func:`gray16_png`, :func:`gray16_tiff`,
 :func:`gray32_tiff`, :func:`animated_gif`, :func:`animated_webp`,
 :func:`noisy_jpeg`.
 Refused covers: :func:`tiny_png` (too small), :func:`bomb_png` / :func:`bomb_gif` /
-:func:`bomb_webp`
+:func:`bomb_webp` / :func:`bomb_avif`
 (huge header, tiny file), :func:`truncated_jpeg`, :func:`html_page`.
 """
 
@@ -47,6 +47,7 @@ __all__ = [
     "bilevel_png",
     "bomb_gif",
     "bomb_png",
+    "bomb_avif",
     "bomb_webp",
     "cmyk_jpeg",
     "color_close",
@@ -64,6 +65,7 @@ __all__ = [
     "rgba_png",
     "solid_jpeg",
     "solid_png",
+    "solid_avif",
     "solid_webp",
     "tiny_png",
     "truncated_jpeg",
@@ -106,6 +108,22 @@ def solid_webp(
 ) -> bytes:
     """One colour WebP; lossy by default (VP8), ``lossless=True`` gives VP8L."""
     return encode(solid(color, size), "WEBP", quality=90, lossless=lossless)
+
+
+def solid_avif(color: Color = RED, size: tuple[int, int] = PORTRAIT) -> bytes:
+    """One colour AVIF (lossy AV1 still image)."""
+    return encode(solid(color, size), "AVIF", quality=90)
+
+
+def bomb_avif(width: int = 9_000, height: int = 9_000) -> bytes:
+    """A real small AVIF whose 'ispe' box claims ``width`` x ``height`` (81 MP by default).
+
+    libavif reports the claimed size when parsing, before any pixel is decoded:
+    the default sits above imgpipe's 64 MP limit and below libavif's own.
+    """
+    data = solid_avif(RED, (64, 64))
+    at = data.index(b"ispe") + 8  # box type, then version and flags
+    return data[:at] + struct.pack(">II", width, height) + data[at + 8 :]
 
 
 def banded_png(

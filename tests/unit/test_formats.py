@@ -16,6 +16,7 @@ from tests.support.images import encode, solid
         ("GIF", {}, "gif"),
         ("WEBP", {"quality": 80}, "webp"),
         ("WEBP", {"lossless": True}, "webp"),
+        ("AVIF", {"quality": 60}, "avif"),
         ("BMP", {}, "bmp"),
         ("TIFF", {}, "tiff"),
         ("TIFF", {"compression": "tiff_lzw"}, "tiff"),
@@ -41,6 +42,9 @@ def test_real_files_are_recognised(
         b"MM\x00*\x00\x00\x00\x08",
         b"II+\x00\x08\x00\x00\x00",  # BigTIFF
         b"BM" + bytes(12) + (40).to_bytes(4, "little"),
+        b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf",
+        b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1avifmiaf",  # AVIF as a compatible brand
+        b"\x00\x00\x00\x18ftypavis\x00\x00\x00\x00avismsf1",  # image sequence
     ],
 )
 def test_signatures(head: bytes) -> None:
@@ -60,6 +64,9 @@ def test_signatures(head: bytes) -> None:
         b"\x89PNG\r\n",
         b"GIF8",
         bytes(64),
+        b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2",  # an MP4 video
+        b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic",  # HEIC: no decoder here
+        b"\x00\x00\x00\x10ftypisom\x00\x00\x00\x00avif",  # "avif" past the box's end
     ],
 )
 def test_non_images_are_none(head: bytes) -> None:

@@ -90,7 +90,8 @@ def compress(
     else:
         _print_results(results)
     if not results:
-        Console(stderr=True).print("[bold red]error:[/] no images (.jpg .jpeg .png .webp) found")
+        wanted = " ".join(EXTENSIONS)
+        Console(stderr=True).print(f"[bold red]error:[/] no images ({wanted}) found")
         raise typer.Exit(2)
     if failed:
         raise typer.Exit(EXIT_SOME_FAILED)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 # Importing the plugins registers them in Image.OPEN; we look them up there.
 from PIL import (  # noqa: F401
+    AvifImagePlugin,
     BmpImagePlugin,
     GifImagePlugin,
     Image,
@@ -49,7 +50,7 @@ from imgpipe.imaging.colour import to_srgb
 __all__ = ["ImageInfo", "load_cell", "load_fitted", "probe"]
 
 # Same vocabulary as imaging.formats.sniff_format, in Pillow's registry spelling.
-_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
+_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "AVIF", "BMP", "TIFF")
 _HEAD = 16  # bytes Pillow's accept() functions look at
 
 # The filter depends on how much shrinking is left (measured against a

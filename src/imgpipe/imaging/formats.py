@@ -24,12 +24,15 @@ _TIFF_PREFIXES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 # BMP: "BM" alone is too weak (plain text can start with it), so also require
 # one of the known DIB header sizes at offset 14 (little-endian uint32).
 _BMP_DIB_SIZES = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
+# AVIF: an ISO-BMFF "ftyp" box naming an AVIF brand (still image or sequence),
+# as the major brand or as a compatible one (the box lists brands after 16 bytes).
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
 
 
 def sniff_format(head: bytes | bytearray) -> str | None:
     """Name the image format of a file from its first bytes, or None.
 
-    Returns ``"jpeg"``, ``"png"``, ``"gif"``, ``"webp"``, ``"bmp"`` or ``"tiff"``
+    Returns ``"jpeg"``, ``"png"``, ``"gif"``, ``"webp"``, ``"avif"``, ``"bmp"`` or ``"tiff"``
     (the same vocabulary as :mod:`imgpipe.imaging.decode`, lower-cased). Pass
     at least :data:`SNIFF_BYTES` bytes when the file is that long; fewer bytes
     than a format's signature never match it.
@@ -43,9 +46,20 @@ def sniff_format(head: bytes | bytearray) -> str | None:
         return "gif"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "webp"
+    if head[4:8] == b"ftyp" and _AVIF_BRANDS & _ftyp_brands(head):
+        return "avif"
     if head.startswith(_TIFF_PREFIXES):
         return "tiff"
     if head[:2] == b"BM" and len(head) >= 18:
         if int.from_bytes(head[14:18], "little") in _BMP_DIB_SIZES:
             return "bmp"
     return None
+
+
+def _ftyp_brands(head: bytes) -> set[bytes]:
+    """Major and compatible brands of the leading ftyp box, as far as ``head`` holds them."""
+    box_size = int.from_bytes(head[:4], "big")
+    end = min(len(head), box_size) if box_size >= 16 else 0
+    brands = {head[8:12]}
+    brands.update(head[i : i + 4] for i in range(16, end - 3, 4))
+    return brands

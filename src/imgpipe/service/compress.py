@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 COMPRESSED_PREFIX = "compressed/"
-EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".avif")
 DEFAULT_MAX_PIXELS = 64_000_000
 
 
@@ -110,4 +110,6 @@ def _guess_type(key: str) -> str:
         return "image/png"
     if lower.endswith(".webp"):
         return "image/webp"
+    if lower.endswith(".avif"):
+        return "image/avif"
     return "image/jpeg"
