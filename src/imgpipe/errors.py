@@ -96,6 +96,14 @@ class ConditionFailedError(StateError):
     """A conditional state write found a different state than expected."""
 
 
+class SummaryPendingError(StateError):
+    """Another worker holds the batch summary's claim and has not written it yet.
+
+    Raised so the message is retried: by then the summary is written, or the claim
+    has outlived its lease (its holder died) and the retry writes the summary.
+    """
+
+
 class QueueError(ImgpipeError):
     """The work queue failed."""
 

@@ -92,8 +92,12 @@ class StateStore(Protocol):
         """
         ...
 
-    def claim_summary(self, batch_id: str) -> bool:
-        """True for exactly one caller per batch: that caller writes the batch summary."""
+    def claim_summary(self, batch_id: str, *, now: float, lease_seconds: float) -> bool:
+        """True for one caller at a time per batch: that caller writes the batch summary.
+
+        A claim older than ``lease_seconds`` (epoch seconds ``now``) whose batch still
+        has no ``summary_key`` can be taken again: its holder died before writing.
+        """
         ...
 
     def put_batch(self, batch: BatchRecord) -> None: ...

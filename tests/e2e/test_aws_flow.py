@@ -12,8 +12,10 @@ import io
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from imgpipe.domain.records import CreatorStatus
@@ -103,6 +105,50 @@ def test_redelivered_creator_message_renders_and_counts_once(deployed: Deploymen
     batch = deployed.state.get_batch(summary["batch_id"])
     assert batch is not None and batch.completed == 2 and fanout is not None
     assert len(list(deployed.outputs.list("collages/"))) == 2
+
+
+def test_a_summary_whose_writer_died_is_written_by_a_retry_after_the_lease(
+    deployed: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgpipe.errors import SummaryPendingError
+    from imgpipe.service import fanout as fanout_module
+
+    with FaultServer() as server:
+        url = server.add("/a.jpg", Serve(solid_jpeg(RED)))
+        deployed.upload_csv("csv-files/crash.csv", [("Only", url)])
+        _, fanout = aws_lambda._runtime()
+        assert fanout is not None
+        monkeypatch.setattr(fanout, "summary_wait_seconds", 0.5)
+        (notification,) = deployed.queue.receive(wait_seconds=1)
+        aws_lambda.handle_record_body(notification.body)
+        (message,) = deployed.queue.receive(max_messages=10, wait_seconds=1)
+
+        real_publish = fanout_module.publish_summary
+
+        def crash(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("the invocation died after claiming the summary")
+
+        monkeypatch.setattr(fanout_module, "publish_summary", crash)
+        with pytest.raises(RuntimeError, match="died"):
+            aws_lambda.handle_record_body(message.body)
+        monkeypatch.setattr(fanout_module, "publish_summary", real_publish)
+
+        # Redelivered while the dead claim's lease still runs: retried later, not dropped.
+        with pytest.raises(SummaryPendingError):
+            aws_lambda.handle_record_body(message.body)
+        assert deployed.summaries() == []
+
+        # Redelivered after the lease: this invocation writes the summary.
+        later = datetime.now(UTC) + timedelta(seconds=fanout_module.SUMMARY_LEASE_SECONDS + 1)
+        monkeypatch.setattr(fanout, "clock", lambda: later)
+        aws_lambda.handle_record_body(message.body)
+        aws_lambda.handle_record_body(message.body)  # and a further redelivery does nothing
+
+    (summary,) = deployed.summaries()
+    assert summary["totals"]["completed"] == 1
+    batch = deployed.state.get_batch(summary["batch_id"])
+    assert batch is not None
+    assert batch.summary_key == f"results/processing-summaries/{batch.batch_id}.json"
 
 
 def test_two_workers_do_every_creator_exactly_once(deployed: Deployment) -> None:

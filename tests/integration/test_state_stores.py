@@ -269,20 +269,44 @@ def test_concurrent_finishes_count_every_creator_exactly_once(state: StateStore)
     assert batch is not None and batch.completed == 8
 
 
+LEASE = 900.0
+
+
+def claim(state: StateStore, at: float = 1_000_000.0) -> bool:
+    return state.claim_summary("b1", now=at, lease_seconds=LEASE)
+
+
 def test_summary_is_claimed_exactly_once(state: StateStore) -> None:
-    assert state.claim_summary("b1") is False  # no such batch
+    assert claim(state) is False  # no such batch
     state.put_batch(_batch_of(1))
     barrier = threading.Barrier(8)
     wins: list[int] = []
 
-    def claim(i: int) -> None:
+    def contend(i: int) -> None:
         barrier.wait()
-        if state.claim_summary("b1"):
+        if claim(state):
             wins.append(i)
 
-    run_threads(claim, 8)
+    run_threads(contend, 8)
     assert len(wins) == 1
-    assert state.claim_summary("b1") is False
+    assert claim(state, at=1_000_000.0 + LEASE - 1) is False  # the holder's lease still runs
+
+
+def test_a_dead_claim_can_be_taken_again_after_its_lease(state: StateStore) -> None:
+    state.put_batch(_batch_of(1))
+    assert claim(state, at=1_000_000.0) is True
+    # Its holder died without writing the summary: once the lease is over, another may.
+    assert claim(state, at=1_000_000.0 + LEASE + 1) is True
+    assert claim(state, at=1_000_000.0 + LEASE + 2) is False  # the new claim is fresh
+
+
+def test_a_written_summary_is_never_claimed_again(state: StateStore) -> None:
+    batch = _batch_of(1)
+    state.put_batch(batch)
+    assert claim(state, at=1_000_000.0) is True
+    batch.summary_key = "results/processing-summaries/b1.json"
+    state.put_batch(batch)
+    assert claim(state, at=1_000_000.0 + 10 * LEASE) is False
 
 
 # -- SQLite specifics ----------------------------------------------------------
@@ -348,7 +372,7 @@ def test_version_1_file_gains_the_summary_claim(tmp_path: Path) -> None:
     store = SqliteStateStore(path)
     try:
         assert store.get_batch("b1") is not None
-        assert store.claim_summary("b1") is True and store.claim_summary("b1") is False
+        assert claim(store) is True and claim(store) is False
     finally:
         store.close()
 

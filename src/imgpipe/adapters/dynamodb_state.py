@@ -139,15 +139,19 @@ class DynamoStateStore:
             return None
         return self.get_batch(record.batch_id)
 
-    def claim_summary(self, batch_id: str) -> bool:
+    def claim_summary(self, batch_id: str, *, now: float, lease_seconds: float) -> bool:
         try:
             self.client.update_item(
                 TableName=self.table,
                 Key=_batch_key(batch_id),
-                UpdateExpression="SET summary_claimed = :yes",
+                UpdateExpression="SET summary_claimed = :now",
                 ConditionExpression="attribute_exists(creator_name) AND "
-                "attribute_not_exists(summary_claimed)",
-                ExpressionAttributeValues={":yes": {"BOOL": True}},
+                "attribute_not_exists(summary_key) AND "
+                "(attribute_not_exists(summary_claimed) OR summary_claimed < :stale)",
+                ExpressionAttributeValues={
+                    ":now": {"N": f"{now:.3f}"},
+                    ":stale": {"N": f"{now - lease_seconds:.3f}"},
+                },
             )
         except Exception as exc:
             if aws_error_code(exc) == _CONDITION_FAILED:

@@ -88,7 +88,7 @@ class InMemoryStateStore:
         # (name, processing_date) -> batch_id: the SQLite primary key, also unique here.
         self._dates: dict[tuple[str, str], str] = {}
         self._batches: dict[str, BatchRecord] = {}
-        self._claimed: set[str] = set()
+        self._claimed: dict[str, float] = {}  # batch id -> when its summary was claimed
         self._lock = threading.Lock()
         self._finish_lock = threading.Lock()
 
@@ -138,11 +138,15 @@ class InMemoryStateStore:
                 setattr(batch, counter, getattr(batch, counter) + 1)
                 return copy.deepcopy(batch)
 
-    def claim_summary(self, batch_id: str) -> bool:
+    def claim_summary(self, batch_id: str, *, now: float, lease_seconds: float) -> bool:
         with self._lock:
-            if batch_id in self._claimed or batch_id not in self._batches:
+            batch = self._batches.get(batch_id)
+            if batch is None or batch.summary_key:
                 return False
-            self._claimed.add(batch_id)
+            claimed = self._claimed.get(batch_id)
+            if claimed is not None and claimed >= now - lease_seconds:
+                return False
+            self._claimed[batch_id] = now
             return True
 
     def get_creator(self, creator_name: str, batch_id: str) -> CreatorRecord | None:

@@ -188,11 +188,14 @@ class SqliteStateStore:
             conn.execute("COMMIT")
         return _batch(row) if row else None
 
-    def claim_summary(self, batch_id: str) -> bool:
+    def claim_summary(self, batch_id: str, *, now: float, lease_seconds: float) -> bool:
+        # summary_claimed holds the claim's epoch seconds (0: never claimed).
         with self._session(f"summary claim of batch {batch_id!r}") as conn:
             cursor = conn.execute(
-                "UPDATE batches SET summary_claimed = 1 WHERE batch_id = ? AND summary_claimed = 0",
-                (batch_id,),
+                "UPDATE batches SET summary_claimed = ? WHERE batch_id = ? "
+                "AND (summary_key IS NULL OR summary_key = '') "
+                "AND (summary_claimed = 0 OR summary_claimed < ?)",
+                (now, batch_id, now - lease_seconds),
             )
             return cursor.rowcount == 1
 

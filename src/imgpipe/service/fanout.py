@@ -21,6 +21,7 @@ import asyncio
 import io
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
@@ -36,6 +37,7 @@ from imgpipe.errors import (
     KeyCollisionError,
     MessageError,
     StorageError,
+    SummaryPendingError,
 )
 from imgpipe.ports import ObjectStore, StateStore, WorkQueue
 from imgpipe.service.batch import (
@@ -66,6 +68,10 @@ ARCHIVE_FAILED = "archived/failed/"
 # Extra covers a message carries beyond what the grid holds, for backfilling
 # failures; the rest are recorded as not attempted. Bounds the message size.
 BACKFILL_FACTOR = 3
+# How long a summary claim protects its holder: Lambda's longest run (and the
+# queue's visibility timeout). An older claim without a summary is a dead one.
+SUMMARY_LEASE_SECONDS = 900.0
+SUMMARY_POLL_SECONDS = 0.25
 
 # The original system's processing_config names (and ours) -> RunOptions fields.
 _CONFIG_FIELDS = {
@@ -143,6 +149,8 @@ class FanOut:
         self.fetcher_factory = fetcher_factory
         self.executor = executor
         self.clock = clock
+        # How long a worker that lost the summary claim waits for the summary.
+        self.summary_wait_seconds = 30.0
 
     # -- planning ----------------------------------------------------------------
 
@@ -259,7 +267,11 @@ class FanOut:
             return None
         if batch.completed + batch.failed + batch.skipped < batch.total_creators:
             return None
-        if not self.ports.state.claim_summary(batch_id):
+        now = self.clock().timestamp()
+        if not self.ports.state.claim_summary(
+            batch_id, now=now, lease_seconds=SUMMARY_LEASE_SECONDS
+        ):
+            self._await_summary(batch_id)
             return None
         plan = json.loads(self.ports.work.get(f"processing/{batch_id}/plan.json"))
         records = self.ports.state.creators_in_batch(batch_id)
@@ -278,6 +290,25 @@ class FanOut:
         self._archive(plan["csv_key"], ARCHIVE_PROCESSED)
         log.info("batch %s complete: %s", batch_id, summary.totals)
         return summary
+
+    def _await_summary(self, batch_id: str) -> None:
+        """Return once another worker's claimed summary is written, else raise.
+
+        Two creators finishing together both see the batch complete; the one that
+        lost the claim waits the few seconds the winner needs. If the summary does
+        not appear, the winner may have died: SummaryPendingError fails this message
+        so it comes back, and once the dead claim's lease is over the retry writes it.
+        """
+        deadline = time.monotonic() + self.summary_wait_seconds
+        while True:
+            current = self.ports.state.get_batch(batch_id)
+            if current is not None and current.summary_key:
+                return
+            if time.monotonic() >= deadline:
+                raise SummaryPendingError(
+                    f"the summary of batch {batch_id} was claimed but is not written yet"
+                )
+            time.sleep(SUMMARY_POLL_SECONDS)
 
     def _archive(self, csv_key: str, folder: str) -> None:
         name = csv_key.removeprefix(self.settings.csv_prefix)
