@@ -59,3 +59,20 @@ def test_single_file_with_options_and_no_images(tmp_path: Path) -> None:
     assert missing.returncode == 3
     assert json.loads(missing.stdout)[0]["error"] == "unreadable: No such file or directory"
     assert empty.returncode == 2 and "no images" in empty.stderr
+
+
+def test_a_phone_heic_becomes_a_bounded_jpeg(tmp_path: Path) -> None:
+    from pillow_heif import from_pillow
+
+    source = tmp_path / "IMG_0001.HEIC"
+    buffer = io.BytesIO()
+    from_pillow(photo(4, (1600, 1200))).save(buffer, quality=95)
+    source.write_bytes(buffer.getvalue())
+
+    done = imgpipe("compress", source, "--out", tmp_path / "o", "--json")
+
+    assert done.returncode == 0, done.stderr
+    (result,) = json.loads(done.stdout)
+    assert result["kept_original"] is False and (result["width"], result["height"]) == (800, 600)
+    with Image.open(tmp_path / "o" / "IMG_0001.jpg") as image:
+        assert image.format == "JPEG" and image.size == (800, 600)

@@ -22,6 +22,7 @@ from tests.support.covers import (
     color_close,
     html_page,
     solid_avif,
+    solid_heic,
     solid_jpeg,
     solid_png,
     solid_webp,
@@ -55,12 +56,13 @@ ALPHA: dict[str, tuple[Any, str | None]] = {
     # the header lies but the bytes are a PNG: judged by magic bytes, it is used
     "/mislabelled.png": (Serve(solid_png(YELLOW), "text/plain"), None),
     "/modern.avif": (Serve(solid_avif(RED), "image/avif"), None),
+    "/phone.heic": (Serve(solid_heic(GREEN), "image/heic"), None),
     "/login-wall.jpg": (Serve(html_page(), "image/jpeg"), "not_an_image"),
     "/cut.jpg": (Truncated(solid_jpeg(RED), sent=200), "connection_error"),
     "/short-scan.jpg": (Serve(truncated_jpeg()), "decode_error"),
     "/tiny.png": (Serve(tiny_png(), "image/png"), "too_small"),
 }
-USED_COLOURS = [RED, GREEN, BLUE, YELLOW, RED]  # the used covers, in CSV order
+USED_COLOURS = [RED, GREEN, BLUE, YELLOW, RED, GREEN]  # the used covers, in CSV order
 
 
 def serve_covers(server: FaultServer, csv_path: Path) -> Path:
@@ -95,7 +97,7 @@ def test_every_url_ends_with_its_exact_outcome(tmp_path: Path) -> None:
         assert cover["reason"] == reason, (path, cover)
         assert cover["ok"] is (reason is None)
     cells = [outcomes[p.lstrip("/")]["cell"] for p, (_, r) in ALPHA.items() if r is None]
-    assert cells == [0, 1, 2, 3, 4]
+    assert cells == [0, 1, 2, 3, 4, 5]
 
     failed = {
         (f["creator"], f["url"].rsplit("/", 1)[-1], f["reason"]) for f in summary["failed_urls"]
@@ -106,11 +108,11 @@ def test_every_url_ends_with_its_exact_outcome(tmp_path: Path) -> None:
     assert summary["failures_by_reason"]["connection_error"] == 2
 
     with Image.open(out / creators["Alpha"]["collage_key"]) as collage:
-        assert collage.size == (7 * 200, 200)  # five covers: one row of seven cells
+        assert collage.size == (7 * 200, 200)  # six covers: one row of seven cells
         rgb = collage.convert("RGB")
         for index, colour in enumerate(USED_COLOURS):
             assert color_close(rgb.getpixel((index * 200 + 100, 100)), colour), index
-        assert rgb.getpixel((5 * 200 + 100, 100)) == (255, 255, 255)  # empty cells stay white
+        assert rgb.getpixel((6 * 200 + 100, 100)) == (255, 255, 255)  # empty cells stay white
 
     html = (out / "index.html").read_text(encoding="utf-8")
     assert creators["Alpha"]["collage_key"] in html

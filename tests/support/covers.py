@@ -13,19 +13,21 @@ Colours are chosen far apart so that JPEG/WebP loss never blurs one into
 another; compare decoded pixels with :func:`color_close` (a per-channel
 tolerance) rather than exactly, except for lossless formats.
 
-Well-formed covers: :func:`solid_jpeg`, :func:`solid_png`, :func:`solid_webp`, :func:`solid_avif`,
-:func:`banded_png`, :func:`cmyk_jpeg`, :func:`exif_rotated_jpeg`, :func:`exif_rotated_png`,
+Well-formed covers: :func:`solid_jpeg`, :func:`solid_png`, :func:`solid_webp`,
+:func:`solid_avif`, :func:`solid_heic`, :func:`banded_png`, :func:`cmyk_jpeg`,
+:func:`exif_rotated_jpeg`, :func:`exif_rotated_png`,
 :func:`palette_png`, :func:`rgba_png`, :func:`la_png`, :func:`gray_png`,
 :func:`gray_jpeg`, :func:`bilevel_png`, :func:`gray16_png`, :func:`gray16_tiff`,
 :func:`gray32_tiff`, :func:`animated_gif`, :func:`animated_webp`,
 :func:`noisy_jpeg`.
 Refused covers: :func:`tiny_png` (too small), :func:`bomb_png` / :func:`bomb_gif` /
-:func:`bomb_webp` / :func:`bomb_avif`
+:func:`bomb_webp` / :func:`bomb_avif` / :func:`bomb_heic`
 (huge header, tiny file), :func:`truncated_jpeg`, :func:`html_page`.
 """
 
 from __future__ import annotations
 
+import io
 import random
 import struct
 import zlib
@@ -48,6 +50,7 @@ __all__ = [
     "bomb_gif",
     "bomb_png",
     "bomb_avif",
+    "bomb_heic",
     "bomb_webp",
     "cmyk_jpeg",
     "color_close",
@@ -66,6 +69,7 @@ __all__ = [
     "solid_jpeg",
     "solid_png",
     "solid_avif",
+    "solid_heic",
     "solid_webp",
     "tiny_png",
     "truncated_jpeg",
@@ -113,6 +117,22 @@ def solid_webp(
 def solid_avif(color: Color = RED, size: tuple[int, int] = PORTRAIT) -> bytes:
     """One colour AVIF (lossy AV1 still image)."""
     return encode(solid(color, size), "AVIF", quality=90)
+
+
+def solid_heic(color: Color = RED, size: tuple[int, int] = PORTRAIT) -> bytes:
+    """One colour HEIC (HEVC still image, as phones and TikTok's CDN serve covers)."""
+    from pillow_heif import from_pillow
+
+    buffer = io.BytesIO()
+    from_pillow(solid(color, size)).save(buffer, quality=90)
+    return buffer.getvalue()
+
+
+def bomb_heic(width: int = 9_000, height: int = 9_000) -> bytes:
+    """A real small HEIC whose 'ispe' box claims ``width`` x ``height`` (81 MP by default)."""
+    data = solid_heic(RED, (64, 64))
+    at = data.index(b"ispe") + 8
+    return data[:at] + struct.pack(">II", width, height) + data[at + 8 :]
 
 
 def bomb_avif(width: int = 9_000, height: int = 9_000) -> bytes:

@@ -33,7 +33,8 @@ def photo(seed: int, size: tuple[int, int] = (960, 720)) -> Image.Image:
             draw.ellipse((x0, y0, x1, y1), fill=colour)
         else:
             draw.rectangle((x0, y0, x1, y1), fill=colour)
-    noise = Image.effect_noise(size, 24).convert("RGB")
+    # Seeded texture (Image.effect_noise would use C's unseeded rand()): same seed, same bytes.
+    noise = Image.frombytes("L", size, rng.randbytes(width * height)).convert("RGB")
     return Image.blend(image, noise, 0.08).filter(ImageFilter.GaussianBlur(1))
 
 

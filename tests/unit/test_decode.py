@@ -74,6 +74,7 @@ def decoded_sizes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[int, i
         (lambda: covers.solid_webp(BLUE), BLUE),
         (lambda: covers.solid_webp(YELLOW, lossless=True), YELLOW),
         (lambda: covers.solid_avif(GREEN), GREEN),
+        (lambda: covers.solid_heic(BLUE), BLUE),
         (lambda: covers.cmyk_jpeg((0, 255, 255, 0)), (255, 0, 0)),
         (lambda: covers.cmyk_jpeg((255, 0, 255, 0)), (0, 255, 0)),
         (lambda: covers.gray_png(90), (90, 90, 90)),
@@ -92,6 +93,7 @@ def decoded_sizes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[int, i
         "webp-lossy",
         "webp-lossless",
         "avif",
+        "heic",
         "cmyk-red",
         "cmyk-green",
         "gray-png",
@@ -263,8 +265,9 @@ def test_max_pixels_boundary() -> None:
         covers.bomb_gif(40_000, 40_000),
         covers.bomb_webp(),
         covers.bomb_avif(),
+        covers.bomb_heic(),
     ],
-    ids=["png-2.5gp", "png-100mp", "gif-1.6gp", "webp-100mp", "avif-81mp"],
+    ids=["png-2.5gp", "png-100mp", "gif-1.6gp", "webp-100mp", "avif-81mp", "heic-81mp"],
 )
 def test_bombs_are_refused_from_the_header(
     data: bytes, decoded_sizes: list[tuple[int, int]], monkeypatch: pytest.MonkeyPatch

@@ -45,6 +45,7 @@ def test_real_files_are_recognised(
         b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf",
         b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1avifmiaf",  # AVIF as a compatible brand
         b"\x00\x00\x00\x18ftypavis\x00\x00\x00\x00avismsf1",  # image sequence
+        b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic",
     ],
 )
 def test_signatures(head: bytes) -> None:
@@ -65,7 +66,6 @@ def test_signatures(head: bytes) -> None:
         b"GIF8",
         bytes(64),
         b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2",  # an MP4 video
-        b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic",  # HEIC: no decoder here
         b"\x00\x00\x00\x10ftypisom\x00\x00\x00\x00avif",  # "avif" past the box's end
     ],
 )
@@ -75,3 +75,10 @@ def test_non_images_are_none(head: bytes) -> None:
 
 def test_accepts_a_bytearray() -> None:
     assert sniff_format(bytearray(b"\x89PNG\r\n\x1a\n" + bytes(24))) == "png"
+
+
+def test_heic_is_recognised_and_avif_wins_over_the_generic_heif_brand() -> None:
+    from tests.support.covers import solid_heic
+
+    assert sniff_format(solid_heic()[:SNIFF_BYTES]) == "heic"
+    assert sniff_format(b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1avifmiaf") == "avif"

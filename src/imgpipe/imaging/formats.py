@@ -27,12 +27,15 @@ _BMP_DIB_SIZES = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
 # AVIF: an ISO-BMFF "ftyp" box naming an AVIF brand (still image or sequence),
 # as the major brand or as a compatible one (the box lists brands after 16 bytes).
 _AVIF_BRANDS = frozenset({b"avif", b"avis"})
+# HEIF/HEIC (HEVC stills and sequences, and the generic image brands).
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
 
 
 def sniff_format(head: bytes | bytearray) -> str | None:
     """Name the image format of a file from its first bytes, or None.
 
-    Returns ``"jpeg"``, ``"png"``, ``"gif"``, ``"webp"``, ``"avif"``, ``"bmp"`` or ``"tiff"``
+    Returns ``"jpeg"``, ``"png"``, ``"gif"``, ``"webp"``, ``"avif"``, ``"heic"``, ``"bmp"``
+    or ``"tiff"``
     (the same vocabulary as :mod:`imgpipe.imaging.decode`, lower-cased). Pass
     at least :data:`SNIFF_BYTES` bytes when the file is that long; fewer bytes
     than a format's signature never match it.
@@ -46,8 +49,12 @@ def sniff_format(head: bytes | bytearray) -> str | None:
         return "gif"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "webp"
-    if head[4:8] == b"ftyp" and _AVIF_BRANDS & _ftyp_brands(head):
-        return "avif"
+    if head[4:8] == b"ftyp":
+        brands = _ftyp_brands(head)
+        if brands & _AVIF_BRANDS:  # first: AVIF files name the generic HEIF brands too
+            return "avif"
+        if brands & _HEIF_BRANDS:
+            return "heic"
     if head.startswith(_TIFF_PREFIXES):
         return "tiff"
     if head[:2] == b"BM" and len(head) >= 18:

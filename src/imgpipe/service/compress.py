@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 COMPRESSED_PREFIX = "compressed/"
-EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".avif")
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".avif", ".heic", ".heif")
 DEFAULT_MAX_PIXELS = 64_000_000
 
 
@@ -112,4 +112,6 @@ def _guess_type(key: str) -> str:
         return "image/webp"
     if lower.endswith(".avif"):
         return "image/avif"
+    if lower.endswith((".heic", ".heif")):
+        return "image/heic"
     return "image/jpeg"
