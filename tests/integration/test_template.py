@@ -71,8 +71,11 @@ USED: dict[str, list[tuple[str, str]]] = {
     # the SQS event source of the processor polls with the function's role
     "sqs:ReceiveMessage": [("entrypoints/aws_lambda.py", "EventType.SQS")],
     "sqs:DeleteMessage": [("entrypoints/aws_lambda.py", "EventType.SQS")],
-    # the event source, and /readyz's queue check
-    "sqs:GetQueueAttributes": [("entrypoints/api/routes_health.py", "get_queue_attributes(")],
+    # the event source, and /readyz's queue check (SqsWorkQueue.depth)
+    "sqs:GetQueueAttributes": [
+        ("adapters/sqs_queue.py", "get_queue_attributes("),
+        ("entrypoints/api/routes_health.py", ".queue.depth"),
+    ],
     # DynamoStateStore: _get; put_creator and finish_creator's transaction Put;
     # put_batch, claim_summary and the transaction's Update; _query (table and index)
     "dynamodb:GetItem": [("adapters/dynamodb_state.py", "get_item(")],

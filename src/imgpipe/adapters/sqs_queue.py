@@ -98,6 +98,16 @@ class SqsWorkQueue:
         except Exception as exc:
             raise QueueError(f"cannot release message {message.message_id}: {exc}") from exc
 
+    def depth(self) -> int:
+        """Messages waiting (SQS's approximate count): also proves the queue answers."""
+        try:
+            attributes = self.client.get_queue_attributes(
+                QueueUrl=self.url, AttributeNames=["ApproximateNumberOfMessages"]
+            )["Attributes"]
+        except Exception as exc:
+            raise QueueError(f"cannot read the attributes of queue {self.url}: {exc}") from exc
+        return int(attributes.get("ApproximateNumberOfMessages", 0))
+
     # -- dead-letter tools -----------------------------------------------------
 
     def peek(self, max_messages: int = 10) -> list[QueueMessage]:

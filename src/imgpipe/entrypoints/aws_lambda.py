@@ -147,16 +147,10 @@ def _compress(store: Any, key: str, settings: Settings) -> dict[str, Any]:
     storage errors raise, so the record is retried and ends in the DLQ.
     """
     from imgpipe.errors import ImageError
-    from imgpipe.service.compress import compress_object
+    from imgpipe.service.compress import CompressOptions, compress_object
 
     try:
-        target, result = compress_object(
-            store,
-            key,
-            max_size=settings.compress_max_size,
-            quality=settings.compress_quality,
-            max_pixels=settings.max_image_pixels,
-        )
+        target, result = compress_object(store, key, CompressOptions.from_settings(settings))
     except ImageError as exc:
         log.warning("not compressed %s: %s", key, exc, extra={"key": key, "reason": exc.reason})
         return {"key": key, "error": f"{exc.reason}: {exc.detail}"}

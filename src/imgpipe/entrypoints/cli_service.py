@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from imgpipe.errors import ImageError, ImgpipeError
-from imgpipe.service.compress import EXTENSIONS, compress_image
+from imgpipe.service.compress import EXTENSIONS, CompressOptions, compress_image
 from imgpipe.settings import Settings
 
 __all__ = ["compress", "register", "serve"]
@@ -60,20 +60,13 @@ def compress(
     ``photos/a.png`` becomes ``<out>/photos/a.jpg``; a file that would not get
     smaller is copied unchanged under its own name. Exit 3 if any file failed.
     """
-    settings = Settings()
-    size = max_size or settings.compress_max_size
-    jpeg_quality = quality or settings.compress_quality
+    options = CompressOptions.from_settings(Settings(), max_size=max_size, quality=quality)
     out = out.resolve()
     results: list[dict[str, object]] = []
     for source, relative in _images(paths, skip=out):
         entry: dict[str, object] = {"file": str(source)}
         try:
-            result = compress_image(
-                source.read_bytes(),
-                max_size=size,
-                quality=jpeg_quality,
-                max_pixels=settings.max_image_pixels,
-            )
+            result = compress_image(source.read_bytes(), options)
         except ImageError as exc:
             entry["error"] = f"{exc.reason}: {exc.detail}"
         except OSError as exc:

@@ -14,7 +14,7 @@ Example::
 
 from __future__ import annotations
 
-__all__ = ["SNIFF_BYTES", "sniff_format"]
+__all__ = ["SNIFF_BYTES", "media_type", "sniff_format"]
 
 SNIFF_BYTES = 32
 """How many leading bytes :func:`sniff_format` needs to decide every format."""
@@ -70,3 +70,8 @@ def _ftyp_brands(head: bytes) -> set[bytes]:
     brands = {head[8:12]}
     brands.update(head[i : i + 4] for i in range(16, end - 3, 4))
     return brands
+
+
+def media_type(data: bytes) -> str:
+    """The ``Content-Type`` of encoded image bytes, from their magic (JPEG when unknown)."""
+    return f"image/{sniff_format(data[:SNIFF_BYTES]) or 'jpeg'}"

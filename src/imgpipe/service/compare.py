@@ -132,6 +132,8 @@ class Comparator(Protocol):
 
 
 class _Base:
+    """Preparation on a bounded pool, the timeout and the report; subclasses judge."""
+
     backend = "builtin"
 
     def __init__(self, config: ComparisonConfig) -> None:
@@ -163,20 +165,6 @@ class _Base:
     async def _judge(self, a: Prepared, b: Prepared) -> ComparisonReport:
         raise NotImplementedError
 
-
-class BuiltinComparator(_Base):
-    """pHash, dHash, SSIM, colour histograms, size and aspect; no model needed."""
-
-    async def _judge(self, a: Prepared, b: Prepared) -> ComparisonReport:
-        from imgpipe.imaging.similarity import similarity_scores
-
-        scores = await self._on_pool(similarity_scores, a.preview, b.preview)
-        pixels_a = a.original_width * a.original_height
-        pixels_b = b.original_width * b.original_height
-        scores["size"] = round(min(pixels_a, pixels_b) / max(pixels_a, pixels_b), 4)
-        similarity = scores.pop("overall")
-        return self._report(similarity, scores, "")
-
     def _report(self, similarity: float, scores: dict[str, float], why: str) -> ComparisonReport:
         return ComparisonReport(
             similarity=similarity,
@@ -191,7 +179,21 @@ class BuiltinComparator(_Base):
         )
 
 
-class VisionLanguageComparator(BuiltinComparator):
+class BuiltinComparator(_Base):
+    """pHash, dHash, SSIM, colour histograms, size and aspect; no model needed."""
+
+    async def _judge(self, a: Prepared, b: Prepared) -> ComparisonReport:
+        from imgpipe.imaging.similarity import similarity_scores
+
+        scores = await self._on_pool(similarity_scores, a.preview, b.preview)
+        pixels_a = a.original_width * a.original_height
+        pixels_b = b.original_width * b.original_height
+        scores["size"] = round(min(pixels_a, pixels_b) / max(pixels_a, pixels_b), 4)
+        similarity = scores.pop("overall")
+        return self._report(similarity, scores, "")
+
+
+class VisionLanguageComparator(_Base):
     """Asks a vision-language model behind an OpenAI-compatible API."""
 
     backend = "vlm"

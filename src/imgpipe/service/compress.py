@@ -3,20 +3,26 @@
 Used by ``imgpipe compress``, ``POST /v1/compress`` and the Lambda handler's
 upload events (``uploads/photo.png`` -> ``compressed/uploads/photo.png``)::
 
-    result = compress_image(data)
-    result.kept_original   # True when re-encoding would not have saved bytes
+    result = compress_image(data, CompressOptions.from_settings(settings))
+    result.kept_original  # True when re-encoding would not have saved bytes
 """
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from imgpipe.imaging.decode import load_fitted
+from imgpipe.imaging.formats import media_type
 from imgpipe.ports import ObjectStore
+
+if TYPE_CHECKING:
+    from imgpipe.settings import Settings
 
 __all__ = [
     "COMPRESSED_PREFIX",
+    "CompressOptions",
     "CompressResult",
     "compress_image",
     "compress_object",
@@ -26,7 +32,24 @@ __all__ = [
 
 COMPRESSED_PREFIX = "compressed/"
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".avif", ".heic", ".heif")
-DEFAULT_MAX_PIXELS = 64_000_000
+
+
+@dataclass(frozen=True)
+class CompressOptions:
+    max_size: int = 800  # longest side of the result, px
+    quality: int = 85
+    max_pixels: int = 64_000_000  # refused before decoding above this
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, max_size: int | None = None, quality: int | None = None
+    ) -> CompressOptions:
+        """The settings' limits, with the given non-None overrides (CLI flags)."""
+        return cls(
+            max_size=max_size or settings.compress_max_size,
+            quality=quality or settings.compress_quality,
+            max_pixels=settings.max_image_pixels,
+        )
 
 
 @dataclass(frozen=True)
@@ -54,13 +77,11 @@ class CompressResult:
         }
 
 
-def compress_image(
-    data: bytes, *, max_size: int = 800, quality: int = 85, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> CompressResult:
+def compress_image(data: bytes, options: CompressOptions = CompressOptions()) -> CompressResult:
     """Fit inside ``max_size`` and encode as optimized progressive JPEG; ImageError if unusable."""
-    image = load_fitted(data, max_size, max_pixels=max_pixels)
+    image = load_fitted(data, options.max_size, max_pixels=options.max_pixels)
     buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=quality, optimize=True, progressive=True)
+    image.save(buffer, "JPEG", quality=options.quality, optimize=True, progressive=True)
     encoded = buffer.getvalue()
     if len(encoded) >= len(data):
         return CompressResult(data, len(data), len(data), *image.size, kept_original=True)
@@ -81,37 +102,18 @@ def compressed_key(key: str) -> str:
 
 
 def compress_object(
-    store: ObjectStore,
-    key: str,
-    *,
-    max_size: int = 800,
-    quality: int = 85,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    store: ObjectStore, key: str, options: CompressOptions = CompressOptions()
 ) -> tuple[str, CompressResult]:
     """Compress the object at ``key`` into ``compressed/<key>`` with size metadata."""
-    data = store.get(key)
-    result = compress_image(data, max_size=max_size, quality=quality, max_pixels=max_pixels)
+    result = compress_image(store.get(key), options)
     target = compressed_key(key)
     store.put(
         target,
         result.data,
-        content_type="image/jpeg" if not result.kept_original else _guess_type(key),
+        content_type=media_type(result.data),  # a kept original keeps its own type
         metadata={
             "original-size": str(result.original_size),
             "compressed-size": str(result.compressed_size),
         },
     )
     return target, result
-
-
-def _guess_type(key: str) -> str:
-    lower = key.lower()
-    if lower.endswith(".png"):
-        return "image/png"
-    if lower.endswith(".webp"):
-        return "image/webp"
-    if lower.endswith(".avif"):
-        return "image/avif"
-    if lower.endswith((".heic", ".heif")):
-        return "image/heic"
-    return "image/jpeg"

@@ -29,10 +29,7 @@ async def readyz(request: Request) -> JSONResponse:
         "state_store": lambda: backend.state.list_batches(1),
     }
     if settings.sqs_queue_url and settings.backend == "aws":
-        queue = request.app.state.launcher.fanout.ports.queue
-        checks["queue"] = lambda: queue.client.get_queue_attributes(
-            QueueUrl=queue.url, AttributeNames=["ApproximateNumberOfMessages"]
-        )
+        checks["queue"] = request.app.state.launcher.fanout.ports.queue.depth
     results = await asyncio.gather(*(_check(fn) for fn in checks.values()))
     report = dict(zip(checks, results, strict=True))
     report["network"] = await _network(settings.readiness_url)

@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse, Response
 
 from imgpipe.entrypoints.api.uploads import read_limited
 from imgpipe.errors import ComparisonError, ImageError
-from imgpipe.imaging.formats import SNIFF_BYTES, sniff_format
-from imgpipe.service.compress import compress_image
+from imgpipe.imaging.formats import SNIFF_BYTES, media_type, sniff_format
+from imgpipe.service.compress import CompressOptions, compress_image
 
 router = APIRouter(tags=["images"])
 
@@ -81,20 +81,15 @@ async def compress(
         raise HTTPException(400, f"{file.filename or 'file'}: not an image")
     try:
         result = await asyncio.to_thread(
-            compress_image,
-            data,
-            max_size=settings.compress_max_size,
-            quality=settings.compress_quality,
-            max_pixels=settings.max_image_pixels,
+            compress_image, data, CompressOptions.from_settings(settings)
         )
     except ImageError as exc:
         request.app.state.metrics.incr("failures", kind="compress", reason=exc.reason)
         raise HTTPException(400, f"{exc.reason}: {exc.detail}") from exc
     request.app.state.metrics.incr("images_processed", kind="compress")
-    fmt = sniff_format(result.data[:SNIFF_BYTES]) or "jpeg"
     return Response(
         result.data,
-        media_type=f"image/{fmt}",
+        media_type=media_type(result.data),
         headers={
             "X-Original-Size": str(result.original_size),
             "X-Compressed-Size": str(result.compressed_size),
