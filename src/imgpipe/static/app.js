@@ -81,31 +81,42 @@ function bindUpload() {
   const form = document.getElementById("upload-form");
   if (!form) return;
   const msg = document.getElementById("upload-msg");
-  form.addEventListener("submit", async (event) => {
+  form.addEventListener("submit", (event) => {
     event.preventDefault();
     const data = new FormData();
     for (const [name, value] of new FormData(form)) {
       if (value !== "" && !(value instanceof File && !value.name)) data.append(name, value);
     }
-    const button = form.querySelector("button");
-    button.disabled = true;
-    msg.className = "msg";
-    msg.textContent = "Uploading…";
-    try {
+    submitWith(form, msg, "Uploading…", "Upload failed", async () => {
       const { response, body } = await api("/v1/batches", { method: "POST", body: data });
       if (response.status === 202 && body) {
         location.href = `/batches/${encodeURIComponent(body.batch_id)}`;
-        return;
+        return null;
       }
-      msg.className = "msg error";
-      msg.textContent = describeError(response, body);
-    } catch (error) {
-      msg.className = "msg error";
-      msg.textContent = `Upload failed: ${error}`;
-    } finally {
-      button.disabled = false;
-    }
+      return describeError(response, body);
+    });
   });
+}
+
+// Both forms: the button is busy while the request runs; the status line shows
+// progress, then nothing on success (send returns null) or what went wrong.
+async function submitWith(form, msg, busyText, failedText, send) {
+  const button = form.querySelector("button");
+  button.disabled = true;
+  msg.className = "msg";
+  msg.textContent = busyText;
+  try {
+    const problem = await send();
+    if (problem) {
+      msg.className = "msg error";
+      msg.textContent = problem;
+    }
+  } catch (error) {
+    msg.className = "msg error";
+    msg.textContent = `${failedText}: ${error}`;
+  } finally {
+    button.disabled = false;
+  }
 }
 
 function describeError(response, body) {
@@ -133,27 +144,17 @@ function bindCompare() {
     });
   }
   const msg = document.getElementById("compare-msg");
-  form.addEventListener("submit", async (event) => {
+  form.addEventListener("submit", (event) => {
     event.preventDefault();
-    const button = form.querySelector("button");
-    button.disabled = true;
-    msg.className = "msg";
-    msg.textContent = "Comparing…";
-    try {
+    submitWith(form, msg, "Comparing…", "Comparison failed", async () => {
       const { response, body } = await api("/v1/compare", { method: "POST", body: new FormData(form) });
       if (body && body.code === 200) {
         msg.textContent = "";
         showComparison(body.data);
-      } else {
-        msg.className = "msg error";
-        msg.textContent = describeError(response, body);
+        return null;
       }
-    } catch (error) {
-      msg.className = "msg error";
-      msg.textContent = `Comparison failed: ${error}`;
-    } finally {
-      button.disabled = false;
-    }
+      return describeError(response, body);
+    });
   });
 }
 
