@@ -137,6 +137,9 @@ class Settings(BaseSettings):
     temp_bucket: str = Field("", validation_alias=_env("TEMP_BUCKET"))
     sqs_queue_url: str = Field("", validation_alias=_env("SQS_QUEUE_URL"))
     sqs_dlq_url: str = Field("", validation_alias=_env("SQS_DLQ_URL"))
+    # The planning queue (csv_s3 messages) and its DLQ; empty: one queue for both kinds.
+    plan_queue_url: str = Field("", validation_alias=_env("IMGPIPE_PLAN_QUEUE_URL"))
+    plan_dlq_url: str = Field("", validation_alias=_env("IMGPIPE_PLAN_DLQ_URL"))
     dynamodb_table_name: str = Field("", validation_alias=_env("DYNAMODB_TABLE_NAME"))
     aws_endpoint_url: str = Field(
         "", validation_alias=_env("IMGPIPE_AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL")
@@ -181,6 +184,15 @@ class Settings(BaseSettings):
     content_hash_algorithm: str = Field("sha256", validation_alias=_env("CONTENT_HASH_ALGORITHM"))
     batch_coordination_enabled: bool = Field(
         True, validation_alias=_env("BATCH_COORDINATION_ENABLED")
+    )
+
+    # batch engine: how long a claim on a creator lives without a heartbeat (on Lambda,
+    # the worker function's timeout), and the cover cache of reruns (0 turns it off)
+    creator_lease_seconds: float = Field(
+        300.0, gt=0, validation_alias=_env("IMGPIPE_CREATOR_LEASE_SECONDS")
+    )
+    cache_max_bytes: int = Field(
+        512 * 1024 * 1024, ge=0, validation_alias=_env("IMGPIPE_CACHE_MAX_BYTES")
     )
 
     # compression (event, CLI, API)

@@ -16,16 +16,33 @@ from imgpipe.adapters.aws_clients import aws_error_code, make_client
 from imgpipe.adapters.dynamodb_state import create_state_table
 from imgpipe.settings import Settings
 
-__all__ = ["QUEUE_ATTRIBUTES", "ensure_resources"]
+__all__ = [
+    "COMPRESS_TIMEOUT",
+    "MAX_RECEIVE_COUNT",
+    "PLANNER_TIMEOUT",
+    "PLAN_QUEUE_ATTRIBUTES",
+    "QUEUE_ATTRIBUTES",
+    "SWEEP_TIMEOUT",
+    "WORKER_TIMEOUT",
+    "ensure_resources",
+]
 
-# The original system's queue: 15 min to process a message, 14 days of retention,
-# 20 s long polling, and 3 receives before the dead-letter queue.
+# Function timeouts of the three functions (deploy/template.yaml, deploy/terraform).
+PLANNER_TIMEOUT = 900
+WORKER_TIMEOUT = 300
+COMPRESS_TIMEOUT = 60
+SWEEP_TIMEOUT = 300
+# AWS advises a visibility timeout of at least six times the consumer's timeout;
+# a heartbeat extends a live message, so a long visibility only delays a dead one.
 QUEUE_ATTRIBUTES = {
-    "VisibilityTimeout": "900",
+    "VisibilityTimeout": str(6 * WORKER_TIMEOUT),
     "MessageRetentionPeriod": "1209600",
     "ReceiveMessageWaitTimeSeconds": "20",
 }
-MAX_RECEIVE_COUNT = 3
+PLAN_QUEUE_ATTRIBUTES = {**QUEUE_ATTRIBUTES, "VisibilityTimeout": str(6 * PLANNER_TIMEOUT)}
+# Room for throttled receives and for redeliveries that met a live claim and
+# re-queued themselves (a visibility change still counts a receive).
+MAX_RECEIVE_COUNT = 5
 
 
 def ensure_resources(

@@ -33,7 +33,14 @@ from imgpipe.errors import MessageError
 if TYPE_CHECKING:  # pydantic is a tenth of a second; the first event pays it, not the import
     from imgpipe.settings import Settings
 
-__all__ = ["handle_record_body", "handler"]
+__all__ = [
+    "compress_handler",
+    "handle_record_body",
+    "handler",
+    "planner_handler",
+    "sweep_handler",
+    "worker_handler",
+]
 
 log = logging.getLogger("imgpipe.lambda")
 _METRICS_LOCK = threading.Lock()
@@ -89,6 +96,27 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     if "csv_s3" in event or "csv_text" in event:
         return _inline(event, settings)
     raise MessageError(f"unrecognised event with keys {sorted(event)[:10]}")
+
+
+def planner_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+    """The planner function: S3 CSV events and the planning queue's ``csv_s3`` messages."""
+    return handler(event, context)
+
+
+def worker_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+    """The worker function: the work queue's per-creator messages."""
+    return handler(event, context)
+
+
+def compress_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+    """The compression function: S3 events for images under the compress prefix."""
+    return handler(event, context)
+
+
+def sweep_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+    """The scheduled sweep: re-queue expired claims, finalise finished batches."""
+    _, fanout = _runtime()
+    return dict(fanout.sweep())
 
 
 def handle_record_body(body: str) -> dict[str, Any]:
