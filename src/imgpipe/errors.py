@@ -14,7 +14,11 @@ so services and entry points only ever catch ``ImgpipeError`` subclasses::
     ├── StorageError           object store failure
     │   └── KeyCollisionError  a put-if-absent found the key taken
     ├── StateError             state store failure
-    │   └── ConditionFailedError  a conditional write lost the race
+    │   ├── ConditionFailedError  a conditional write lost the race
+    │   ├── ConflictError      contention or throttling; the write did not happen, retry it
+    │   ├── ClaimBusyError     another worker holds a live claim on the creator
+    │   ├── BatchLockedError   another process is running this batch on this machine
+    │   └── SummaryPendingError  another worker claimed the summary, not written yet
     ├── QueueError             work queue failure (SQS)
     ├── MessageError           a queue message or event that cannot be processed (poison)
     └── ComparisonError        a comparison timed out or its model failed (not the input's fault)
@@ -23,9 +27,12 @@ so services and entry points only ever catch ``ImgpipeError`` subclasses::
 from __future__ import annotations
 
 __all__ = [
+    "BatchLockedError",
     "BlockedAddressError",
+    "ClaimBusyError",
     "ComparisonError",
     "ConditionFailedError",
+    "ConflictError",
     "ConfigError",
     "FetchError",
     "ImageError",
@@ -37,6 +44,7 @@ __all__ = [
     "QueueError",
     "StateError",
     "StorageError",
+    "SummaryPendingError",
 ]
 
 
@@ -94,6 +102,26 @@ class StateError(ImgpipeError):
 
 class ConditionFailedError(StateError):
     """A conditional state write found a different state than expected."""
+
+
+class ConflictError(StateError):
+    """The backend refused the write for contention or throttling; nothing was written.
+
+    DynamoDB answers ``TransactionConflict`` and throttling under load and botocore
+    does not retry the former; the service retries these with jitter.
+    """
+
+
+class ClaimBusyError(StateError):
+    """A live claim of another worker holds the creator; come back after ``retry_after`` s."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class BatchLockedError(StateError):
+    """Another process on this machine is running the batch (its lock is held)."""
 
 
 class SummaryPendingError(StateError):

@@ -65,26 +65,61 @@ class StateStore(Protocol):
     """
 
     def put_creator(
-        self, record: CreatorRecord, *, expected: tuple[CreatorStatus, ...] | None = None
+        self,
+        record: CreatorRecord,
+        *,
+        expected: tuple[CreatorStatus, ...] | None = None,
+        takeover_at: float | None = None,
+        owner: str | None = None,
     ) -> None:
         """Write ``record``. With ``expected``, only if the stored status is one of them
-        (``()`` means: only if no record exists yet); else ConditionFailedError."""
+        (``()`` means: only if no record exists yet); else ConditionFailedError.
+
+        ``takeover_at`` (epoch seconds) also accepts a PROCESSING record whose claim
+        expired before then or is already held by ``record.lease_owner``; ``owner``
+        requires the stored claim to be held by that owner (renewals, releases).
+        Contention the backend reports (DynamoDB's TransactionConflict, throttling)
+        is ConflictError: nothing was written and the write may be retried.
+        """
         ...
 
-    def get_creator(self, creator_name: str, batch_id: str) -> CreatorRecord | None: ...
+    def put_creators(self, records: Sequence[CreatorRecord], *, if_absent: bool) -> None:
+        """Write many records (planning). ``if_absent`` keeps every stored record as it is
+        (a replayed plan must not reset a creator that has moved on); without it the
+        records are written blindly, in the backend's bulk form."""
+        ...
 
-    def creators_in_batch(self, batch_id: str) -> list[CreatorRecord]: ...
+    def get_creator(self, creator_name: str, batch_id: str) -> CreatorRecord | None:
+        """A strongly consistent read of one creator's record in one batch."""
+        ...
+
+    def creators_in_batch(self, batch_id: str) -> Iterator[CreatorRecord]:
+        """The batch's creator records, streamed, in no set order. On DynamoDB this reads
+        an index, which may lag: callers that need every record compare with the
+        batch's counters (``BatchLedger.finalize`` does)."""
+        ...
+
+    def creators_with_status(
+        self, status: CreatorStatus, *, limit: int = 1000
+    ) -> list[CreatorRecord]:
+        """Records in ``status`` across batches, oldest first (the sweep's query)."""
+        ...
 
     def creator_history(self, creator_name: str, limit: int = 50) -> list[CreatorRecord]:
         """Records of one creator across batches, newest first."""
         ...
 
     def finish_creator(
-        self, record: CreatorRecord, *, expected: tuple[CreatorStatus, ...]
+        self,
+        record: CreatorRecord,
+        *,
+        expected: tuple[CreatorStatus, ...],
+        owner: str | None = None,
     ) -> BatchRecord | None:
         """Atomically write the final ``record`` (only if the stored status is one of
-        ``expected``, else ConditionFailedError and nothing changes) and add one to the
-        batch's counter for ``record.status`` (completed / failed / skipped).
+        ``expected`` and, with ``owner``, the stored claim is that owner's; else
+        ConditionFailedError and nothing changes) and add one to the batch's counter
+        for ``record.status`` (completed / failed / skipped).
 
         Returns the batch record after the increment, or None when the batch has no
         record. Because the write and the count are one transaction, a redelivered
@@ -135,6 +170,10 @@ class WorkQueue(Protocol):
 
     def release(self, message: QueueMessage, *, delay_seconds: int = 0) -> None:
         """Give the message back for another delivery after ``delay_seconds``."""
+        ...
+
+    def extend(self, message: QueueMessage, *, seconds: int) -> None:
+        """Heartbeat: keep the message invisible for ``seconds`` more from now."""
         ...
 
 

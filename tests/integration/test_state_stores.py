@@ -141,7 +141,7 @@ def test_conditional_update_of_a_missing_record_fails(state: StateStore) -> None
 def test_upsert_replaces(state: StateStore) -> None:
     state.put_creator(creator(status=PENDING))
     state.put_creator(creator(status=COMPLETED, fingerprint="abc"))
-    assert state.creators_in_batch("b1") == [creator(status=COMPLETED, fingerprint="abc")]
+    assert list(state.creators_in_batch("b1")) == [creator(status=COMPLETED, fingerprint="abc")]
 
 
 def test_same_processing_date_in_two_batches(state: StateStore) -> None:
@@ -176,12 +176,13 @@ def test_claim_race_has_exactly_one_winner(state: StateStore) -> None:
     assert stored is not None and stored.metadata == {"worker": winners[0]}
 
 
-def test_creators_in_batch_sorted_by_name(state: StateStore) -> None:
+def test_creators_in_batch_streams_every_record_of_the_batch(state: StateStore) -> None:
     for i, name in enumerate(["Cy", "Ann", "Bo"]):
         state.put_creator(creator(name, date=f"2026-01-0{i + 1}"))
     state.put_creator(creator("Dee", batch="other"))
-    assert [r.creator_name for r in state.creators_in_batch("b1")] == ["Ann", "Bo", "Cy"]
-    assert state.creators_in_batch("none") == []
+    names = sorted(r.creator_name for r in state.creators_in_batch("b1"))
+    assert names == ["Ann", "Bo", "Cy"]
+    assert list(state.creators_in_batch("none")) == []
 
 
 def test_history_is_newest_first_and_limited(state: StateStore) -> None:
@@ -407,3 +408,85 @@ def run_threads(target: Callable[[int], None], n: int) -> None:
         t.start()
     for t in threads:
         t.join()
+
+
+# -- leases: claims with an owner and an expiry ------------------------------------------
+
+
+def claimed(owner: str, expires: float, **kw: object) -> CreatorRecord:
+    return creator(status=PROCESSING, lease_owner=owner, lease_expires=expires, **kw)
+
+
+def test_a_live_claim_is_not_taken_over(state: StateStore) -> None:
+    state.put_creator(creator(status=PENDING))
+    state.put_creator(claimed("w1", 200.0), expected=(PENDING,), takeover_at=100.0)
+    with pytest.raises(ConditionFailedError):
+        state.put_creator(claimed("w2", 300.0), expected=(PENDING,), takeover_at=150.0)
+    stored = state.get_creator("Ann", "b1")
+    assert stored is not None and stored.lease_owner == "w1" and stored.lease_expires == 200.0
+
+
+def test_an_expired_claim_is_taken_over_and_the_old_owner_loses_it(state: StateStore) -> None:
+    state.put_creator(creator(status=PENDING))
+    state.put_creator(claimed("w1", 200.0), expected=(PENDING,), takeover_at=100.0)
+    state.put_creator(claimed("w2", 500.0), expected=(PENDING,), takeover_at=250.0)
+    stored = state.get_creator("Ann", "b1")
+    assert stored is not None and stored.lease_owner == "w2"
+    # the first owner wakes up: neither its renewal nor its finish may land
+    with pytest.raises(ConditionFailedError):
+        state.put_creator(claimed("w1", 600.0), expected=(PROCESSING,), owner="w1")
+    with pytest.raises(ConditionFailedError):
+        state.finish_creator(creator(status=COMPLETED), expected=(PROCESSING,), owner="w1")
+    state.finish_creator(creator(status=COMPLETED), expected=(PROCESSING,), owner="w2")
+    final = state.get_creator("Ann", "b1")
+    assert final is not None and final.status == COMPLETED
+
+
+def test_the_owner_renews_its_own_claim(state: StateStore) -> None:
+    state.put_creator(creator(status=PENDING))
+    state.put_creator(claimed("w1", 200.0), expected=(PENDING,), takeover_at=100.0)
+    state.put_creator(claimed("w1", 900.0), expected=(PROCESSING,), owner="w1")
+    # a redelivery to the same owner re-claims without waiting for the lease
+    state.put_creator(claimed("w1", 950.0), expected=(PENDING,), takeover_at=150.0)
+    stored = state.get_creator("Ann", "b1")
+    assert stored is not None and stored.lease_expires == 950.0
+
+
+def test_a_final_record_is_never_claimed_again(state: StateStore) -> None:
+    state.put_creator(creator(status=COMPLETED))
+    with pytest.raises(ConditionFailedError):
+        state.put_creator(claimed("w1", 200.0), expected=(PENDING,), takeover_at=10_000.0)
+
+
+def test_put_creators_in_bulk_and_if_absent_keeps_what_moved_on(state: StateStore) -> None:
+    names = [f"c{i:03}" for i in range(60)]  # more than one BatchWriteItem of 25
+    state.put_creators([creator(n, date=f"d{n}") for n in names], if_absent=False)
+    state.put_creator(creator("c007", date="dc007", status=COMPLETED), expected=(PENDING,))
+    state.put_creators([creator(n, date=f"d{n}") for n in names], if_absent=True)
+    records = {r.creator_name: r for r in state.creators_in_batch("b1")}
+    assert sorted(records) == names
+    assert records["c007"].status == COMPLETED
+    assert sum(r.status == PENDING for r in records.values()) == 59
+
+
+def test_creators_with_status_oldest_first(state: StateStore) -> None:
+    for i, name in enumerate(["Cy", "Ann", "Bo"]):
+        state.put_creator(creator(name, date=f"2026-01-0{3 - i}", status=PROCESSING))
+    state.put_creator(creator("Dee", status=PENDING))
+    found = state.creators_with_status(PROCESSING)
+    assert [r.creator_name for r in found] == ["Bo", "Ann", "Cy"]
+    assert [r.creator_name for r in state.creators_with_status(PROCESSING, limit=1)] == ["Bo"]
+
+
+def test_batch_ttl_and_owner_round_trip_and_counters_survive_put_batch(state: StateStore) -> None:
+    batch = BatchRecord("b1", "2026-01-02T03:04:05+00:00", "x.csv", total_creators=2)
+    batch.ttl, batch.owner = 1_800_000_000, "host:1:abc"
+    state.put_batch(batch)
+    state.put_creator(claimed("w", 1.0), expected=())
+    state.finish_creator(creator(status=COMPLETED), expected=(PROCESSING,))
+    batch.status = BatchStatus.INTERRUPTED  # a stale copy with completed=0
+    state.put_batch(batch)
+    stored = state.get_batch("b1")
+    assert stored is not None
+    assert (stored.ttl, stored.owner, stored.status) == (1_800_000_000, "host:1:abc", "interrupted")
+    assert stored.completed == 1

@@ -21,12 +21,15 @@ never count a creator twice::
 from __future__ import annotations
 
 import json
+import random
+import time
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
 from imgpipe.adapters.aws_clients import aws_error_code, make_client
 from imgpipe.domain.records import BatchRecord, BatchStatus, CreatorRecord, CreatorStatus
-from imgpipe.errors import ConditionFailedError, StateError
+from imgpipe.errors import ConditionFailedError, ConflictError, StateError
 from imgpipe.settings import Settings
 
 __all__ = ["BATCH_PARTITION", "DynamoStateStore", "create_state_table"]
@@ -35,6 +38,19 @@ BATCH_PARTITION = "/batches"  # creator_key() never emits "/"
 BATCH_INDEX = "batch-id-index"
 STATUS_INDEX = "status-date-index"
 _CONDITION_FAILED = "ConditionalCheckFailedException"
+# What DynamoDB answers under contention or load: nothing was written, and botocore
+# does not retry TransactionConflict at all (the service does, with jitter).
+_CONTENTION = frozenset(
+    {
+        "TransactionConflictException",
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "TransactionInProgressException",
+    }
+)
+_CANCELLED_BY_CONTENTION = frozenset({"TransactionConflict", "ThrottlingError"})
+BATCH_WRITE_SIZE = 25  # BatchWriteItem's limit
 
 
 def create_state_table(client: Any, name: str) -> None:
@@ -96,25 +112,69 @@ class DynamoStateStore:
     # -- creators --------------------------------------------------------------
 
     def put_creator(
-        self, record: CreatorRecord, *, expected: tuple[CreatorStatus, ...] | None = None
+        self,
+        record: CreatorRecord,
+        *,
+        expected: tuple[CreatorStatus, ...] | None = None,
+        takeover_at: float | None = None,
+        owner: str | None = None,
     ) -> None:
-        request = self._creator_put(record, expected)
+        request = self._creator_put(record, expected, takeover_at=takeover_at, owner=owner)
         who = f"creator {record.creator_name!r} in batch {record.batch_id!r}"
         try:
             self.client.put_item(**request)
         except Exception as exc:
-            if aws_error_code(exc) == _CONDITION_FAILED:
+            code = aws_error_code(exc)
+            if code == _CONDITION_FAILED:
                 problem = "already exists" if expected == () else "is not in the expected state"
                 raise ConditionFailedError(f"{who} {problem}") from exc
+            if code in _CONTENTION:
+                raise ConflictError(f"cannot write {who} now ({code})") from exc
             raise StateError(f"cannot write {who}: {exc}") from exc
 
+    def put_creators(self, records: Sequence[CreatorRecord], *, if_absent: bool) -> None:
+        """BatchWriteItem in 25s, unprocessed items sent again; ``if_absent`` needs one
+        conditional put each (BatchWriteItem has no conditions), used only on replays."""
+        if if_absent:
+            for record in records:
+                try:
+                    self.put_creator(record, expected=())
+                except ConditionFailedError:
+                    continue
+            return
+        for start in range(0, len(records), BATCH_WRITE_SIZE):
+            requests = [
+                {"PutRequest": {"Item": _creator_item(r)}}
+                for r in records[start : start + BATCH_WRITE_SIZE]
+            ]
+            self._batch_write(requests)
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        pending = {self.table: requests}
+        for attempt in range(8):
+            try:
+                answer = self.client.batch_write_item(RequestItems=pending)
+            except Exception as exc:
+                if aws_error_code(exc) in _CONTENTION:
+                    raise ConflictError(f"cannot write {len(requests)} creators now") from exc
+                raise StateError(f"cannot write {len(requests)} creators: {exc}") from exc
+            pending = answer.get("UnprocessedItems") or {}
+            if not pending:
+                return
+            time.sleep(min(2.0, 0.05 * 2**attempt) * random.random())  # throttled: back off
+        raise ConflictError(f"{len(pending[self.table])} creator writes stayed unprocessed")
+
     def finish_creator(
-        self, record: CreatorRecord, *, expected: tuple[CreatorStatus, ...]
+        self,
+        record: CreatorRecord,
+        *,
+        expected: tuple[CreatorStatus, ...],
+        owner: str | None = None,
     ) -> BatchRecord | None:
         counter = CreatorStatus(record.status).batch_counter
         who = f"creator {record.creator_name!r} in batch {record.batch_id!r}"
         batch_key = _batch_key(record.batch_id)
-        items: list[dict[str, Any]] = [{"Put": self._creator_put(record, expected)}]
+        items: list[dict[str, Any]] = [{"Put": self._creator_put(record, expected, owner=owner)}]
         batch = self._get(batch_key)
         if batch is not None:
             items.append(
@@ -132,8 +192,13 @@ class DynamoStateStore:
             self.client.transact_write_items(TransactItems=items)
         except Exception as exc:
             reasons = getattr(exc, "response", {}).get("CancellationReasons", [])
-            if any(r.get("Code") == "ConditionalCheckFailed" for r in reasons):
+            codes = {r.get("Code") for r in reasons}
+            if "ConditionalCheckFailed" in codes:
                 raise ConditionFailedError(f"{who}: not in the expected state") from exc
+            if codes & _CANCELLED_BY_CONTENTION or aws_error_code(exc) in _CONTENTION:
+                raise ConflictError(
+                    f"cannot finish {who} now ({', '.join(map(str, codes))})"
+                ) from exc
             raise StateError(f"cannot finish {who}: {exc}") from exc
         if batch is None:
             return None
@@ -154,35 +219,47 @@ class DynamoStateStore:
                 },
             )
         except Exception as exc:
-            if aws_error_code(exc) == _CONDITION_FAILED:
+            code = aws_error_code(exc)
+            if code == _CONDITION_FAILED:
                 return False
+            if code in _CONTENTION:
+                raise ConflictError(f"cannot claim the summary of {batch_id!r} now") from exc
             raise StateError(f"cannot claim the summary of batch {batch_id!r}: {exc}") from exc
         return True
 
     def get_creator(self, creator_name: str, batch_id: str) -> CreatorRecord | None:
+        # The base table's partition, read strongly consistent (never the index).
         items = self._query(
             KeyConditionExpression="creator_name = :n",
             FilterExpression="batch_id = :b",
             ExpressionAttributeValues={":n": {"S": creator_name}, ":b": {"S": batch_id}},
+            ConsistentRead=True,
         )
         return _creator(items[0]) if items else None
 
-    def creators_in_batch(self, batch_id: str) -> list[CreatorRecord]:
-        items = self._query(
-            IndexName=BATCH_INDEX,
-            KeyConditionExpression="batch_id = :b",
-            ExpressionAttributeValues={":b": {"S": batch_id}},
-        )
-        return sorted((_creator(item) for item in items), key=lambda r: r.creator_name)
+    def creators_in_batch(self, batch_id: str) -> Iterator[CreatorRecord]:
+        """Through ``batch-id-index``, page by page (an index: it may lag, see the port)."""
+        params = {
+            "TableName": self.table,
+            "IndexName": BATCH_INDEX,
+            "KeyConditionExpression": "batch_id = :b",
+            "ExpressionAttributeValues": {":b": {"S": batch_id}},
+        }
+        try:
+            for page in self.client.get_paginator("query").paginate(**params):
+                yield from (_creator(item) for item in page.get("Items", []))
+        except Exception as exc:
+            raise StateError(f"cannot query {self.table}: {exc}") from exc
 
-    def creators_with_status(self, status: CreatorStatus, limit: int = 100) -> list[CreatorRecord]:
-        """Newest first, through ``status-date-index`` (operators' queries)."""
+    def creators_with_status(
+        self, status: CreatorStatus, *, limit: int = 1000
+    ) -> list[CreatorRecord]:
+        """Oldest first, through ``status-date-index`` (the sweep, operators' queries)."""
         items = self._query(
             IndexName=STATUS_INDEX,
             KeyConditionExpression="#s = :s",
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues={":s": {"S": CreatorStatus(status).value}},
-            ScanIndexForward=False,
             limit=limit,
         )
         return [_creator(item) for item in items]
@@ -210,6 +287,8 @@ class DynamoStateStore:
             "failed": {"N": str(batch.failed)},
             "skipped": {"N": str(batch.skipped)},
             "settings": {"S": _json(batch.settings, f"settings of batch {batch.batch_id!r}")},
+            "owner": {"S": batch.owner},
+            "ttl": {"N": str(batch.ttl)},
         }
         if batch.summary_key:
             item["summary_key"] = {"S": batch.summary_key}
@@ -249,7 +328,12 @@ class DynamoStateStore:
     # -- plumbing --------------------------------------------------------------
 
     def _creator_put(
-        self, record: CreatorRecord, expected: tuple[CreatorStatus, ...] | None
+        self,
+        record: CreatorRecord,
+        expected: tuple[CreatorStatus, ...] | None,
+        *,
+        takeover_at: float | None = None,
+        owner: str | None = None,
     ) -> dict[str, Any]:
         request: dict[str, Any] = {"TableName": self.table, "Item": _creator_item(record)}
         if expected is None:
@@ -257,10 +341,26 @@ class DynamoStateStore:
         if not expected:
             request["ConditionExpression"] = "attribute_not_exists(creator_name)"
             return request
-        marks = {f":s{i}": {"S": CreatorStatus(s).value} for i, s in enumerate(expected)}
-        request["ConditionExpression"] = f"#s IN ({', '.join(marks)}) AND batch_id = :bid"
+        values: dict[str, Any] = {
+            f":s{i}": {"S": CreatorStatus(s).value} for i, s in enumerate(expected)
+        }
+        condition = f"#s IN ({', '.join(values)})"
+        if takeover_at is not None:
+            condition = (
+                f"({condition} OR (#s = :processing AND "
+                "(attribute_not_exists(lease_expires) OR lease_expires < :now "
+                "OR lease_owner = :me)))"
+            )
+            values[":processing"] = {"S": CreatorStatus.PROCESSING.value}
+            values[":now"] = {"N": f"{takeover_at:.3f}"}
+            values[":me"] = {"S": record.lease_owner or ""}
+        if owner is not None:
+            condition += " AND lease_owner = :owner"
+            values[":owner"] = {"S": owner}
+        values[":bid"] = {"S": record.batch_id}
+        request["ConditionExpression"] = f"{condition} AND batch_id = :bid"
         request["ExpressionAttributeNames"] = {"#s": "status"}
-        request["ExpressionAttributeValues"] = {**marks, ":bid": {"S": record.batch_id}}
+        request["ExpressionAttributeValues"] = values
         return request
 
     def _get(self, key: dict[str, Any]) -> dict[str, Any] | None:
@@ -313,6 +413,9 @@ def _creator_item(r: CreatorRecord) -> dict[str, Any]:
         item["collage_key"] = {"S": r.collage_key}
     if r.fingerprint:
         item["fingerprint"] = {"S": r.fingerprint}
+    if r.lease_owner:
+        item["lease_owner"] = {"S": r.lease_owner}
+        item["lease_expires"] = {"N": f"{r.lease_expires:.3f}"}
     return item
 
 
@@ -329,6 +432,8 @@ def _creator(item: dict[str, Any]) -> CreatorRecord:
         fingerprint=item.get("fingerprint", {}).get("S"),
         metadata=json.loads(item["metadata"]["S"]),
         ttl=int(item["ttl"]["N"]),
+        lease_owner=item.get("lease_owner", {}).get("S"),
+        lease_expires=float(item.get("lease_expires", {}).get("N", 0)),
     )
 
 
@@ -345,4 +450,6 @@ def _batch(item: dict[str, Any]) -> BatchRecord:
         summary_key=item.get("summary_key", {}).get("S"),
         finished_at=item.get("finished_at", {}).get("S"),
         settings=json.loads(item["settings"]["S"]),
+        ttl=int(item.get("ttl", {}).get("N", 0)),
+        owner=item.get("owner", {}).get("S", ""),
     )

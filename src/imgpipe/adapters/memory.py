@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -96,7 +96,12 @@ class InMemoryStateStore:
         """Nothing to release; present so callers can close any state store."""
 
     def put_creator(
-        self, record: CreatorRecord, *, expected: tuple[CreatorStatus, ...] | None = None
+        self,
+        record: CreatorRecord,
+        *,
+        expected: tuple[CreatorStatus, ...] | None = None,
+        takeover_at: float | None = None,
+        owner: str | None = None,
     ) -> None:
         # Stored as the SQLite store would give it back: metadata through JSON.
         record = replace(
@@ -112,7 +117,7 @@ class InMemoryStateStore:
             if expected is not None:
                 if not expected and stored is not None:
                     raise ConditionFailedError(f"{who} already exists")
-                if expected and (stored is None or stored.status not in expected):
+                if expected and not _qualifies(stored, record, expected, takeover_at, owner):
                     raise ConditionFailedError(
                         f"{who} is not in status {', '.join(s.value for s in expected)}"
                     )
@@ -125,12 +130,23 @@ class InMemoryStateStore:
             self._creators[ident] = record
             self._dates[date] = record.batch_id
 
+    def put_creators(self, records: Sequence[CreatorRecord], *, if_absent: bool) -> None:
+        for record in records:
+            try:
+                self.put_creator(record, expected=() if if_absent else None)
+            except ConditionFailedError:
+                continue  # if_absent: a stored record stays as it is
+
     def finish_creator(
-        self, record: CreatorRecord, *, expected: tuple[CreatorStatus, ...]
+        self,
+        record: CreatorRecord,
+        *,
+        expected: tuple[CreatorStatus, ...],
+        owner: str | None = None,
     ) -> BatchRecord | None:
         counter = CreatorStatus(record.status).batch_counter
         with self._finish_lock:  # the write and the count happen together or not at all
-            self.put_creator(record, expected=expected)
+            self.put_creator(record, expected=expected, owner=owner)
             with self._lock:
                 batch = self._batches.get(record.batch_id)
                 if batch is None:
@@ -153,10 +169,18 @@ class InMemoryStateStore:
         with self._lock:
             return copy.deepcopy(self._creators.get((creator_name, batch_id)))
 
-    def creators_in_batch(self, batch_id: str) -> list[CreatorRecord]:
+    def creators_in_batch(self, batch_id: str) -> Iterator[CreatorRecord]:
         with self._lock:
             found = [r for r in self._creators.values() if r.batch_id == batch_id]
-            return copy.deepcopy(sorted(found, key=lambda r: r.creator_name))
+            return iter(copy.deepcopy(sorted(found, key=lambda r: r.creator_name)))
+
+    def creators_with_status(
+        self, status: CreatorStatus, *, limit: int = 1000
+    ) -> list[CreatorRecord]:
+        with self._lock:
+            found = [r for r in self._creators.values() if r.status == status]
+            found.sort(key=lambda r: r.processing_date)
+            return copy.deepcopy(found[:limit])
 
     def creator_history(self, creator_name: str, limit: int = 50) -> list[CreatorRecord]:
         with self._lock:
@@ -169,6 +193,10 @@ class InMemoryStateStore:
             batch, settings=_through_json(batch.settings, f"settings of batch {batch.batch_id!r}")
         )
         with self._lock:
+            stored = self._batches.get(batch.batch_id)
+            if stored is not None:  # counters are kept, as the real stores do
+                batch.completed, batch.failed = stored.completed, stored.failed
+                batch.skipped = stored.skipped
             self._batches[batch.batch_id] = batch
 
     def get_batch(self, batch_id: str) -> BatchRecord | None:
@@ -181,6 +209,27 @@ class InMemoryStateStore:
                 self._batches.values(), key=lambda b: (b.created_at, b.batch_id), reverse=True
             )
             return copy.deepcopy(found[:limit])
+
+
+def _qualifies(
+    stored: CreatorRecord | None,
+    record: CreatorRecord,
+    expected: tuple[CreatorStatus, ...],
+    takeover_at: float | None,
+    owner: str | None,
+) -> bool:
+    """The port's condition for a conditional write (see ``StateStore.put_creator``)."""
+    if stored is None:
+        return False
+    if owner is not None and stored.lease_owner != owner:
+        return False
+    if stored.status in expected:
+        return True
+    return (
+        takeover_at is not None
+        and stored.status == CreatorStatus.PROCESSING
+        and (stored.lease_expires < takeover_at or stored.lease_owner == record.lease_owner)
+    )
 
 
 def _through_json(value: dict[str, Any], what: str) -> dict[str, Any]:

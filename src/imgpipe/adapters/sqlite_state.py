@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from imgpipe.domain.records import BatchRecord, BatchStatus, CreatorRecord, CreatorStatus
-from imgpipe.errors import ConditionFailedError, StateError
+from imgpipe.errors import ConditionFailedError, ConflictError, StateError
 
 __all__ = ["SqliteStateStore"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS creators (
     creator_name TEXT NOT NULL,
@@ -46,6 +46,8 @@ CREATE TABLE IF NOT EXISTS creators (
     fingerprint TEXT,
     metadata TEXT NOT NULL,
     ttl INTEGER NOT NULL,
+    lease_owner TEXT,
+    lease_expires REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (creator_name, processing_date),
     UNIQUE (creator_name, batch_id)
 );
@@ -63,19 +65,23 @@ CREATE TABLE IF NOT EXISTS batches (
     summary_key TEXT,
     finished_at TEXT,
     settings TEXT NOT NULL,
-    summary_claimed INTEGER NOT NULL DEFAULT 0
+    summary_claimed INTEGER NOT NULL DEFAULT 0,
+    ttl INTEGER NOT NULL DEFAULT 0,
+    owner TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS batches_by_created ON batches (created_at);
 """
 _CREATOR_FIELDS = (
     "creator_name", "processing_date", "batch_id", "status", "images_processed",
     "collage_key", "processing_duration", "error_count", "fingerprint", "metadata", "ttl",
+    "lease_owner", "lease_expires",
 )  # fmt: skip
 _BATCH_FIELDS = (
     "batch_id", "created_at", "source", "status", "total_creators", "completed",
-    "failed", "skipped", "summary_key", "finished_at", "settings",
+    "failed", "skipped", "summary_key", "finished_at", "settings", "ttl", "owner",
 )  # fmt: skip
 _CREATOR_COLUMNS = ", ".join(_CREATOR_FIELDS)
+_PAGE = 500  # records per page when a batch's creators are streamed
 _BATCH_COLUMNS = ", ".join(_BATCH_FIELDS)
 
 
@@ -107,17 +113,30 @@ class SqliteStateStore:
             self._conn.close()
 
     def _migrate(self) -> None:
-        """Version 1 files lack the summary claim; add it in place."""
-        columns = {row["name"] for row in self._conn.execute("PRAGMA table_info(batches)")}
-        if "summary_claimed" not in columns:
-            self._conn.execute(
-                "ALTER TABLE batches ADD COLUMN summary_claimed INTEGER NOT NULL DEFAULT 0"
-            )
+        """Older files lack the summary claim (v1), leases and batch TTL (v2): add in place."""
+        added = {
+            "batches": (
+                ("summary_claimed", "INTEGER NOT NULL DEFAULT 0"),
+                ("ttl", "INTEGER NOT NULL DEFAULT 0"),
+                ("owner", "TEXT NOT NULL DEFAULT ''"),
+            ),
+            "creators": (("lease_owner", "TEXT"), ("lease_expires", "REAL NOT NULL DEFAULT 0")),
+        }
+        for table, columns in added.items():
+            present = {row["name"] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            for name, declaration in columns:
+                if name not in present:
+                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
 
     # -- creators --------------------------------------------------------------
 
     def put_creator(
-        self, record: CreatorRecord, *, expected: tuple[CreatorStatus, ...] | None = None
+        self,
+        record: CreatorRecord,
+        *,
+        expected: tuple[CreatorStatus, ...] | None = None,
+        takeover_at: float | None = None,
+        owner: str | None = None,
     ) -> None:
         """Upsert; ``expected=()`` inserts only if absent; else updates only from those statuses::
 
@@ -142,39 +161,73 @@ class SqliteStateStore:
                 except sqlite3.IntegrityError as exc:
                     raise ConditionFailedError(f"{who} already exists") from exc
                 return
-            self._update_from(conn, record, expected)
+            self._update_from(conn, record, expected, takeover_at=takeover_at, owner=owner)
+
+    def put_creators(self, records: Sequence[CreatorRecord], *, if_absent: bool) -> None:
+        """One transaction; ``if_absent`` is INSERT OR IGNORE, else INSERT OR REPLACE."""
+        verb = "INSERT OR IGNORE" if if_absent else "INSERT OR REPLACE"
+        with self._session(f"{len(records)} creator records") as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    f"{verb} INTO creators ({_CREATOR_COLUMNS}) "
+                    f"VALUES ({_marks(len(_CREATOR_FIELDS))})",
+                    [_creator_values(r) for r in records],
+                )
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     @staticmethod
     def _update_from(
-        conn: sqlite3.Connection, record: CreatorRecord, expected: tuple[CreatorStatus, ...]
+        conn: sqlite3.Connection,
+        record: CreatorRecord,
+        expected: tuple[CreatorStatus, ...],
+        *,
+        takeover_at: float | None = None,
+        owner: str | None = None,
     ) -> None:
-        """Update ``record`` only if its stored status is one of ``expected``."""
+        """Update ``record`` only if its stored status is one of ``expected`` (see the port)."""
         who = f"creator {record.creator_name!r} in batch {record.batch_id!r}"
         # One statement: the status test and the write cannot be split by another writer.
         assignments = ", ".join(f"{name} = ?" for name in _CREATOR_FIELDS)
         statuses = [status.value for status in expected]
+        condition = f"status IN ({_marks(len(statuses))})"
+        params: list[Any] = list(statuses)
+        if takeover_at is not None:
+            condition = f"({condition} OR (status = ? AND (lease_expires < ? OR lease_owner = ?)))"
+            params += [CreatorStatus.PROCESSING.value, takeover_at, record.lease_owner]
+        if owner is not None:
+            condition += " AND lease_owner = ?"
+            params.append(owner)
         try:
             cursor = conn.execute(
                 f"UPDATE creators SET {assignments} WHERE creator_name = ? AND batch_id = ? "
-                f"AND status IN ({_marks(len(statuses))})",
-                (*_creator_values(record), record.creator_name, record.batch_id, *statuses),
+                f"AND {condition}",
+                (*_creator_values(record), record.creator_name, record.batch_id, *params),
             )
         except sqlite3.IntegrityError as exc:
             raise ConditionFailedError(f"{who}: {exc}") from exc
         if cursor.rowcount != 1:
+            held = f" held by {owner}" if owner else ""
             raise ConditionFailedError(
-                f"{who} is not in status {', '.join(statuses)} (or does not exist)"
+                f"{who} is not in status {', '.join(statuses)}{held} (or does not exist)"
             )
 
     def finish_creator(
-        self, record: CreatorRecord, *, expected: tuple[CreatorStatus, ...]
+        self,
+        record: CreatorRecord,
+        *,
+        expected: tuple[CreatorStatus, ...],
+        owner: str | None = None,
     ) -> BatchRecord | None:
         """Final write and batch count in one transaction (see ``StateStore``)."""
         counter = CreatorStatus(record.status).batch_counter
         with self._session(f"finish of creator {record.creator_name!r}") as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                self._update_from(conn, record, expected)
+                self._update_from(conn, record, expected, owner=owner)
                 conn.execute(
                     f"UPDATE batches SET {counter} = {counter} + 1 WHERE batch_id = ?",
                     (record.batch_id,),
@@ -206,10 +259,27 @@ class SqliteStateStore:
         )
         return _creator(rows[0]) if rows else None
 
-    def creators_in_batch(self, batch_id: str) -> list[CreatorRecord]:
+    def creators_in_batch(self, batch_id: str) -> Iterator[CreatorRecord]:
+        """Streamed in pages by key, so a 30,000-creator batch never sits in memory at once."""
+        after = ""
+        while True:
+            rows = self._query(
+                f"SELECT {_CREATOR_COLUMNS} FROM creators WHERE batch_id = ? "
+                "AND creator_name > ? ORDER BY creator_name LIMIT ?",
+                (batch_id, after, _PAGE),
+            )
+            yield from (_creator(row) for row in rows)
+            if len(rows) < _PAGE:
+                return
+            after = rows[-1]["creator_name"]
+
+    def creators_with_status(
+        self, status: CreatorStatus, *, limit: int = 1000
+    ) -> list[CreatorRecord]:
         rows = self._query(
-            f"SELECT {_CREATOR_COLUMNS} FROM creators WHERE batch_id = ? ORDER BY creator_name",
-            (batch_id,),
+            f"SELECT {_CREATOR_COLUMNS} FROM creators WHERE status = ? "
+            "ORDER BY processing_date LIMIT ?",
+            (CreatorStatus(status).value, limit),
         )
         return [_creator(row) for row in rows]
 
@@ -226,9 +296,14 @@ class SqliteStateStore:
 
     def put_batch(self, batch: BatchRecord) -> None:
         values = _batch_values(batch)
+        # Counters and the summary claim are kept from the stored row, as on DynamoDB:
+        # other writers may have moved them since this copy was read.
+        keep = {"batch_id", "completed", "failed", "skipped"}
+        updates = ", ".join(f"{n} = excluded.{n}" for n in _BATCH_FIELDS if n not in keep)
         with self._session(f"batch {batch.batch_id!r}") as conn:
             conn.execute(
-                f"INSERT OR REPLACE INTO batches ({_BATCH_COLUMNS}) VALUES ({_marks(len(values))})",
+                f"INSERT INTO batches ({_BATCH_COLUMNS}) VALUES ({_marks(len(values))}) "
+                f"ON CONFLICT(batch_id) DO UPDATE SET {updates}",
                 values,
             )
 
@@ -252,6 +327,10 @@ class SqliteStateStore:
         with self._lock:
             try:
                 yield self._conn
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):  # another process held it
+                    raise ConflictError(f"state database {self.path}, {what}: {exc}") from exc
+                raise StateError(f"state database {self.path}, {what}: {exc}") from exc
             except sqlite3.Error as exc:
                 raise StateError(f"state database {self.path}, {what}: {exc}") from exc
 
@@ -276,7 +355,7 @@ def _creator_values(r: CreatorRecord) -> tuple[Any, ...]:
     return (
         r.creator_name, r.processing_date, r.batch_id, CreatorStatus(r.status).value,
         r.images_processed, r.collage_key, r.processing_duration, r.error_count,
-        r.fingerprint, metadata, r.ttl,
+        r.fingerprint, metadata, r.ttl, r.lease_owner, r.lease_expires,
     )  # fmt: skip
 
 
@@ -291,7 +370,7 @@ def _batch_values(b: BatchRecord) -> tuple[Any, ...]:
     settings = _to_json(b.settings, f"settings of batch {b.batch_id!r}")
     return (
         b.batch_id, b.created_at, b.source, BatchStatus(b.status).value, b.total_creators,
-        b.completed, b.failed, b.skipped, b.summary_key, b.finished_at, settings,
+        b.completed, b.failed, b.skipped, b.summary_key, b.finished_at, settings, b.ttl, b.owner,
     )  # fmt: skip
 
 

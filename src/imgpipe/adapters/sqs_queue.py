@@ -98,6 +98,15 @@ class SqsWorkQueue:
         except Exception as exc:
             raise QueueError(f"cannot release message {message.message_id}: {exc}") from exc
 
+    def extend(self, message: QueueMessage, *, seconds: int) -> None:
+        """Heartbeat: the same call as release, with the time the work still needs."""
+        try:
+            self.client.change_message_visibility(
+                QueueUrl=self.url, ReceiptHandle=message.receipt, VisibilityTimeout=seconds
+            )
+        except Exception as exc:
+            raise QueueError(f"cannot extend message {message.message_id}: {exc}") from exc
+
     def depth(self) -> int:
         """Messages waiting (SQS's approximate count): also proves the queue answers."""
         try:

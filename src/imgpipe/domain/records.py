@@ -76,6 +76,17 @@ class BatchStatus(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     COMPLETED_WITH_FAILURES = "completed_with_failures"
+    FAILED = "failed"  # the batch could not be planned or summarized at all
+    INTERRUPTED = "interrupted"  # stopped by a signal or a crash; a rerun continues it
+
+    @property
+    def is_final(self) -> bool:
+        """No one will work on the batch again (an interrupted one is resumable)."""
+        return self in (
+            BatchStatus.COMPLETED,
+            BatchStatus.COMPLETED_WITH_FAILURES,
+            BatchStatus.FAILED,
+        )
 
 
 @dataclass(frozen=True)
@@ -121,6 +132,10 @@ class CreatorRecord:
     fingerprint: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     ttl: int = 0  # epoch seconds after which the record may be forgotten
+    # A processing claim: who works on the creator and until when (epoch seconds).
+    # An expired claim may be taken over; a live one makes a redelivery wait.
+    lease_owner: str | None = None
+    lease_expires: float = 0.0
 
 
 @dataclass
@@ -138,3 +153,7 @@ class BatchRecord:
     summary_key: str | None = None
     finished_at: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    ttl: int = 0  # epoch seconds after which the record may be forgotten
+    # The process that runs the batch (local: "host:pid:token"); empty on AWS,
+    # where every message has its own owner.
+    owner: str = ""

@@ -157,7 +157,7 @@ def status(
         batch = backend.state.get_batch(batch_id)
         if batch is None:
             raise _fail(console, f"no batch {batch_id!r} in {where}")
-        records = backend.state.creators_in_batch(batch_id)
+        records = list(backend.state.creators_in_batch(batch_id))
         print_batch(Console(), batch, records, as_json=as_json)
     finally:
         backend.close()
