@@ -11,7 +11,9 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import signal
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -22,34 +24,46 @@ from imgpipe.domain.manifest import Manifest, parse_manifest
 from imgpipe.errors import ConfigError, InputError, ManifestError
 from imgpipe.fetch.downloader import Downloader, FetchPolicy
 from imgpipe.fetch.store_source import StoreRelativeFetcher
-from imgpipe.ports import ObjectStore, StateStore
-from imgpipe.service.batch import BatchRunner, BatchSummary
+from imgpipe.ports import BatchLocks, ObjectStore, StateStore
+from imgpipe.service.batch import BatchInterruptedError, BatchRunner
 from imgpipe.service.fanout import DistributedPorts, FanOut
+from imgpipe.service.ledger import BatchLedger
 from imgpipe.service.memory import MemoryMonitor
+from imgpipe.service.planning import batch_identity
 from imgpipe.service.progress import ProgressSink
+from imgpipe.service.summary import BatchSummary
 from imgpipe.settings import RunOptions, Settings
 
 __all__ = [
     "STATE_FILE",
     "Backend",
     "make_fanout",
+    "make_ledger",
     "open_backend",
     "open_distributed",
     "read_manifest",
+    "reconcile_stale_batches",
     "run_csv",
     "run_inline",
 ]
 
 STATE_FILE = "state.db"
+LOCKS_FOLDER = "locks"
 
 
 @dataclass
 class Backend:
     """The adapters one process uses."""
 
-    store: ObjectStore
+    store: ObjectStore  # outputs: collages, results, the gallery
     state: StateStore
     location: str  # where a person finds the output (a folder, a bucket)
+    plans: ObjectStore  # plans, markers and checkpoints (the output folder, or TEMP_BUCKET)
+    locks: BatchLocks  # proof of life of this machine's batch processes
+    settings: Settings
+
+    def ledger(self) -> BatchLedger:
+        return make_ledger(self.settings, self.state, self.store, self.plans)
 
     def close(self) -> None:
         close = getattr(self.state, "close", None)
@@ -57,21 +71,57 @@ class Backend:
             close()
 
 
+def make_ledger(
+    settings: Settings, state: StateStore, outputs: ObjectStore, plans: ObjectStore
+) -> BatchLedger:
+    return BatchLedger(state, outputs, plans, lease_seconds=settings.creator_lease_seconds)
+
+
 def open_backend(settings: Settings, *, out_dir: Path | None = None) -> Backend:
     """Adapters for ``settings.backend``: a local folder + SQLite, or S3 + DynamoDB."""
+    from imgpipe.adapters.memory import InProcessBatchLocks
+
     if settings.backend == "aws":
         ports = open_distributed(settings)
-        return Backend(ports.outputs, ports.state, f"s3://{settings.output_bucket}")
+        return Backend(
+            ports.outputs,
+            ports.state,
+            f"s3://{settings.output_bucket}",
+            plans=ports.work,
+            locks=InProcessBatchLocks(),
+            settings=settings,
+        )
+    from imgpipe.adapters.local_lock import FileBatchLocks
     from imgpipe.adapters.local_store import LocalObjectStore
     from imgpipe.adapters.sqlite_state import SqliteStateStore
 
     root = (out_dir or settings.data_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
+    store = LocalObjectStore(root)
     return Backend(
-        store=LocalObjectStore(root),
+        store=store,
         state=SqliteStateStore(root / STATE_FILE),
         location=str(root),
+        plans=store,
+        locks=FileBatchLocks(root / LOCKS_FOLDER),
+        settings=settings,
     )
+
+
+def reconcile_stale_batches(backend: Backend, *, limit: int = 50) -> list[str]:
+    """Running batches whose process is gone (their lock is free) become ``interrupted``.
+
+    Only the local backend can prove a process gone; on AWS the sweep does this.
+    """
+    if backend.settings.backend != "local":
+        return []
+    ledger = backend.ledger()
+    stale = []
+    for batch in backend.state.list_batches(limit):
+        if batch.status.value == "running" and not backend.locks.is_held(batch.batch_id):
+            ledger.interrupt(batch.batch_id)
+            stale.append(batch.batch_id)
+    return stale
 
 
 def open_distributed(settings: Settings) -> DistributedPorts:
@@ -115,25 +165,31 @@ def make_fanout(settings: Settings, ports: DistributedPorts | None = None) -> Fa
         async with Downloader(FetchPolicy.from_options(options)) as downloader:
             yield StoreRelativeFetcher(downloader, ports.inputs, csv_key, options.max_bytes)
 
-    return FanOut(ports, settings, fetcher)
+    ledger = make_ledger(settings, ports.state, ports.outputs, ports.work)
+    return FanOut(ports, ledger, settings, fetcher)
 
 
 def run_inline(
     manifest: Manifest,
     options: RunOptions,
     ports: DistributedPorts,
+    settings: Settings,
     *,
     source: str,
     csv_key: str,
+    identity: str,
 ) -> BatchSummary:
     """A whole batch in this process on the distributed stores (direct invocation)."""
+    from imgpipe.adapters.memory import InProcessBatchLocks
+
     options = replace(options, allow_local_files=False)
+    ledger = make_ledger(settings, ports.state, ports.outputs, ports.work)
 
     async def run() -> BatchSummary:
         async with Downloader(FetchPolicy.from_options(options)) as downloader:
             fetcher = StoreRelativeFetcher(downloader, ports.inputs, csv_key, options.max_bytes)
-            runner = BatchRunner(ports.outputs, ports.state, fetcher)
-            return await runner.run(manifest, options, source=source)
+            runner = BatchRunner(ledger, fetcher, locks=InProcessBatchLocks())
+            return await runner.run(manifest, options, source=source, identity=identity)
 
     return asyncio.run(run())
 
@@ -157,6 +213,20 @@ def read_manifest(path: Path, options: RunOptions) -> Manifest:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file, read in blocks (a million-row CSV is hundreds of MB)."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as stream:
+            while block := stream.read(1 << 20):
+                digest.update(block)
+    except FileNotFoundError as exc:
+        raise InputError(f"CSV file not found: {path}") from exc
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return digest.hexdigest()
+
+
 def run_csv(
     path: Path,
     options: RunOptions,
@@ -165,13 +235,23 @@ def run_csv(
     progress: ProgressSink | None = None,
     monitor: MemoryMonitor | None = None,
     batch_id: str | None = None,
+    new_batch: bool = False,
+    handle_signals: bool = False,
 ) -> BatchSummary:
-    """Run one CSV to completion on this machine and return its summary."""
+    """Run one CSV to completion on this machine (or continue its unfinished batch).
+
+    ``handle_signals``: SIGINT and SIGTERM stop the run gracefully; the
+    BatchInterruptedError raised then carries the signal in ``signal``.
+    """
     manifest = read_manifest(path, options)
+    identity = batch_identity(file_digest(path), options, source=str(path.resolve()))
     monitor = monitor or MemoryMonitor(
         warning=options.memory_warning, critical=options.memory_critical
     )
-    return asyncio.run(_run(manifest, options, backend, path, progress, monitor, batch_id))
+    runner_args = (manifest, options, backend, path, progress, monitor)
+    return asyncio.run(
+        _run(*runner_args, identity, batch_id, new_batch=new_batch, handle_signals=handle_signals)
+    )
 
 
 async def _run(
@@ -181,19 +261,49 @@ async def _run(
     path: Path,
     progress: ProgressSink | None,
     monitor: MemoryMonitor,
-    batch_id: str | None = None,
+    identity: str,
+    batch_id: str | None,
+    *,
+    new_batch: bool,
+    handle_signals: bool,
 ) -> BatchSummary:
     policy = FetchPolicy.from_options(options)
+    stop = asyncio.Event()
+    received: list[int] = []
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
+
+    def stop_on(number: int) -> None:
+        received.append(number)
+        stop.set()
+
+    for number in signals:
+        loop.add_signal_handler(number, stop_on, number)
     # Decoding and encoding release the GIL inside Pillow, so threads use every core.
     cpu_workers = max(2, os.cpu_count() or 2)
-    with ThreadPoolExecutor(cpu_workers, thread_name_prefix="imgpipe-cpu") as executor:
-        async with Downloader(policy, base_dir=path.resolve().parent) as downloader:
-            runner = BatchRunner(
-                backend.store,
-                backend.state,
-                downloader,
-                executor=executor,
-                monitor=monitor,
-                progress=progress,
-            )
-            return await runner.run(manifest, options, source=str(path), batch_id=batch_id)
+    try:
+        with ThreadPoolExecutor(cpu_workers, thread_name_prefix="imgpipe-cpu") as executor:
+            async with Downloader(policy, base_dir=path.resolve().parent) as downloader:
+                runner = BatchRunner(
+                    backend.ledger(),
+                    downloader,
+                    locks=backend.locks,
+                    executor=executor,
+                    monitor=monitor,
+                    progress=progress,
+                )
+                return await runner.run(
+                    manifest,
+                    options,
+                    source=str(path),
+                    identity=identity,
+                    batch_id=batch_id,
+                    new_batch=new_batch,
+                    stop=stop,
+                )
+    except BatchInterruptedError as exc:
+        exc.signal = received[0] if received else None
+        raise
+    finally:
+        for number in signals:
+            loop.remove_signal_handler(number)

@@ -17,7 +17,16 @@ from typing import Protocol
 
 from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
 
-__all__ = ["Metrics", "ObjectStore", "QueueMessage", "StateStore", "StoredObject", "WorkQueue"]
+__all__ = [
+    "BatchLock",
+    "BatchLocks",
+    "Metrics",
+    "ObjectStore",
+    "QueueMessage",
+    "StateStore",
+    "StoredObject",
+    "WorkQueue",
+]
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,10 @@ class ObjectStore(Protocol):
 
     def get(self, key: str) -> bytes:
         """Return the object's bytes; StorageError if missing."""
+        ...
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """``length`` bytes of the object from byte ``start``; StorageError if missing."""
         ...
 
     def exists(self, key: str) -> bool: ...
@@ -142,6 +155,24 @@ class StateStore(Protocol):
     def list_batches(self, limit: int = 50) -> list[BatchRecord]:
         """Newest first."""
         ...
+
+
+class BatchLock(Protocol):
+    def release(self) -> None: ...
+
+
+class BatchLocks(Protocol):
+    """Proof of life of the processes of one machine (the local engine's, not AWS's).
+
+    A batch's lock is held exactly while a process runs it; the operating system
+    drops it when that process dies, however it dies.
+    """
+
+    def acquire(self, batch_id: str) -> BatchLock | None:
+        """The lock, or None when another process holds it."""
+        ...
+
+    def is_held(self, batch_id: str) -> bool: ...
 
 
 @dataclass(frozen=True)

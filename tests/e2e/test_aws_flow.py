@@ -111,27 +111,28 @@ def test_a_summary_whose_writer_died_is_written_by_a_retry_after_the_lease(
     deployed: Deployment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from imgpipe.errors import SummaryPendingError
-    from imgpipe.service import fanout as fanout_module
+    from imgpipe.service import ledger as ledger_module
+    from imgpipe.service.summary import SummaryWriter
 
     with FaultServer() as server:
         url = server.add("/a.jpg", Serve(solid_jpeg(RED)))
         deployed.upload_csv("csv-files/crash.csv", [("Only", url)])
         _, fanout = aws_lambda._runtime()
         assert fanout is not None
-        monkeypatch.setattr(fanout, "summary_wait_seconds", 0.5)
+        monkeypatch.setattr(fanout.ledger, "summary_wait_seconds", 0.5)
         (notification,) = deployed.queue.receive(wait_seconds=1)
         aws_lambda.handle_record_body(notification.body)
         (message,) = deployed.queue.receive(max_messages=10, wait_seconds=1)
 
-        real_publish = fanout_module.publish_summary
+        real_publish = SummaryWriter.publish
 
         def crash(*args: object, **kwargs: object) -> None:
             raise RuntimeError("the invocation died after claiming the summary")
 
-        monkeypatch.setattr(fanout_module, "publish_summary", crash)
+        monkeypatch.setattr(SummaryWriter, "publish", crash)
         with pytest.raises(RuntimeError, match="died"):
             aws_lambda.handle_record_body(message.body)
-        monkeypatch.setattr(fanout_module, "publish_summary", real_publish)
+        monkeypatch.setattr(SummaryWriter, "publish", real_publish)
 
         # Redelivered while the dead claim's lease still runs: retried later, not dropped.
         with pytest.raises(SummaryPendingError):
@@ -139,8 +140,8 @@ def test_a_summary_whose_writer_died_is_written_by_a_retry_after_the_lease(
         assert deployed.summaries() == []
 
         # Redelivered after the lease: this invocation writes the summary.
-        later = datetime.now(UTC) + timedelta(seconds=fanout_module.SUMMARY_LEASE_SECONDS + 1)
-        monkeypatch.setattr(fanout, "clock", lambda: later)
+        later = datetime.now(UTC) + timedelta(seconds=ledger_module.SUMMARY_LEASE_SECONDS + 1)
+        monkeypatch.setattr(fanout.ledger, "clock", lambda: later)
         aws_lambda.handle_record_body(message.body)
         aws_lambda.handle_record_body(message.body)  # and a further redelivery does nothing
 

@@ -56,7 +56,11 @@ def test_s3_put_with_an_encoded_key_plans_the_batch(deployed: Deployment) -> Non
     (message,) = deployed.queue.receive(wait_seconds=1)
     body = json.loads(message.body)
     assert body["type"] == "imgpipe.creator" and body["creator"] == "Ann"
-    assert body["covers"] == [[2, "https://example.com/a.jpg"]]
+    # the covers stay in the plan object; the message names their byte range
+    plan_key, offset, length = body["plan"]
+    plan = json.loads(deployed.plans.get_range(plan_key, offset, length))
+    assert plan == {"key": "Ann", "covers": [[2, "https://example.com/a.jpg"]]}
+    assert len(message.body) < 1024
 
     # the same event again: the same batch, not a second one
     again = aws_lambda.handler(s3_event(bucket, "csv-files/a+b%C3%BC.csv"))

@@ -30,6 +30,7 @@ class Deployment:
         self.names = names
         self.inputs = S3ObjectStore(names["INPUT_BUCKET"], settings=settings)
         self.outputs = S3ObjectStore(names["OUTPUT_BUCKET"], settings=settings)
+        self.plans = S3ObjectStore(names["TEMP_BUCKET"], settings=settings)
         self.state = DynamoStateStore(names["DYNAMODB_TABLE_NAME"], settings=settings)
         self.queue = SqsWorkQueue(names["SQS_QUEUE_URL"], settings=settings)
         self.dlq = SqsWorkQueue(names["SQS_DLQ_URL"], settings=settings)

@@ -10,18 +10,24 @@ import asyncio
 import io
 import json
 from collections.abc import Iterator
+from typing import Any
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from PIL import Image
 
-from imgpipe.adapters.memory import InMemoryObjectStore, InMemoryStateStore
+from imgpipe.adapters.memory import InMemoryObjectStore, InMemoryStateStore, InProcessBatchLocks
 from imgpipe.domain.keys import creator_key
 from imgpipe.domain.manifest import CoverRef, CreatorJob, Manifest
 from imgpipe.domain.records import CreatorStatus
 from imgpipe.fetch.downloader import FetchResult
-from imgpipe.service.batch import BatchRunner, BatchSummary
+from imgpipe.ports import ObjectStore, StateStore
+from imgpipe.errors import StorageError
+from imgpipe.service.batch import BatchInterruptedError, BatchRunner
+from imgpipe.service.ledger import BatchLedger
 from imgpipe.service.memory import MemoryMonitor
+from imgpipe.service.results import BatchContext
+from imgpipe.service.summary import BatchSummary
 from imgpipe.settings import RunOptions
 from tests.support.images import jpeg, png
 
@@ -71,8 +77,16 @@ def options(**overrides: object) -> RunOptions:
     )
 
 
+def make_runner(
+    store: ObjectStore, state: StateStore, fetcher: DictFetcher, **kwargs: Any
+) -> BatchRunner:
+    clock = kwargs.get("clock") or SteppingClock()
+    ledger = BatchLedger(state, store, store, clock=clock)
+    return BatchRunner(ledger, fetcher, locks=InProcessBatchLocks(), **kwargs)
+
+
 def run(runner: BatchRunner, m: Manifest, opts: RunOptions) -> BatchSummary:
-    return asyncio.run(runner.run(m, opts, source="test.csv"))
+    return asyncio.run(runner.run(m, opts, source="test.csv", identity="test"))
 
 
 @pytest.fixture
@@ -94,7 +108,7 @@ def close_to(actual: tuple[int, ...], expected: tuple[int, int, int], tol: int =
 def test_covers_land_in_csv_order_and_state_is_recorded(ports) -> None:  # type: ignore[no-untyped-def]
     store, state = ports
     fetcher = DictFetcher({"a": jpeg(RED), "b": png(GREEN), "c": jpeg(BLUE)})
-    runner = BatchRunner(store, state, fetcher, clock=SteppingClock())
+    runner = make_runner(store, state, fetcher, clock=SteppingClock())
     summary = run(runner, manifest(job("Ann", ["a", "b", "c"])), options())
 
     assert summary.totals["completed"] == 1 and summary.exit_code == 0
@@ -126,7 +140,7 @@ def test_duplicates_count_once_and_failures_are_backfilled(ports) -> None:  # ty
         "yellow": jpeg(YELLOW),
     }
     fetcher = DictFetcher(responses)
-    runner = BatchRunner(store, state, fetcher, clock=SteppingClock())
+    runner = make_runner(store, state, fetcher, clock=SteppingClock())
     urls = ["bad", "red", "red-again", "green", "blue", "yellow"]
     summary = run(runner, manifest(job("Bo", urls)), options(max_images=3))
 
@@ -143,7 +157,7 @@ def test_duplicates_count_once_and_failures_are_backfilled(ports) -> None:  # ty
 def test_a_failed_creator_does_not_fail_the_others(ports) -> None:  # type: ignore[no-untyped-def]
     store, state = ports
     fetcher = DictFetcher({"ok": jpeg(RED), "tiny": jpeg(RED, size=(5, 5)), "html": b"<html>"})
-    runner = BatchRunner(store, state, fetcher, clock=SteppingClock())
+    runner = make_runner(store, state, fetcher, clock=SteppingClock())
     m = manifest(job("good", ["ok"]), job("bad", ["tiny", "html", "gone"]))
     summary = run(runner, m, options())
 
@@ -160,7 +174,7 @@ def test_rerun_skips_unchanged_and_rerenders_only_what_changed(ports) -> None:  
     store, state = ports
     responses: dict[str, bytes | str] = {"a": jpeg(RED), "b": jpeg(GREEN), "c": jpeg(BLUE)}
     fetcher = DictFetcher(responses)
-    runner = BatchRunner(store, state, fetcher, clock=SteppingClock())
+    runner = make_runner(store, state, fetcher, clock=SteppingClock())
     m = manifest(job("one", ["a", "b"]), job("two", ["c"]))
     first = run(runner, m, options())
     assert first.totals["completed"] == 2
@@ -184,14 +198,46 @@ def test_rerun_skips_unchanged_and_rerenders_only_what_changed(ports) -> None:  
 
 def test_same_second_renders_never_overwrite(ports) -> None:  # type: ignore[no-untyped-def]
     store, state = ports
-    fetcher = DictFetcher({"a": jpeg(RED)})
+    fetcher = DictFetcher({"a": jpeg(RED), "b": jpeg(GREEN), "c": jpeg(BLUE)})
     # Batches a millisecond apart: distinct records, same second in the collage name.
     frozen = SteppingClock(step=0.001)
-    runner = BatchRunner(store, state, fetcher, clock=frozen)
-    m = manifest(job("same", ["a"]))
-    keys = [run(runner, m, options(force=True)).creators[0]["collage_key"] for _ in range(3)]
+    runner = make_runner(store, state, fetcher, clock=frozen)
+    runs = [manifest(job("same", [url])) for url in "abc"]
+    keys = [run(runner, m, options(force=True)).creators[0]["collage_key"] for m in runs]
     assert keys[0].endswith("_100000.jpg")
     assert keys[1].endswith("_100000_1.jpg") and keys[2].endswith("_100000_2.jpg")
+    assert all(
+        close_to(cell_colour(store.get(k), 0), c)
+        for k, c in zip(keys, (RED, GREEN, BLUE), strict=True)
+    )
+
+
+def test_a_retried_render_reuses_its_collage_object(ports) -> None:  # type: ignore[no-untyped-def]
+    """A crash between the collage and the record: the rerun continues the same batch,
+    finds its own object (same bytes) and keeps it instead of adding a second one."""
+    _, state = ports
+
+    class CrashAfterCollage(InMemoryObjectStore):
+        crashes = 1
+
+        def put(self, key: str, data: bytes, **kwargs):  # type: ignore[no-untyped-def,override]
+            if key.startswith("results/metadata/") and self.crashes:
+                self.crashes -= 1
+                raise StorageError("lost power")
+            return super().put(key, data, **kwargs)
+
+    store = CrashAfterCollage()
+    fetcher = DictFetcher({"a": jpeg(RED), "b": jpeg(BLUE)})
+    m = manifest(job("same", ["a"]), job("other", ["b"]))
+    with pytest.raises(BatchInterruptedError) as stopped:
+        run(make_runner(store, state, fetcher), m, options(max_workers=1))
+    assert (stopped.value.done, stopped.value.total) == (1, 2)
+    assert len(list(store.list("collages/"))) == 2  # both rendered, one not recorded
+    summary = run(make_runner(store, state, fetcher), m, options())
+    assert summary.batch_id == stopped.value.batch_id  # continued, not started over
+    assert {c["status"] for c in summary.creators} == {"completed"}
+    assert len(list(store.list("collages/"))) == 2
+    assert sorted(fetcher.calls) == ["a", "a", "b"]  # only the unrecorded creator again
 
 
 def test_memory_pressure_retries_in_safe_mode(ports) -> None:  # type: ignore[no-untyped-def]
@@ -201,7 +247,7 @@ def test_memory_pressure_retries_in_safe_mode(ports) -> None:  # type: ignore[no
     urls = [f"u{i}" for i in range(30)]
     colours = [(i * 8 % 256, 100, 200 - i * 5) for i in range(30)]
     responses: dict[str, bytes | str] = {u: jpeg(c) for u, c in zip(urls, colours, strict=True)}
-    runner = BatchRunner(
+    runner = make_runner(
         store, state, DictFetcher(responses), monitor=monitor, clock=SteppingClock()
     )
     opts = RunOptions(rows=5, cols=7, cell=20, max_images=35, min_image_size=10)
@@ -218,7 +264,7 @@ def test_memory_pressure_twice_fails_only_that_creator(ports) -> None:  # type: 
     readings = iter([95.0, 95.0] + [10.0] * 100)
     monitor = MemoryMonitor(warning=80, critical=90, reader=lambda: next(readings))
     fetcher = DictFetcher({"a": jpeg(RED), "b": jpeg(BLUE)})
-    runner = BatchRunner(store, state, fetcher, monitor=monitor, clock=SteppingClock())
+    runner = make_runner(store, state, fetcher, monitor=monitor, clock=SteppingClock())
     summary = run(
         runner, manifest(job("first", ["a"]), job("second", ["b"])), options(max_workers=1)
     )
@@ -230,15 +276,14 @@ def test_memory_pressure_twice_fails_only_that_creator(ports) -> None:  # type: 
 def test_redelivered_creator_is_replayed_not_rendered_again(ports) -> None:  # type: ignore[no-untyped-def]
     store, state = ports
     fetcher = DictFetcher({"a": jpeg(RED)})
-    runner = BatchRunner(store, state, fetcher, clock=SteppingClock())
+    runner = make_runner(store, state, fetcher, clock=SteppingClock())
     m = manifest(job("again", ["a"]))
     summary = run(runner, m, options())
-    from imgpipe.service.pipeline import BatchContext
 
     record = state.get_creator("again", summary.batch_id)
     assert record is not None
     context = BatchContext(summary.batch_id, record.processing_date, record.ttl)
-    replay = asyncio.run(runner.pipeline.process(m.jobs[0], context, options()))
+    replay = asyncio.run(runner.pipeline.process(m.jobs[0], context, options(), owner="w2"))
     assert replay.replayed and replay.status is CreatorStatus.COMPLETED
     assert replay.collage_key == summary.creators[0]["collage_key"]
     assert len(list(store.list("collages/"))) == 1
@@ -256,7 +301,7 @@ def test_store_failure_for_one_creator_is_contained(ports) -> None:  # type: ign
 
     flaky = FlakyStore()
     fetcher = DictFetcher({"a": jpeg(RED), "b": jpeg(BLUE)})
-    runner = BatchRunner(flaky, state, fetcher, clock=SteppingClock())
+    runner = make_runner(flaky, state, fetcher, clock=SteppingClock())
     summary = run(runner, manifest(job("broken", ["a"]), job("fine", ["b"])), options())
     statuses = {c["creator"]: c["status"] for c in summary.creators}
     assert statuses == {"broken": "failed", "fine": "completed"}

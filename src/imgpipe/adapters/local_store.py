@@ -94,6 +94,17 @@ class LocalObjectStore:
         except OSError as exc:
             raise StorageError(f"cannot read {key}: {exc.strerror or exc}") from exc
 
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        path = self._path(key)
+        try:
+            with path.open("rb") as stream:
+                stream.seek(start)
+                return stream.read(length)
+        except FileNotFoundError as exc:
+            raise StorageError(f"no such key: {key}") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot read {key}: {exc.strerror or exc}") from exc
+
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 

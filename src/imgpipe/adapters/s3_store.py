@@ -103,6 +103,20 @@ class S3ObjectStore:
             raise StorageError(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
         return body
 
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """``length`` bytes from ``start`` (an HTTP Range request)."""
+        check_key(key)
+        span = f"bytes={start}-{start + length - 1}"
+        try:
+            body: bytes = self.client.get_object(Bucket=self.bucket, Key=key, Range=span)[
+                "Body"
+            ].read()
+        except Exception as exc:
+            if aws_error_code(exc) in _MISSING:
+                raise StorageError(f"no such key: s3://{self.bucket}/{key}") from exc
+            raise StorageError(f"cannot read s3://{self.bucket}/{key} {span}: {exc}") from exc
+        return body
+
     def size(self, key: str) -> int:
         """The object's size in bytes without reading it (StorageError if missing)."""
         check_key(key)

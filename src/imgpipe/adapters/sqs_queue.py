@@ -13,7 +13,7 @@ the redrive policy moves a poison message to the dead-letter queue::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from imgpipe.adapters.aws_clients import make_client
@@ -24,6 +24,7 @@ from imgpipe.settings import Settings
 __all__ = ["SqsWorkQueue"]
 
 BATCH = 10  # SQS's limit per SendMessageBatch / ReceiveMessage
+MAX_BATCH_BYTES = 256 * 1024  # one message, or one SendMessageBatch in all
 SEND_ATTEMPTS = 3
 
 
@@ -47,8 +48,8 @@ class SqsWorkQueue:
 
     def send(self, bodies: Sequence[str]) -> None:
         failed: list[str] = []
-        for start in range(0, len(bodies), BATCH):
-            chunk = {str(i): body for i, body in enumerate(bodies[start : start + BATCH])}
+        for group in _batches(bodies):
+            chunk = {str(i): body for i, body in enumerate(group)}
             for _ in range(SEND_ATTEMPTS):
                 if not chunk:
                     break
@@ -148,3 +149,20 @@ class SqsWorkQueue:
                 self.delete(message)
             moved += len(batch)
         return moved
+
+
+def _batches(bodies: Sequence[str]) -> Iterator[list[str]]:
+    """Groups of at most 10 bodies and 256 KiB in all (SendMessageBatch's two limits)."""
+    group: list[str] = []
+    size = 0
+    for body in bodies:
+        length = len(body.encode())
+        if length > MAX_BATCH_BYTES:
+            raise QueueError(f"a message of {length} bytes exceeds SQS's {MAX_BATCH_BYTES}")
+        if group and (len(group) == BATCH or size + length > MAX_BATCH_BYTES):
+            yield group
+            group, size = [], 0
+        group.append(body)
+        size += length
+    if group:
+        yield group

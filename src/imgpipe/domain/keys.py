@@ -19,7 +19,7 @@ import re
 import unicodedata
 from datetime import datetime
 
-__all__ = ["collage_key", "creator_key", "metadata_key", "summary_key"]
+__all__ = ["check_batch_id", "collage_key", "creator_key", "metadata_key", "summary_key"]
 
 MAX_KEY_BYTES = 100
 """Budget for the readable part of a creator key; the hash suffix comes on top."""
@@ -99,7 +99,7 @@ def metadata_key(batch_id: str, creator: str) -> str:
     >>> metadata_key("b1", "Ann")
     'results/metadata/b1/Ann.json'
     """
-    _check_batch_id(batch_id)
+    check_batch_id(batch_id)
     _check_segment(creator)
     return f"results/metadata/{batch_id}/{creator}.json"
 
@@ -110,7 +110,7 @@ def summary_key(batch_id: str) -> str:
     >>> summary_key("b1")
     'results/processing-summaries/b1.json'
     """
-    _check_batch_id(batch_id)
+    check_batch_id(batch_id)
     return f"results/processing-summaries/{batch_id}.json"
 
 
@@ -123,7 +123,7 @@ def _cut_utf8(text: str, limit: int) -> str:
     return data[:limit].decode("utf-8", "ignore")
 
 
-def _check_batch_id(batch_id: str) -> None:
+def check_batch_id(batch_id: str) -> None:
     if not _BATCH_ID.match(batch_id):
         raise ValueError(f"invalid batch id {batch_id!r}: only letters, digits, '_' and '-'")
 

@@ -31,6 +31,7 @@ from urllib.parse import unquote_plus
 from imgpipe.errors import MessageError
 
 if TYPE_CHECKING:  # pydantic is a tenth of a second; the first event pays it, not the import
+    from imgpipe.entrypoints.worker import MessageLease
     from imgpipe.settings import Settings
 
 __all__ = [
@@ -43,6 +44,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("imgpipe.lambda")
+# How much longer a planning message stays hidden at each of the planner's heartbeats.
+PLAN_HEARTBEAT_SECONDS = 900
 _METRICS_LOCK = threading.Lock()
 
 
@@ -80,7 +83,7 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         processor = BatchProcessor(event_type=EventType.SQS)
 
         def record_handler(record: Any) -> None:
-            handle_record_body(record.body)
+            handle_record_body(record.body, _lease_of(record, settings))
 
         response: dict[str, Any] = dict(
             process_partial_response(
@@ -114,13 +117,47 @@ def compress_handler(event: Mapping[str, Any], context: Any = None) -> dict[str,
 
 
 def sweep_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
-    """The scheduled sweep: re-queue expired claims, finalise finished batches."""
+    """The scheduled sweep: re-queue expired claims, finalise finished batches.
+
+    Emits ``StuckCreators``: claims that expired with no message coming back.
+    """
     _, fanout = _runtime()
-    return dict(fanout.sweep())
+    counts = fanout.sweep()
+    try:
+        with _METRICS_LOCK:
+            metrics = _metrics()
+            metrics.observe("StuckCreators", counts["stuck"])
+            metrics.flush()
+    except Exception:  # metrics must never fail the sweep
+        log.exception("could not emit the sweep's metrics")
+    log.info("sweep", extra=counts)
+    return dict(counts)
 
 
-def handle_record_body(body: str) -> dict[str, Any]:
-    """One SQS message body, whatever kind; MessageError when it is poison."""
+def _lease_of(record: Any, settings: Settings) -> MessageLease | None:
+    """The record's message on its queue (the work or the planning queue), for heartbeats."""
+    from imgpipe.adapters.sqs_queue import SqsWorkQueue
+    from imgpipe.entrypoints.worker import MessageLease
+    from imgpipe.ports import QueueMessage
+
+    name = str(getattr(record, "event_source_arn", "") or "").rsplit(":", 1)[-1]
+    url = next(
+        (u for u in (settings.sqs_queue_url, settings.plan_queue_url) if u and u.endswith(name)),
+        "",
+    )
+    if not name or not url:
+        return None
+    message = QueueMessage(record.message_id, record.body, receipt=record.receipt_handle)
+    return MessageLease(SqsWorkQueue(url, settings=settings), message)
+
+
+def handle_record_body(body: str, lease: MessageLease | None = None) -> dict[str, Any]:
+    """One SQS message body, whatever kind; MessageError when it is poison.
+
+    With ``lease`` (the message on its queue), long work extends the message's
+    visibility, and a creator claimed by a live worker defers the message until
+    the claim would expire (and raises ClaimBusyError, so it is not deleted).
+    """
     settings, fanout = _runtime()
     try:
         message = json.loads(body)
@@ -135,7 +172,7 @@ def handle_record_body(body: str) -> dict[str, Any]:
     from imgpipe.service.fanout import CREATOR_MESSAGE, options_from_config
 
     if message.get("type") == CREATOR_MESSAGE:
-        return _creator(message, settings, fanout)
+        return _creator(message, fanout, lease)
     if message.get("processing_type") == "csv_s3":
         bucket, key = message.get("s3_bucket"), message.get("s3_key")
         if not isinstance(key, str) or not key:
@@ -143,7 +180,9 @@ def handle_record_body(body: str) -> dict[str, Any]:
         if bucket and bucket != settings.input_bucket:
             raise MessageError(f"s3_bucket {bucket!r} is not the input bucket")
         overrides = options_from_config(message.get("processing_config") or {})
-        return _plan(fanout, key, overrides)
+        batch_id = message.get("batch_id")
+        heartbeat = None if lease is None else lambda: lease.extend(PLAN_HEARTBEAT_SECONDS)
+        return _plan(fanout, key, overrides, heartbeat=heartbeat, batch_id=batch_id)
     kind = message.get("processing_type") or message.get("type")
     raise MessageError(f"unknown message type {kind!r}")
 
@@ -186,8 +225,15 @@ def _compress(store: Any, key: str, settings: Settings) -> dict[str, Any]:
     return {"key": key, "compressed_key": target, **result.to_dict()}
 
 
-def _plan(fanout: Any, key: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    planned = fanout.plan(key, overrides)
+def _plan(
+    fanout: Any,
+    key: str,
+    overrides: dict[str, Any],
+    *,
+    heartbeat: Any = None,
+    batch_id: str | None = None,
+) -> dict[str, Any]:
+    planned = fanout.plan(key, overrides, heartbeat=heartbeat, batch_id=batch_id)
     log.info(
         "planned %s",
         key,
@@ -203,11 +249,25 @@ def _plan(fanout: Any, key: str, overrides: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _creator(message: dict[str, Any], settings: Settings, fanout: Any) -> dict[str, Any]:
+def _creator(message: dict[str, Any], fanout: Any, lease: MessageLease | None) -> dict[str, Any]:
     import asyncio
 
+    from imgpipe.errors import ClaimBusyError
+
     started = time.perf_counter()
-    result = asyncio.run(fanout.process(message))
+    heartbeat = None
+    if lease is not None:
+        seconds = fanout.ledger.lease_seconds
+
+        async def heartbeat() -> None:
+            await asyncio.to_thread(lease.extend, seconds)
+
+    try:
+        result = asyncio.run(fanout.process(message, heartbeat=heartbeat))
+    except ClaimBusyError as exc:
+        if lease is not None:
+            lease.defer(exc.retry_after)  # back when the other claim would expire
+        raise
     try:
         with _METRICS_LOCK:  # worker threads share Powertools' class-level metric set
             _emit(result, time.perf_counter() - started)
@@ -237,7 +297,9 @@ def _logged(message: dict[str, Any], result: Any) -> dict[str, Any]:
 def _inline(event: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
     """Direct invocation: the whole CSV processed in this invocation."""
     from imgpipe.bootstrap import run_inline
+    from imgpipe.domain.fingerprints import content_hash
     from imgpipe.service.fanout import options_from_config, parse_csv_bytes
+    from imgpipe.service.planning import batch_identity
 
     _, fanout = _runtime()
     options = settings.run_options(**options_from_config(event.get("processing_config") or {}))
@@ -254,5 +316,8 @@ def _inline(event: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
             raise MessageError("csv_s3 needs a key")
         data, source = fanout.ports.inputs.get(key), f"s3://{settings.input_bucket}/{key}"
     manifest = parse_csv_bytes(data, options, key)
-    summary = run_inline(manifest, options, fanout.ports, source=source, csv_key=key)
+    identity = batch_identity(content_hash(data), options, source=source)
+    summary = run_inline(
+        manifest, options, fanout.ports, settings, source=source, csv_key=key, identity=identity
+    )
     return dict(summary.to_dict())

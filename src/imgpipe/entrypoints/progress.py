@@ -18,7 +18,7 @@ from rich.progress import (
 )
 
 from imgpipe.domain.records import CreatorStatus
-from imgpipe.service.pipeline import CreatorResult
+from imgpipe.service.results import CreatorResult
 
 __all__ = ["LogProgress", "RichProgress"]
 

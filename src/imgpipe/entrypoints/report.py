@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from imgpipe.domain.records import BatchRecord, CreatorRecord
-from imgpipe.service.batch import BatchSummary
+from imgpipe.service.summary import BatchSummary
 
 __all__ = ["print_batch", "print_batches", "print_summary"]
 

@@ -2,8 +2,10 @@
 
 Messages are deleted only after their work succeeded; a failed one is released
 for another delivery after a short delay, and after the queue's
-``maxReceiveCount`` (3) SQS moves it to the dead-letter queue — the same
-at-least-once semantics as the Lambda event source::
+``maxReceiveCount`` (5) SQS moves it to the dead-letter queue — the same
+at-least-once semantics as the Lambda event source. A message whose creator is
+claimed by another live worker comes back when that claim would expire, and
+long work extends its message's visibility (a heartbeat)::
 
     worker = QueueWorker(queue, handle_record_body, concurrency=4)
     worker.run(exit_when_idle=30)
@@ -12,22 +14,41 @@ at-least-once semantics as the Lambda event source::
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from imgpipe.errors import ClaimBusyError
 from imgpipe.ports import QueueMessage, WorkQueue
 
-__all__ = ["QueueWorker", "WorkerStats"]
+__all__ = ["MessageLease", "QueueWorker", "WorkerStats"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MessageLease:
+    """The message being worked on, so the work can keep it or put it back."""
+
+    queue: WorkQueue
+    message: QueueMessage
+
+    def extend(self, seconds: float) -> None:
+        """Heartbeat: keep the message invisible ``seconds`` more."""
+        self.queue.extend(self.message, seconds=max(1, math.ceil(seconds)))
+
+    def defer(self, seconds: float) -> None:
+        """Let the message come back in ``seconds`` (SQS allows at most 12 hours)."""
+        self.queue.release(self.message, delay_seconds=min(43_200, max(0, math.ceil(seconds))))
 
 
 @dataclass
 class WorkerStats:
     succeeded: int = 0
     failed: int = 0
+    deferred: int = 0
 
 
 class QueueWorker:
@@ -36,7 +57,7 @@ class QueueWorker:
     def __init__(
         self,
         queue: WorkQueue,
-        handle: Callable[[str], object],
+        handle: Callable[[str, MessageLease], object],
         *,
         concurrency: int = 1,
         wait_seconds: int = 20,
@@ -99,8 +120,17 @@ class QueueWorker:
     def _work(self, message: QueueMessage) -> None:
         with self._lock:
             self._busy += 1
+        lease = MessageLease(self.queue, message)
         try:
-            self.handle(message.body)
+            self.handle(message.body, lease)
+        except ClaimBusyError as exc:  # not a failure: another worker has it for now
+            log.info("message %s deferred %.0f s: %s", message.message_id, exc.retry_after, exc)
+            with self._lock:
+                self.stats.deferred += 1
+            try:
+                lease.defer(exc.retry_after)
+            except Exception:
+                log.exception("could not defer message %s", message.message_id)
         except Exception as exc:
             log.warning(
                 "message %s failed (receive %d): %s",

@@ -1,13 +1,19 @@
-"""A whole batch on one machine: plan, fan out over creators, summarize.
+"""A whole batch on one machine: plan (or resume), run creators in-process, summarize.
 
 Creators run concurrently, at most ``options.max_workers`` at a time, so memory
 is bounded by configuration: only the cells of the creators in flight are held.
-Downloads across all creators share the downloader's global limit.
+Downloads across all creators share the downloader's global limit. Records,
+leases and the summary go through the same :class:`BatchLedger` as the queue
+engine (:mod:`.fanout`); what is local is the dispatch and the batch lock.
+
+A rerun of the same input (CSV content and output-shaping settings) continues
+the unfinished batch: finished creators are skipped, claims of the dead process
+are taken over at once (its lock proves it gone), and the rest run.
 
 Example::
 
-    runner = BatchRunner(store, state, downloader, executor=pool)
-    summary = await runner.run(manifest, options, source="covers.csv")
+    runner = BatchRunner(store, ledger, downloader, locks=locks, executor=pool)
+    summary = await runner.run(manifest, options, source="covers.csv", identity=ident)
     summary.exit_code  # 0 all good, 3 some creators failed
 """
 
@@ -16,76 +22,68 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
+import os
+import socket
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from imgpipe.domain.keys import summary_key
 from imgpipe.domain.manifest import CreatorJob, Manifest
-from imgpipe.domain.records import BatchRecord, BatchStatus, CreatorRecord, CreatorStatus
-from imgpipe.ports import ObjectStore, StateStore
-from imgpipe.service.gallery import render_gallery
+from imgpipe.domain.records import BatchRecord
+from imgpipe.errors import (
+    BatchLockedError,
+    ClaimBusyError,
+    ImgpipeError,
+    StateError,
+    StorageError,
+)
+from imgpipe.ports import BatchLock, BatchLocks
+from imgpipe.service.ledger import BatchLedger
 from imgpipe.service.memory import MemoryMonitor
-from imgpipe.service.pipeline import BatchContext, CreatorPipeline, CreatorResult, Fetcher
+from imgpipe.service.pipeline import CreatorPipeline, Fetcher
+from imgpipe.service.planning import new_batch_id, plan_marker_key, settings_snapshot
 from imgpipe.service.progress import NullProgress, ProgressSink
+from imgpipe.service.results import BatchContext, CreatorResult, PlanStats
+from imgpipe.service.summary import BatchSummary
 from imgpipe.settings import RunOptions
 
-__all__ = [
-    "BatchRunner",
-    "BatchSummary",
-    "PlanStats",
-    "build_summary",
-    "new_batch_id",
-    "publish_summary",
-    "settings_snapshot",
-]
+__all__ = ["BatchInterruptedError", "BatchRunner", "local_owner", "plan_stats"]
 
 log = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_SOME_FAILED = 3
-GALLERY_KEY = "index.html"
+
+class BatchInterruptedError(ImgpipeError):
+    """The run stopped before every creator was final; the batch is resumable."""
+
+    def __init__(self, batch_id: str, done: int, total: int, reason: str) -> None:
+        super().__init__(
+            f"batch {batch_id} interrupted ({reason}): {done} of {total} creators done; "
+            "run the same command again to continue"
+        )
+        self.batch_id, self.done, self.total, self.reason = batch_id, done, total, reason
+        self.signal: int | None = None  # the signal that stopped the run, when one did
 
 
-def new_batch_id(now: datetime) -> str:
-    """Sortable and unique: ``20261123-101500-1a2b3c4d``."""
-    return f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
+def local_owner() -> str:
+    """This process, as a claim's owner: ``host:pid:token``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def plan_stats(manifest: Manifest) -> PlanStats:
+    return PlanStats(
+        manifest.rows_read, manifest.duplicate_rows, [p.to_dict() for p in manifest.problems]
+    )
 
 
 @dataclass
-class BatchSummary:
-    batch_id: str
-    source: str
-    started_at: str
-    finished_at: str
-    duration_s: float
-    status: BatchStatus
-    totals: dict[str, int]
-    failures_by_reason: dict[str, int]
-    failed_urls: list[dict[str, Any]]
-    row_problems: list[dict[str, Any]]
-    creators: list[dict[str, Any]]
-    settings: dict[str, Any]
-    images_per_second: float
-    peak_memory_percent: float
-    summary_key: str = ""
-    gallery_key: str = GALLERY_KEY
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_SOME_FAILED if self.totals.get("failed", 0) else EXIT_OK
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["status"] = self.status.value
-        data["exit_code"] = self.exit_code
-        return data
+class _Started:
+    context: BatchContext
+    lock: BatchLock
+    done: set[str]  # keys of creators already final (a resumed batch)
+    resumed: bool
 
 
 class BatchRunner:
@@ -93,23 +91,24 @@ class BatchRunner:
 
     def __init__(
         self,
-        store: ObjectStore,
-        state: StateStore,
+        ledger: BatchLedger,
         fetcher: Fetcher,
         *,
+        locks: BatchLocks,
         executor: Executor | None = None,
         monitor: MemoryMonitor | None = None,
         progress: ProgressSink | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.store = store
-        self.state = state
+        self.ledger = ledger
+        self.locks = locks
         self.monitor = monitor or MemoryMonitor(reader=lambda: 0.0)
         self.progress = progress or NullProgress()
         self.clock = clock
+        self.owner = local_owner()
         self.pipeline = CreatorPipeline(
-            store,
-            state,
+            ledger.outputs,
+            ledger,
             fetcher,
             executor=executor,
             monitor=self.monitor,
@@ -123,217 +122,150 @@ class BatchRunner:
         options: RunOptions,
         *,
         source: str,
+        identity: str,
         batch_id: str | None = None,
+        new_batch: bool = False,
+        stop: asyncio.Event | None = None,
     ) -> BatchSummary:
-        """Run every creator; ``batch_id`` lets a caller announce the id before the run."""
-        started = self.clock()
-        t0 = time.perf_counter()
-        context, batch = self._plan(manifest, options, source, started, batch_id)
-        covers = sum(min(len(job.covers), options.images_per_collage) for job in manifest.jobs)
-        self.progress.batch_started(context.batch_id, len(manifest.jobs), covers)
+        """Run (or continue) the batch; BatchInterruptedError when ``stop`` is set first."""
+        started = await asyncio.to_thread(
+            self._start, manifest, options, source, identity, batch_id, new_batch
+        )
+        try:
+            context = started.context
+            todo = [job for job in manifest.jobs if job.key not in started.done]
+            covers = sum(min(len(j.covers), options.images_per_collage) for j in todo)
+            self.progress.batch_started(context.batch_id, len(todo), covers)
+            if started.resumed:
+                log.info(
+                    "continuing batch %s: %d of %d creators left",
+                    context.batch_id,
+                    len(todo),
+                    len(manifest.jobs),
+                )
+            stopped = await self._dispatch(iter(todo), context, options, started.resumed, stop)
+            return await asyncio.to_thread(self._conclude, context.batch_id, stopped)
+        finally:
+            started.lock.release()
 
-        results: list[CreatorResult] = []
-        jobs: Iterator[CreatorJob] = iter(manifest.jobs)
+    def _start(
+        self,
+        manifest: Manifest,
+        options: RunOptions,
+        source: str,
+        identity: str,
+        batch_id: str | None,
+        new_batch: bool,
+    ) -> _Started:
+        previous = None if new_batch or batch_id else self._unfinished(identity)
+        if previous is not None:
+            lock = self.locks.acquire(previous.batch_id)
+            if lock is None:
+                raise BatchLockedError(
+                    f"batch {previous.batch_id} of this input is running in another process; "
+                    "wait for it, or pass --new-batch to start a separate one"
+                )
+            context = self.ledger.resume(previous, self.owner)
+            done = {
+                r.creator_name
+                for r in self.ledger.state.creators_in_batch(previous.batch_id)
+                if r.status.is_final
+            }
+            return _Started(context, lock, done, resumed=True)
+        batch_id = batch_id or new_batch_id(self.clock())
+        lock = self.locks.acquire(batch_id)
+        if lock is None:
+            raise BatchLockedError(f"batch {batch_id} is running in another process")
+        try:
+            context = self.ledger.open_batch(
+                batch_id,
+                source=source,
+                total=len(manifest.jobs),
+                settings=settings_snapshot(options),
+                stats=plan_stats(manifest),
+                owner=self.owner,
+            )
+            self.ledger.add_pending(context, manifest.jobs)
+            marker = json.dumps({"batch_id": batch_id}).encode()
+            self.ledger.plans.put(plan_marker_key(identity), marker)
+        except BaseException:
+            lock.release()
+            raise
+        return _Started(context, lock, set(), resumed=False)
+
+    def _unfinished(self, identity: str) -> BatchRecord | None:
+        """The batch this input was last planned as, when it has work left."""
+        try:
+            marker = json.loads(self.ledger.plans.get(plan_marker_key(identity)))
+        except (StorageError, ValueError):
+            return None
+        batch = self.ledger.state.get_batch(str(marker.get("batch_id", "")))
+        if batch is None or batch.status.is_final or batch.summary_key:
+            return None
+        return batch
+
+    async def _dispatch(
+        self,
+        jobs: Iterator[CreatorJob],
+        context: BatchContext,
+        options: RunOptions,
+        owner_is_gone: bool,
+        stop: asyncio.Event | None,
+    ) -> bool:
+        """Run the jobs, ``max_workers`` at a time; True when ``stop`` cut the run short."""
 
         async def worker() -> None:
             # Pulling from a shared iterator keeps max_workers creators in flight
             # without creating one task per creator up front.
             for job in jobs:
-                result = await self._process_safely(job, context, options)
-                self.progress.creator_done(result)
-                results.append(result.for_summary())
+                if stop is not None and stop.is_set():
+                    return
+                result = await self._process_safely(job, context, options, owner_is_gone)
+                if result is not None:
+                    self.progress.creator_done(result)
 
-        workers = min(options.max_workers, max(1, len(manifest.jobs)))
-        await asyncio.gather(*(worker() for _ in range(workers)))
-
-        order = {job.key: i for i, job in enumerate(manifest.jobs)}
-        results.sort(key=lambda r: order[r.key])
-        summary = self._summarize(
-            manifest, options, batch, results, started, time.perf_counter() - t0
+        workers: asyncio.Future[list[None]] = asyncio.gather(
+            *(worker() for _ in range(max(1, options.max_workers)))
         )
-        self._publish(summary, batch)
-        return summary
-
-    def _plan(
-        self,
-        manifest: Manifest,
-        options: RunOptions,
-        source: str,
-        started: datetime,
-        batch_id: str | None,
-    ) -> tuple[BatchContext, BatchRecord]:
-        batch_id = batch_id or new_batch_id(started)
-        context = BatchContext(
-            batch_id=batch_id,
-            processing_date=started.isoformat(timespec="microseconds"),
-            ttl=int((started + timedelta(days=options.record_ttl_days)).timestamp()),
-        )
-        batch = BatchRecord(
-            batch_id=batch_id,
-            created_at=context.processing_date,
-            source=source,
-            total_creators=len(manifest.jobs),
-            settings=settings_snapshot(options),
-        )
-        self.state.put_batch(batch)
-        for job in manifest.jobs:
-            self.state.put_creator(
-                CreatorRecord(
-                    creator_name=job.key,
-                    processing_date=context.processing_date,
-                    batch_id=batch_id,
-                    status=CreatorStatus.PENDING,
-                    metadata={"display_name": job.creator},
-                    ttl=context.ttl,
-                ),
-                expected=(),
-            )
-        return context, batch
+        if stop is None:
+            await workers
+            return False
+        stopping: asyncio.Future[bool] = asyncio.ensure_future(stop.wait())
+        racing: list[asyncio.Future[Any]] = [workers, stopping]
+        await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
+        if workers.done():
+            stopping.cancel()
+            await workers  # re-raise what a worker raised
+            return False
+        workers.cancel()  # in-flight creators give their claims back; final writes finish
+        try:
+            await workers
+        except asyncio.CancelledError:
+            pass
+        return True
 
     async def _process_safely(
-        self, job: CreatorJob, context: BatchContext, options: RunOptions
-    ) -> CreatorResult:
+        self, job: CreatorJob, context: BatchContext, options: RunOptions, owner_is_gone: bool
+    ) -> CreatorResult | None:
         try:
-            return await self.pipeline.process(job, context, options)
-        except Exception as exc:  # a store failing for one creator must not end the batch
-            log.exception("creator %s could not be recorded", job.key)
-            return CreatorResult(
-                job.creator, job.key, CreatorStatus.FAILED, error=f"internal_error: {exc!r}"
+            return await self.pipeline.process(
+                job, context, options, owner=self.owner, owner_is_gone=owner_is_gone
             )
+        except (StateError, StorageError, ClaimBusyError) as exc:
+            # The store could not record this creator: it stays unfinished and the
+            # batch resumable; the other creators go on.
+            log.error("creator %s could not be recorded: %s", job.key, exc)
+            return None
 
-    def _summarize(
-        self,
-        manifest: Manifest,
-        options: RunOptions,
-        batch: BatchRecord,
-        results: list[CreatorResult],
-        started: datetime,
-        duration: float,
-    ) -> BatchSummary:
-        return build_summary(
-            results,
-            batch=batch,
-            plan=PlanStats.of(manifest),
-            started=started,
-            finished=self.clock(),
-            duration=duration,
-            peak_memory_percent=self.monitor.peak_percent,
-        )
-
-    def _publish(self, summary: BatchSummary, batch: BatchRecord) -> None:
-        publish_summary(self.store, self.state, summary, batch)
-
-
-def publish_summary(
-    store: ObjectStore, state: StateStore, summary: BatchSummary, batch: BatchRecord
-) -> None:
-    """Write the summary JSON and the gallery, and close the batch record."""
-    store.put(
-        summary.summary_key,
-        json.dumps(summary.to_dict(), ensure_ascii=False, indent=2).encode(),
-        content_type="application/json",
-    )
-    store.put(
-        GALLERY_KEY,
-        render_gallery(summary).encode(),
-        content_type="text/html; charset=utf-8",
-    )
-    batch.status = summary.status
-    batch.completed = summary.totals["completed"]
-    batch.failed = summary.totals["failed"]
-    batch.skipped = summary.totals["skipped_unchanged"]
-    batch.summary_key = summary.summary_key
-    batch.finished_at = summary.finished_at
-    state.put_batch(batch)
-
-
-@dataclass(frozen=True)
-class PlanStats:
-    """What the summary needs of the CSV itself (kept beside a distributed batch)."""
-
-    rows_read: int
-    duplicate_rows: int
-    row_problems: list[dict[str, Any]]
-
-    @classmethod
-    def of(cls, manifest: Manifest) -> PlanStats:
-        return cls(
-            manifest.rows_read, manifest.duplicate_rows, [p.to_dict() for p in manifest.problems]
-        )
-
-
-def build_summary(
-    results: list[CreatorResult],
-    *,
-    batch: BatchRecord,
-    plan: PlanStats,
-    started: datetime,
-    finished: datetime,
-    duration: float,
-    peak_memory_percent: float = 0.0,
-) -> BatchSummary:
-    """The batch summary from per-creator results (live, or rebuilt from state records)."""
-    statuses = Counter(r.status for r in results)
-    reasons: Counter[str] = Counter()
-    failed_urls: list[dict[str, Any]] = []
-    for result in results:
-        for cover in result.failures:
-            reasons[cover.reason or "unknown"] += 1
-            failed_urls.append({"creator": result.creator, **cover.to_dict()})
-    for problem in plan.row_problems:
-        reasons[f"row_{problem['reason']}"] += 1
-    images = sum(r.images_used for r in results)
-    failed = statuses[CreatorStatus.FAILED]
-    totals = {
-        "creators": len(results),
-        "completed": statuses[CreatorStatus.COMPLETED],
-        "skipped_unchanged": statuses[CreatorStatus.SKIPPED_UNCHANGED],
-        "failed": failed,
-        "images_used": images,
-        "images_failed": len(failed_urls),
-        "duplicates": sum(r.duplicates for r in results),
-        "rows_read": plan.rows_read,
-        "row_problems": len(plan.row_problems),
-        "duplicate_rows": plan.duplicate_rows,
-    }
-    return BatchSummary(
-        batch_id=batch.batch_id,
-        source=batch.source,
-        started_at=started.isoformat(timespec="seconds"),
-        finished_at=finished.isoformat(timespec="seconds"),
-        duration_s=round(duration, 3),
-        status=BatchStatus.COMPLETED_WITH_FAILURES if failed else BatchStatus.COMPLETED,
-        totals=totals,
-        failures_by_reason=dict(reasons.most_common()),
-        failed_urls=failed_urls,
-        row_problems=plan.row_problems,
-        creators=[_creator_entry(r) for r in results],
-        settings=batch.settings,
-        images_per_second=round(images / duration, 2) if duration > 0 else 0.0,
-        peak_memory_percent=round(peak_memory_percent, 1),
-        summary_key=summary_key(batch.batch_id),
-    )
-
-
-def _creator_entry(result: CreatorResult) -> dict[str, Any]:
-    failures = Counter(c.reason for c in result.failures)
-    return {
-        "creator": result.creator,
-        "key": result.key,
-        "status": result.status.value,
-        "images_used": result.images_used,
-        "collage_key": result.collage_key,
-        "failures": dict(failures),
-        "duplicates": result.duplicates,
-        "error": result.error,
-        "safe_mode": result.safe_mode,
-        "duration_s": round(result.duration, 3),
-    }
-
-
-def settings_snapshot(options: RunOptions) -> dict[str, Any]:
-    keep = (
-        "rows", "cols", "cell", "quality", "max_images", "min_images", "concurrency",
-        "max_workers", "timeout", "retries", "force",
-    )  # fmt: skip
-    return {name: getattr(options, name) for name in keep}
+    def _conclude(self, batch_id: str, stopped: bool) -> BatchSummary:
+        if not stopped:
+            summary = self.ledger.finalize(
+                batch_id, peak_memory_percent=self.monitor.peak_percent, takeover=True
+            )
+            if summary is not None:
+                return summary
+        batch = self.ledger.interrupt(batch_id)
+        done = (batch.completed + batch.failed + batch.skipped) if batch else 0
+        total = batch.total_creators if batch else 0
+        reason = "stopped" if stopped else "some creators could not be recorded"
+        raise BatchInterruptedError(batch_id, done, total, reason)

@@ -1,18 +1,20 @@
-"""A batch spread over a work queue: plan once, one message per creator, summarize once.
+"""A batch spread over a work queue: plan in checkpointed chunks, one message per creator.
 
-Used by the Lambda handler and ``imgpipe worker`` (AWS), on the same
-:class:`CreatorPipeline` and summary code as the local run::
+Used by the Lambda functions and ``imgpipe worker`` (AWS), on the same
+:class:`CreatorPipeline` and :class:`BatchLedger` as the local run::
 
-    fanout = FanOut(ports, settings)
+    fanout = FanOut(ports, ledger, settings, fetcher_factory)
     planned = fanout.plan("csv-files/spring.csv")        # S3 event: record + send
     result = await fanout.process(json.loads(body))      # one per-creator message
     # the invocation that finishes the last creator writes the summary, once
+    fanout.sweep()                                       # scheduled: nothing stays stuck
 
-Idempotency: a CSV (key + content) maps to one batch through a plan marker
-written with a conditional put, so a redelivered S3 event re-sends the same
-messages instead of starting a second batch; creator records move
-pending -> processing -> final only once (conditional writes), and a finished
-creator is counted in the same transaction that records it.
+Planning writes the creators' covers into plan objects (``processing/<batch>/
+creators/NNNNN.jsonl``) a chunk at a time, with the chunk's pending records and
+messages, then a checkpoint; a message names its creator's byte range, so its
+size does not depend on URL length. A retried planner continues after the last
+checkpoint. A CSV (key + content) maps to one batch through a plan marker
+written with a conditional put, so a redelivered event never starts a second one.
 """
 
 from __future__ import annotations
@@ -21,34 +23,22 @@ import asyncio
 import io
 import json
 import logging
-import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import Executor
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from imgpipe.domain.fingerprints import content_hash
 from imgpipe.domain.manifest import CoverRef, CreatorJob, Manifest, parse_manifest
-from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
-from imgpipe.errors import (
-    ConditionFailedError,
-    InputError,
-    KeyCollisionError,
-    MessageError,
-    StorageError,
-    SummaryPendingError,
-)
+from imgpipe.domain.records import CreatorStatus
+from imgpipe.errors import InputError, KeyCollisionError, MessageError, StorageError
 from imgpipe.ports import ObjectStore, StateStore, WorkQueue
-from imgpipe.service.batch import (
-    BatchSummary,
-    PlanStats,
-    build_summary,
-    new_batch_id,
-    publish_summary,
-    settings_snapshot,
-)
-from imgpipe.service.pipeline import BatchContext, CreatorPipeline, CreatorResult, Fetcher
+from imgpipe.service.batch import local_owner, plan_stats
+from imgpipe.service.ledger import BatchLedger
+from imgpipe.service.pipeline import CreatorPipeline, Fetcher
+from imgpipe.service.planning import new_batch_id, plan_marker_key, settings_snapshot
+from imgpipe.service.results import BatchContext, CreatorResult
+from imgpipe.service.summary import BatchSummary
 from imgpipe.settings import RunOptions, Settings
 
 __all__ = [
@@ -65,13 +55,10 @@ log = logging.getLogger(__name__)
 CREATOR_MESSAGE = "imgpipe.creator"
 ARCHIVE_PROCESSED = "archived/processed/"
 ARCHIVE_FAILED = "archived/failed/"
-# Extra covers a message carries beyond what the grid holds, for backfilling
-# failures; the rest are recorded as not attempted. Bounds the message size.
+# Extra covers a plan keeps beyond what the grid holds, for backfilling failures;
+# the rest are recorded as not attempted.
 BACKFILL_FACTOR = 3
-# How long a summary claim protects its holder: Lambda's longest run (and the
-# queue's visibility timeout). An older claim without a summary is a dead one.
-SUMMARY_LEASE_SECONDS = 900.0
-SUMMARY_POLL_SECONDS = 0.25
+PLAN_CHUNK = 500  # creators per plan object, pending-record batch and checkpoint
 
 # The original system's processing_config names (and ours) -> RunOptions fields.
 _CONFIG_FIELDS = {
@@ -130,6 +117,7 @@ class PlanOutcome:
 
 
 FetcherFactory = Callable[[RunOptions, str], Any]  # -> async context manager of a Fetcher
+Heartbeat = Callable[[], Awaitable[None]]
 
 
 class FanOut:
@@ -138,24 +126,33 @@ class FanOut:
     def __init__(
         self,
         ports: DistributedPorts,
+        ledger: BatchLedger,
         settings: Settings,
         fetcher_factory: FetcherFactory,
         *,
-        executor: Executor | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.ports = ports
+        self.ledger = ledger
         self.settings = settings
         self.fetcher_factory = fetcher_factory
-        self.executor = executor
         self.clock = clock
-        # How long a worker that lost the summary claim waits for the summary.
-        self.summary_wait_seconds = 30.0
 
     # -- planning ----------------------------------------------------------------
 
-    def plan(self, csv_key: str, overrides: Mapping[str, Any] | None = None) -> PlanOutcome:
-        """Record a batch for the CSV at ``csv_key`` and send one message per creator."""
+    def plan(
+        self,
+        csv_key: str,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        heartbeat: Callable[[], None] | None = None,
+        batch_id: str | None = None,
+    ) -> PlanOutcome:
+        """Record a batch for the CSV at ``csv_key`` and send one message per creator.
+
+        ``heartbeat`` is called after every chunk (the planner extends its planning
+        message); ``batch_id`` is the id the API reserved for the upload.
+        """
         try:
             data = self.ports.inputs.get(csv_key)
         except StorageError as exc:
@@ -167,74 +164,24 @@ class FanOut:
             log.warning("CSV %s is unusable: %s", csv_key, exc)
             self._archive(csv_key, ARCHIVE_FAILED)
             return PlanOutcome(None, csv_key, error=str(exc))
-
-        identity = content_hash(csv_key.encode() + b"\0" + data)[:32]
-        marker = f"processing/plans/{identity}.json"
-        now = self.clock()
-        batch_id = new_batch_id(now)
-        try:
-            self.ports.work.put(marker, json.dumps({"batch_id": batch_id}).encode(), if_absent=True)
-            replayed = False
-        except KeyCollisionError:
-            batch_id = json.loads(self.ports.work.get(marker))["batch_id"]
-            replayed = True
-        return self._record_and_send(
-            manifest, options, dict(overrides or {}), csv_key, batch_id, now, replayed
-        )
-
-    def _record_and_send(
-        self,
-        manifest: Manifest,
-        options: RunOptions,
-        overrides: dict[str, Any],
-        csv_key: str,
-        batch_id: str,
-        now: datetime,
-        replayed: bool,
-    ) -> PlanOutcome:
-        existing = self.ports.state.get_batch(batch_id)
-        batch = existing or BatchRecord(
-            batch_id=batch_id,
-            created_at=now.isoformat(timespec="microseconds"),
-            source=csv_key,
-            total_creators=len(manifest.jobs),
-            settings=settings_snapshot(options),
-        )
-        started = datetime.fromisoformat(batch.created_at)
-        context = BatchContext(
-            batch_id=batch_id,
-            processing_date=batch.created_at,
-            ttl=int((started + timedelta(days=options.record_ttl_days)).timestamp()),
-        )
-        plan = {
-            "batch_id": batch_id,
-            "csv_key": csv_key,
-            "created_at": batch.created_at,
-            "overrides": overrides,
-            "stats": PlanStats.of(manifest).__dict__,
-        }
-        self.ports.work.put(
-            f"processing/{batch_id}/plan.json",
-            json.dumps(plan, ensure_ascii=False).encode(),
-            content_type="application/json",
-        )
-        if existing is None:
-            self.ports.state.put_batch(batch)
-        for job in manifest.jobs:
-            try:
-                self.ports.state.put_creator(_pending(job, context), expected=())
-            except ConditionFailedError:
-                pass  # recorded by an earlier delivery of the same event
-        bodies = [
-            json.dumps(_creator_message(job, context, csv_key, overrides, options))
-            for job in manifest.jobs
-        ]
-        self.ports.queue.send(bodies)
+        batch_id, replayed = self.reserve(csv_key, data, batch_id)
+        batch = self.ports.state.get_batch(batch_id)
+        if batch is None:
+            context = self.ledger.open_batch(
+                batch_id,
+                source=csv_key,
+                total=len(manifest.jobs),
+                settings=settings_snapshot(options),
+                stats=plan_stats(manifest),
+            )
+        else:
+            context = self.ledger.context_for(batch_id, batch.created_at)
+        sent = self._fan_out(manifest, context, csv_key, dict(overrides or {}), options, heartbeat)
         outcome = PlanOutcome(
             batch_id,
             csv_key,
             creators=len(manifest.jobs),
-            messages_sent=len(bodies),
+            messages_sent=sent,
             replayed=replayed,
             row_problems=[p.to_dict() for p in manifest.problems],
         )
@@ -242,73 +189,157 @@ class FanOut:
             outcome.summary = self.finalize(batch_id)
         return outcome
 
+    def reserve(self, csv_key: str, data: bytes, batch_id: str | None = None) -> tuple[str, bool]:
+        """The batch id of this CSV (key + content): a new one, or the one planned before."""
+        identity = content_hash(csv_key.encode() + b"\0" + data)[:32]
+        marker = plan_marker_key(identity)
+        wanted = batch_id or new_batch_id(self.clock())
+        try:
+            self.ports.work.put(marker, json.dumps({"batch_id": wanted}).encode(), if_absent=True)
+            return wanted, False
+        except KeyCollisionError:
+            return str(json.loads(self.ports.work.get(marker))["batch_id"]), True
+
+    def _fan_out(
+        self,
+        manifest: Manifest,
+        context: BatchContext,
+        csv_key: str,
+        overrides: dict[str, Any],
+        options: RunOptions,
+        heartbeat: Callable[[], None] | None,
+    ) -> int:
+        """Chunk by chunk: plan object, pending records, messages, checkpoint."""
+        checkpoint_key = f"processing/{context.batch_id}/checkpoint.json"
+        try:
+            done = int(json.loads(self.ports.work.get(checkpoint_key))["chunks"])
+        except (StorageError, ValueError, KeyError):
+            done = 0
+        keep = options.images_per_collage * BACKFILL_FACTOR
+        sent = 0
+        for number, jobs in enumerate(_chunks(manifest.jobs, PLAN_CHUNK)):
+            if number < done:
+                continue  # planned and sent by an earlier attempt
+            plan_object = f"processing/{context.batch_id}/creators/{number:05}.jsonl"
+            refs = self._write_plan(plan_object, jobs, keep)
+            messages = {
+                job.key: _creator_message(
+                    job, context, csv_key, overrides, [plan_object, *refs[job.key]]
+                )
+                for job in jobs
+            }
+            # The chunk an earlier attempt died in may have moved on: keep what is there.
+            self.ledger.add_pending(
+                context,
+                jobs,
+                replay=number == done and done > 0,
+                notes=_note_of(messages),
+            )
+            self.ports.queue.send([json.dumps(m) for m in messages.values()])
+            sent += len(messages)
+            self.ports.work.put(checkpoint_key, json.dumps({"chunks": number + 1}).encode())
+            if heartbeat is not None:
+                try:
+                    heartbeat()
+                except Exception:  # a missed beat is not fatal: the next one may land
+                    log.warning("planning %s: heartbeat failed", csv_key, exc_info=True)
+        return sent
+
+    def _write_plan(
+        self, key: str, jobs: Sequence[CreatorJob], keep: int
+    ) -> dict[str, tuple[int, int]]:
+        """One JSON line per creator; returns each creator's byte range in the object."""
+        buffer = io.BytesIO()
+        refs: dict[str, tuple[int, int]] = {}
+        for job in jobs:
+            line = json.dumps(
+                {"key": job.key, "covers": [[c.line, c.url] for c in job.covers[:keep]]},
+                ensure_ascii=False,
+            ).encode()
+            refs[job.key] = (buffer.tell(), len(line))
+            buffer.write(line + b"\n")
+        self.ports.work.put(key, buffer.getvalue(), content_type="application/x-ndjson")
+        return refs
+
     # -- per-creator messages ----------------------------------------------------
 
-    async def process(self, message: Mapping[str, Any]) -> CreatorResult:
-        """Render one creator of a planned batch; the last one writes the summary."""
-        job, context, csv_key, overrides = _parse_creator_message(message)
+    async def process(
+        self, message: Mapping[str, Any], *, heartbeat: Heartbeat | None = None
+    ) -> CreatorResult:
+        """Render one creator of a planned batch; the last one writes the summary.
+
+        ClaimBusyError when another worker's claim is live: the caller puts the
+        message back for ``retry_after`` seconds.
+        """
+        context, creator, key, csv_key, overrides = _parse_creator_message(message)
+        job = CreatorJob(creator, key, self._covers(message, key))
         options = self.settings.run_options(**options_from_config(overrides))
         options = replace(options, allow_local_files=False)  # never read the worker's disk
+        note = {"message": {k: v for k, v in message.items() if k != "covers"}}
         async with self.fetcher_factory(options, csv_key) as fetcher:
             pipeline = self._pipeline(fetcher)
-            result = await pipeline.process(job, context, options)
+            result = await pipeline.process(
+                job, context, options, owner=local_owner(), heartbeat=heartbeat, note=note
+            )
         await asyncio.to_thread(self.finalize, context.batch_id)
         return result
 
+    def _covers(self, message: Mapping[str, Any], key: str) -> tuple[CoverRef, ...]:
+        try:
+            if "covers" in message:  # messages of earlier versions carried them inline
+                pairs = message["covers"]
+            else:
+                plan_key, offset, length = message["plan"]
+                line = json.loads(self.ports.work.get_range(str(plan_key), offset, length))
+                if line.get("key") != key:
+                    raise MessageError(f"plan range of {key!r} holds {line.get('key')!r}")
+                pairs = line["covers"]
+            return tuple(CoverRef(int(n), str(url)) for n, url in pairs)
+        except StorageError as exc:
+            raise MessageError(f"the plan of creator {key!r} cannot be read: {exc}") from exc
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MessageError(f"malformed plan reference for {key!r}: {exc!r}") from exc
+
     def _pipeline(self, fetcher: Fetcher) -> CreatorPipeline:
-        return CreatorPipeline(
-            self.ports.outputs, self.ports.state, fetcher, executor=self.executor, clock=self.clock
-        )
+        return CreatorPipeline(self.ports.outputs, self.ledger, fetcher, clock=self.clock)
 
     def finalize(self, batch_id: str) -> BatchSummary | None:
-        """Write the summary if every creator is final and nobody else has claimed it."""
-        batch = self.ports.state.get_batch(batch_id)
-        if batch is None:
-            return None
-        if batch.completed + batch.failed + batch.skipped < batch.total_creators:
-            return None
-        now = self.clock().timestamp()
-        if not self.ports.state.claim_summary(
-            batch_id, now=now, lease_seconds=SUMMARY_LEASE_SECONDS
-        ):
-            self._await_summary(batch_id)
-            return None
-        plan = json.loads(self.ports.work.get(f"processing/{batch_id}/plan.json"))
-        records = self.ports.state.creators_in_batch(batch_id)
-        results = [CreatorResult.from_record(r) for r in records if r.status.is_final]
-        started = datetime.fromisoformat(batch.created_at)
-        finished = self.clock()
-        summary = build_summary(
-            results,
-            batch=batch,
-            plan=PlanStats(**plan["stats"]),
-            started=started,
-            finished=finished,
-            duration=(finished - started).total_seconds(),
-        )
-        publish_summary(self.ports.outputs, self.ports.state, summary, batch)
-        self._archive(plan["csv_key"], ARCHIVE_PROCESSED)
-        log.info("batch %s complete: %s", batch_id, summary.totals)
+        """Write the summary if the batch is finished and nobody else has; archive the CSV."""
+        summary = self.ledger.finalize(batch_id)
+        if summary is not None and summary.source.startswith(self.settings.csv_prefix):
+            self._archive(summary.source, ARCHIVE_PROCESSED)
         return summary
 
-    def _await_summary(self, batch_id: str) -> None:
-        """Return once another worker's claimed summary is written, else raise.
+    # -- the sweep ---------------------------------------------------------------
 
-        Two creators finishing together both see the batch complete; the one that
-        lost the claim waits the few seconds the winner needs. If the summary does
-        not appear, the winner may have died: SummaryPendingError fails this message
-        so it comes back, and once the dead claim's lease is over the retry writes it.
+    def sweep(self, *, limit: int = 1000) -> dict[str, int]:
+        """Nothing stays stuck: re-queue creators whose claim expired without a message
+        coming back, and finalise batches whose summary is owed.
+
+        Returns counts, ``stuck`` among them: claims expired for longer than the
+        queue's visibility window (their message is gone, e.g. to the DLQ).
         """
-        deadline = time.monotonic() + self.summary_wait_seconds
-        while True:
-            current = self.ports.state.get_batch(batch_id)
-            if current is not None and current.summary_key:
-                return
-            if time.monotonic() >= deadline:
-                raise SummaryPendingError(
-                    f"the summary of batch {batch_id} was claimed but is not written yet"
-                )
-            time.sleep(SUMMARY_POLL_SECONDS)
+        now = self.ledger.now()
+        stuck = requeued = finalized = 0
+        batches: set[str] = set()
+        for record in self.ports.state.creators_with_status(CreatorStatus.PROCESSING, limit=limit):
+            batches.add(record.batch_id)
+            if record.lease_expires >= now:
+                continue  # a live claim
+            stuck += 1
+            message = record.metadata.get("message")
+            if isinstance(message, dict):
+                self.ports.queue.send([json.dumps(message)])
+                requeued += 1
+        for batch in self.ports.state.list_batches(limit=100):
+            if batch.summary_key or batch.status.is_final:
+                continue
+            try:
+                if self.finalize(batch.batch_id) is not None:
+                    finalized += 1
+            except Exception:  # one batch's trouble must not stop the sweep
+                log.exception("sweep: batch %s could not be finalised", batch.batch_id)
+        return {"stuck": stuck, "requeued": requeued, "finalized": finalized}
 
     def _archive(self, csv_key: str, folder: str) -> None:
         name = csv_key.removeprefix(self.settings.csv_prefix)
@@ -340,15 +371,9 @@ def parse_csv_bytes(data: bytes, options: RunOptions, csv_key: str) -> Manifest:
         raise InputError(f"{csv_key}: {exc}") from exc
 
 
-def _pending(job: CreatorJob, context: BatchContext) -> CreatorRecord:
-    return CreatorRecord(
-        creator_name=job.key,
-        processing_date=context.processing_date,
-        batch_id=context.batch_id,
-        status=CreatorStatus.PENDING,
-        metadata={"display_name": job.creator},
-        ttl=context.ttl,
-    )
+def _chunks(jobs: Sequence[CreatorJob], size: int) -> Iterator[Sequence[CreatorJob]]:
+    for start in range(0, len(jobs), size):
+        yield jobs[start : start + size]
 
 
 def _creator_message(
@@ -356,9 +381,8 @@ def _creator_message(
     context: BatchContext,
     csv_key: str,
     overrides: dict[str, Any],
-    options: RunOptions,
+    plan_ref: list[Any],
 ) -> dict[str, Any]:
-    keep = options.images_per_collage * BACKFILL_FACTOR
     return {
         "type": CREATOR_MESSAGE,
         "batch_id": context.batch_id,
@@ -367,22 +391,31 @@ def _creator_message(
         "creator": job.creator,
         "key": job.key,
         "csv_key": csv_key,
-        "covers": [[c.line, c.url] for c in job.covers[:keep]],
+        "plan": plan_ref,  # [object key, offset, length] of the creator's covers
         "processing_config": overrides,
     }
 
 
 def _parse_creator_message(
     message: Mapping[str, Any],
-) -> tuple[CreatorJob, BatchContext, str, dict[str, Any]]:
+) -> tuple[BatchContext, str, str, str, dict[str, Any]]:
     try:
-        covers = tuple(CoverRef(int(line), str(url)) for line, url in message["covers"])
-        job = CreatorJob(str(message["creator"]), str(message["key"]), covers)
         context = BatchContext(
             batch_id=str(message["batch_id"]),
             processing_date=str(message["processing_date"]),
             ttl=int(message["ttl"]),
         )
-        return job, context, str(message["csv_key"]), dict(message.get("processing_config", {}))
+        return (
+            context,
+            str(message["creator"]),
+            str(message["key"]),
+            str(message["csv_key"]),
+            dict(message.get("processing_config", {})),
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise MessageError(f"malformed creator message: {exc!r}") from exc
+
+
+def _note_of(messages: dict[str, dict[str, Any]]) -> Callable[[CreatorJob], dict[str, Any]]:
+    """What a pending record keeps of its creator's message: the sweep re-sends it."""
+    return lambda job: {"message": messages[job.key]}

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from jinja2 import Template
 
-    from imgpipe.service.batch import BatchSummary
+    from imgpipe.service.summary import BatchSummary
 
 __all__ = ["render_gallery"]
 

@@ -1,29 +1,32 @@
-"""One creator, end to end: fetch covers, validate, dedup, render, store, record.
+"""One creator, end to end: claim, fetch covers, validate, dedup, render, store, finish.
 
 The pipeline never raises for a bad cover or a failed creator: it returns a
 :class:`CreatorResult` whose status and per-cover outcomes say what happened.
-State transitions follow one rule set, here and nowhere else:
+State transitions go through the :class:`BatchLedger`, the one place that writes them:
 
-    pending -> processing -> completed | failed | skipped_unchanged
+    pending -> processing (a lease, renewed while working) -> completed | failed | skipped
 
-A creator whose record is already final (a redelivered message, a rerun of the
-same batch) is returned as it was recorded and not processed again.
+A creator whose record is already final (a redelivered message, a resumed batch)
+is returned as it was recorded and not processed again. A render retried after a
+crash writes the same collage key (the batch's start time), so a creator has one
+collage object per batch however often it is attempted.
 
 Example::
 
-    pipeline = CreatorPipeline(store, state, downloader, executor=pool)
-    result = await pipeline.process(job, context, options)
+    pipeline = CreatorPipeline(store, ledger, downloader, executor=pool)
+    result = await pipeline.process(job, context, options, owner="host:1:ab")
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -33,111 +36,29 @@ from imgpipe.domain.fingerprints import collage_fingerprint, content_hash
 from imgpipe.domain.keys import collage_key, metadata_key
 from imgpipe.domain.layout import plan_grid
 from imgpipe.domain.manifest import CoverRef, CreatorJob
-from imgpipe.domain.records import (
-    BatchRecord,
-    CoverOutcome,
-    CreatorRecord,
-    CreatorStatus,
-    Reason,
-)
-from imgpipe.errors import ConditionFailedError, ImageError, KeyCollisionError, StorageError
+from imgpipe.domain.records import CoverOutcome, CreatorRecord, CreatorStatus, Reason
+from imgpipe.errors import ImageError, KeyCollisionError, StorageError
 from imgpipe.fetch.downloader import FetchResult
 from imgpipe.imaging.collage import render_collage
 from imgpipe.imaging.decode import load_cell
-from imgpipe.ports import ObjectStore, StateStore
+from imgpipe.ports import ObjectStore
+from imgpipe.service.ledger import BatchLedger
 from imgpipe.service.memory import MemoryMonitor, MemoryPressureError
 from imgpipe.service.progress import NullProgress, ProgressSink
+from imgpipe.service.results import BatchContext, CreatorResult
 from imgpipe.settings import RunOptions
 
-__all__ = ["BatchContext", "CreatorPipeline", "CreatorResult", "Fetcher"]
+__all__ = ["CreatorPipeline", "Fetcher", "Heartbeat"]
 
 log = logging.getLogger(__name__)
 
-# Reasons that describe a cover we chose not to use rather than one that failed.
-NOT_FAILURES = frozenset({Reason.DUPLICATE.value, Reason.NOT_ATTEMPTED.value})
 MAX_KEY_SUFFIX = 100
+# Called at every renewal of a claim, e.g. to extend the SQS message's visibility.
+Heartbeat = Callable[[], Awaitable[None]]
 
 
 class Fetcher(Protocol):
     async def fetch(self, url: str) -> FetchResult: ...
-
-
-@dataclass(frozen=True)
-class BatchContext:
-    """What every creator of one batch shares."""
-
-    batch_id: str
-    processing_date: str  # ISO-8601 UTC batch start; the state store's sort key
-    ttl: int  # epoch seconds after which records may be forgotten
-
-
-@dataclass
-class CreatorResult:
-    creator: str
-    key: str
-    status: CreatorStatus
-    covers: list[CoverOutcome] = field(default_factory=list)
-    images_used: int = 0
-    collage_key: str | None = None
-    fingerprint: str | None = None
-    duration: float = 0.0
-    error: str | None = None
-    safe_mode: bool = False
-    replayed: bool = False  # the record was already final; nothing was done again
-    batch: BatchRecord | None = None  # the batch's counts right after this creator finished
-
-    @property
-    def failures(self) -> list[CoverOutcome]:
-        return [c for c in self.covers if not c.ok and c.reason not in NOT_FAILURES]
-
-    @property
-    def duplicates(self) -> int:
-        return sum(1 for c in self.covers if c.reason == Reason.DUPLICATE)
-
-    def for_summary(self) -> CreatorResult:
-        """What a batch summary needs, kept per creator until the batch ends.
-
-        Used covers are in the metadata JSON already; dropping them here (and the
-        batch snapshot) keeps a 10,000-creator batch's bookkeeping small.
-        """
-        failed = [c for c in self.covers if not c.ok and c.reason != Reason.NOT_ATTEMPTED]
-        return replace(self, covers=failed, batch=None)
-
-    @classmethod
-    def from_record(cls, record: CreatorRecord) -> CreatorResult:
-        """The result as stored in a final record (its metadata holds the covers)."""
-        known = CoverOutcome.__dataclass_fields__
-        covers = [
-            CoverOutcome(**{k: v for k, v in c.items() if k in known})
-            for c in record.metadata.get("covers", [])
-        ]
-        return cls(
-            creator=record.metadata.get("display_name", record.creator_name),
-            key=record.creator_name,
-            status=record.status,
-            covers=covers,
-            images_used=record.images_processed,
-            collage_key=record.collage_key,
-            fingerprint=record.fingerprint,
-            duration=record.processing_duration,
-            error=record.metadata.get("error"),
-            safe_mode=bool(record.metadata.get("safe_mode", False)),
-            replayed=True,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "creator": self.creator,
-            "key": self.key,
-            "status": self.status.value,
-            "images_used": self.images_used,
-            "collage_key": self.collage_key,
-            "fingerprint": self.fingerprint,
-            "duration_s": round(self.duration, 3),
-            "error": self.error,
-            "safe_mode": self.safe_mode,
-            "covers": [c.to_dict() for c in self.covers],
-        }
 
 
 @dataclass
@@ -148,12 +69,12 @@ class _Accepted:
 
 
 class CreatorPipeline:
-    """Processes one creator job against the ports it is given."""
+    """Processes one creator job against the store and ledger it is given."""
 
     def __init__(
         self,
         store: ObjectStore,
-        state: StateStore,
+        ledger: BatchLedger,
         fetcher: Fetcher,
         *,
         executor: Executor | None = None,
@@ -162,7 +83,7 @@ class CreatorPipeline:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
-        self.state = state
+        self.ledger = ledger
         self.fetcher = fetcher
         self.executor = executor
         self.monitor = monitor or MemoryMonitor(reader=lambda: 0.0)
@@ -170,82 +91,98 @@ class CreatorPipeline:
         self.clock = clock
 
     async def process(
-        self, job: CreatorJob, context: BatchContext, options: RunOptions
+        self,
+        job: CreatorJob,
+        context: BatchContext,
+        options: RunOptions,
+        *,
+        owner: str,
+        owner_is_gone: bool = False,
+        heartbeat: Heartbeat | None = None,
+        note: dict[str, Any] | None = None,
     ) -> CreatorResult:
+        """Claim, work while renewing the claim, finish. ClaimBusyError: another owner's."""
         started = time.perf_counter()
         # Store and state calls may be network round trips (S3, DynamoDB): off the loop.
-        replay = await asyncio.to_thread(self._claim, job, context)
+        replay = await asyncio.to_thread(
+            self.ledger.claim, job, context, owner, owner_is_gone=owner_is_gone, note=note
+        )
         if replay is not None:
             return replay
+        beating = asyncio.create_task(self._keep_claim(job, context, owner, heartbeat, note))
         try:
-            result = await self._attempt(job, context, options)
+            result = await self._work(job, context, options)
+        except asyncio.CancelledError:
+            # A graceful stop: the claim goes back to pending for the rerun.
+            await asyncio.to_thread(self.ledger.release, job, context, owner)
+            raise
+        finally:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
+        result.duration = time.perf_counter() - started
+        # Shielded: once the final write starts it completes, even during a stop.
+        finishing = asyncio.ensure_future(asyncio.to_thread(self._finish, result, context, owner))
+        try:
+            await asyncio.shield(finishing)
+        except asyncio.CancelledError:
+            await finishing
+            raise
+        return result
+
+    async def _keep_claim(
+        self,
+        job: CreatorJob,
+        context: BatchContext,
+        owner: str,
+        heartbeat: Heartbeat | None,
+        note: dict[str, Any] | None,
+    ) -> None:
+        """Renew the claim at a third of its lease, so it never lapses while we work."""
+        interval = max(0.05, self.ledger.lease_seconds / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if not await asyncio.to_thread(self.ledger.renew, job, context, owner, note):
+                    log.warning("creator %s: claim lost to another worker", job.key)
+                    return
+                if heartbeat is not None:
+                    await heartbeat()
+            except Exception:  # a missed beat is not fatal: the next one may land
+                log.warning("creator %s: heartbeat failed", job.key, exc_info=True)
+
+    async def _work(
+        self, job: CreatorJob, context: BatchContext, options: RunOptions
+    ) -> CreatorResult:
+        try:
+            return await self._attempt(job, context, options)
         except MemoryPressureError:
             log.warning("creator %s: memory critical, retrying in safe mode", job.key)
             try:
                 result = await self._attempt(job, context, options.safe_mode())
                 result.safe_mode = True
+                return result
             except MemoryPressureError as exc:
-                result = CreatorResult(
+                return CreatorResult(
                     job.creator, job.key, CreatorStatus.FAILED, error=f"memory_critical: {exc}"
                 )
         except Exception as exc:  # one creator's bug must never fail the batch
             log.exception("creator %s failed unexpectedly", job.key)
-            result = CreatorResult(
+            return CreatorResult(
                 job.creator, job.key, CreatorStatus.FAILED, error=f"internal_error: {exc!r}"
             )
-        result.duration = time.perf_counter() - started
-        await asyncio.to_thread(self._finish, result, context)
-        return result
 
-    # -- state -----------------------------------------------------------------
-
-    def _claim(self, job: CreatorJob, context: BatchContext) -> CreatorResult | None:
-        record = CreatorRecord(
-            creator_name=job.key,
-            processing_date=context.processing_date,
-            batch_id=context.batch_id,
-            status=CreatorStatus.PROCESSING,
-            metadata={"display_name": job.creator},
-            ttl=context.ttl,
-        )
-        try:
-            self.state.put_creator(record, expected=(CreatorStatus.PENDING,))
-            return None
-        except ConditionFailedError:
-            existing = self.state.get_creator(job.key, context.batch_id)
-            if existing is None:
-                # No pending record: the job arrived without a plan (a direct call).
-                self.state.put_creator(record, expected=())
-                return None
-            if existing.status.is_final:
-                log.info(
-                    "creator %s already %s in batch %s", job.key, existing.status, context.batch_id
-                )
-                return _result_from_record(job, existing)
-            raise
-
-    def _finish(self, result: CreatorResult, context: BatchContext) -> None:
-        metadata = {"display_name": result.creator, **result.to_dict()}
-        record = CreatorRecord(
-            creator_name=result.key,
-            processing_date=context.processing_date,
-            batch_id=context.batch_id,
-            status=result.status,
-            images_processed=result.images_used,
-            collage_key=result.collage_key,
-            processing_duration=round(result.duration, 3),
-            error_count=len(result.failures) + (1 if result.error else 0),
-            fingerprint=result.fingerprint,
-            metadata=metadata,
-            ttl=context.ttl,
-        )
-        result.batch = self.state.finish_creator(record, expected=(CreatorStatus.PROCESSING,))
-        document = {"batch_id": context.batch_id, **metadata}
+    def _finish(self, result: CreatorResult, context: BatchContext, owner: str) -> None:
+        # The metadata document first: a crash after it and before the record only
+        # means the retry writes the same document again.
+        document = {"batch_id": context.batch_id, "display_name": result.creator}
+        document.update(result.to_dict())
         self.store.put(
             metadata_key(context.batch_id, result.key),
-            json.dumps(document, ensure_ascii=False, indent=2).encode(),
+            _json_bytes(document),
             content_type="application/json",
         )
+        result.batch = self.ledger.finish(result, context, owner)
 
     # -- work ------------------------------------------------------------------
 
@@ -286,7 +223,9 @@ class CreatorPipeline:
         grid = plan_grid(len(accepted), rows=options.rows, cols=options.cols, cell=options.cell)
         cells = [item.cell for item in accepted]
         data = await self._run_cpu(render_collage, cells, grid, quality=options.quality)
-        result.collage_key = await asyncio.to_thread(self._store_collage, job.key, data, options)
+        result.collage_key = await asyncio.to_thread(
+            self._store_collage, job.key, data, context, options
+        )
         result.status = CreatorStatus.COMPLETED
         return result
 
@@ -304,7 +243,7 @@ class CreatorPipeline:
             next_index = wave.stop
             results = await asyncio.gather(*(self._fetch_cell(covers[i], options) for i in wave))
             for index, (outcome, cell) in zip(wave, results, strict=True):
-                if cell is not None and outcome.sha256 in seen:
+                if cell is not None and options.deduplicate and outcome.sha256 in seen:
                     outcome = replace(outcome, ok=False, reason=Reason.DUPLICATE.value)
                     cell = None
                 if cell is not None and outcome.sha256 is not None:
@@ -349,7 +288,7 @@ class CreatorPipeline:
     def _unchanged(self, key: str, fingerprint: str, context: BatchContext) -> CreatorRecord | None:
         """The newest earlier record with the same fingerprint whose collage still exists."""
         now = int(self.clock().timestamp())
-        for record in self.state.creator_history(key, limit=20):
+        for record in self.ledger.state.creator_history(key, limit=20):
             if record.batch_id == context.batch_id or (record.ttl and record.ttl < now):
                 continue  # expired records are ignored even if the store still holds them
             if (
@@ -361,8 +300,12 @@ class CreatorPipeline:
                 return record
         return None
 
-    def _store_collage(self, key: str, data: bytes, options: RunOptions) -> str:
-        when = self.clock()
+    def _store_collage(
+        self, key: str, data: bytes, context: BatchContext, options: RunOptions
+    ) -> str:
+        """Under the batch's start time: a retried render finds its own earlier object
+        (same bytes: rendering is deterministic) and keeps it instead of adding one."""
+        when = datetime.fromisoformat(context.processing_date)
         for suffix in range(MAX_KEY_SUFFIX):
             candidate = collage_key(key, when, suffix)
             try:
@@ -371,6 +314,8 @@ class CreatorPipeline:
                 )
                 return candidate
             except KeyCollisionError:
+                if self.store.get(candidate) == data:
+                    return candidate
                 continue
         raise StorageError(f"no free collage key for {key} after {MAX_KEY_SUFFIX} tries")
 
@@ -382,7 +327,5 @@ def _hash_and_decode(data: bytes, options: RunOptions) -> tuple[str, Image.Image
     return content_hash(data), cell
 
 
-def _result_from_record(job: CreatorJob, record: CreatorRecord) -> CreatorResult:
-    result = CreatorResult.from_record(record)
-    result.creator, result.key = job.creator, job.key
-    return result
+def _json_bytes(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, ensure_ascii=False, indent=2).encode()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from imgpipe.service.pipeline import CreatorResult
+    from imgpipe.service.results import CreatorResult
 
 __all__ = ["NullProgress", "ProgressSink"]
 

@@ -16,8 +16,9 @@ from typing import Any, Protocol
 
 from imgpipe.bootstrap import Backend, run_csv
 from imgpipe.ports import Metrics
-from imgpipe.service.batch import BatchSummary, new_batch_id
 from imgpipe.service.fanout import parse_csv_bytes
+from imgpipe.service.planning import new_batch_id
+from imgpipe.service.summary import BatchSummary
 from imgpipe.settings import Settings
 
 __all__ = ["BatchLauncher", "LocalLauncher", "make_launcher"]

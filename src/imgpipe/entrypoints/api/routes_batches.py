@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
 from imgpipe.entrypoints.api.uploads import read_limited
 from imgpipe.errors import ConfigError, InputError, StorageError
-from imgpipe.service.pipeline import NOT_FAILURES
+from imgpipe.service.results import NOT_FAILURES
 
 router = APIRouter(tags=["batches"])
 

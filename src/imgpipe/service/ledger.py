@@ -1,0 +1,406 @@
+"""The batch's rules, written once for both backends: records, TTL, leases, finish, summary.
+
+The local engine (:mod:`.batch`) and the queue engine (:mod:`.fanout`) differ only
+in how creators reach a worker; everything that touches the state store goes
+through one :class:`BatchLedger`::
+
+    ledger = BatchLedger(state, outputs, plans, lease_seconds=300)
+    context = ledger.open_batch("b1", source="x.csv", total=2, settings={}, stats=stats)
+    ledger.add_pending(context, jobs)
+    replay = ledger.claim(job, context, owner="host:1:ab")   # None: ours to work on
+    ledger.finish(result, context, owner="host:1:ab")
+    summary = ledger.finalize("b1")                          # once, by whoever is last
+
+A claim is a lease: ``processing`` with an owner and an expiry. An expired claim is
+taken over; a live one raises :class:`ClaimBusyError` with the time to wait. Writes
+the backend refused for contention (:class:`ConflictError`) are retried with jitter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from imgpipe.domain.manifest import CreatorJob
+from imgpipe.domain.records import BatchRecord, BatchStatus, CreatorRecord, CreatorStatus
+from imgpipe.errors import (
+    ClaimBusyError,
+    ConditionFailedError,
+    ConflictError,
+    StorageError,
+    SummaryPendingError,
+)
+from imgpipe.ports import ObjectStore, StateStore
+from imgpipe.service.results import BatchContext, CreatorResult, PlanStats
+from imgpipe.service.summary import BatchSummary, SummaryWriter
+
+__all__ = ["BatchLedger", "plan_key"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PENDING_CHUNK = 500  # pending records written per bulk call
+# A summary claim older than this without a summary is a dead one (the longest a
+# summary takes to write, with room to spare).
+SUMMARY_LEASE_SECONDS = 900.0
+SUMMARY_POLL_SECONDS = 0.25
+# An index (DynamoDB's batch-id-index) may lag behind the table for a moment:
+# read it again this many times before giving the summary up to a later retry.
+INDEX_CATCH_UP_TRIES = 6
+INDEX_CATCH_UP_SECONDS = 0.5
+
+
+def plan_key(batch_id: str) -> str:
+    """Where a batch's plan (source, CSV statistics) lives in the work store."""
+    return f"processing/{batch_id}/plan.json"
+
+
+class BatchLedger:
+    """Creator and batch records of every batch, on one state store."""
+
+    def __init__(
+        self,
+        state: StateStore,
+        outputs: ObjectStore,
+        plans: ObjectStore,
+        *,
+        lease_seconds: float = 300.0,
+        ttl_days: int = 30,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], None] = time.sleep,
+        conflict_attempts: int = 8,
+    ) -> None:
+        self.state = state
+        self.outputs = outputs
+        self.plans = plans
+        self.lease_seconds = lease_seconds
+        self.ttl_days = ttl_days
+        self.clock = clock
+        self.sleep = sleep
+        self.summary_wait_seconds = 30.0
+        self._retrying = Retrying(
+            retry=retry_if_exception_type(ConflictError),
+            wait=wait_random_exponential(multiplier=0.05, max=2.0),
+            stop=stop_after_attempt(conflict_attempts),
+            sleep=sleep,
+            reraise=True,
+        )
+
+    def _retry(self, call: Callable[[], T]) -> T:
+        return self._retrying(call)
+
+    def now(self) -> float:
+        return self.clock().timestamp()
+
+    # -- planning ----------------------------------------------------------------
+
+    def open_batch(
+        self,
+        batch_id: str,
+        *,
+        source: str,
+        total: int,
+        settings: dict[str, Any],
+        stats: PlanStats,
+        owner: str = "",
+        created_at: datetime | None = None,
+    ) -> BatchContext:
+        """Record a new batch (status running, TTL set) and its plan statistics."""
+        started = created_at or self.clock()
+        context = self.context_for(batch_id, started.isoformat(timespec="microseconds"))
+        self.plans.put(
+            plan_key(batch_id),
+            json.dumps({"source": source, "stats": asdict(stats)}, ensure_ascii=False).encode(),
+            content_type="application/json",
+        )
+        batch = BatchRecord(
+            batch_id=batch_id,
+            created_at=context.processing_date,
+            source=source,
+            total_creators=total,
+            settings=settings,
+            ttl=context.ttl,
+            owner=owner,
+        )
+        self._retry(lambda: self.state.put_batch(batch))
+        return context
+
+    def context_for(self, batch_id: str, processing_date: str) -> BatchContext:
+        started = datetime.fromisoformat(processing_date)
+        ttl = int((started + timedelta(days=self.ttl_days)).timestamp())
+        return BatchContext(batch_id=batch_id, processing_date=processing_date, ttl=ttl)
+
+    def add_pending(
+        self,
+        context: BatchContext,
+        jobs: Iterable[CreatorJob],
+        *,
+        replay: bool = False,
+        notes: Callable[[CreatorJob], dict[str, Any]] | None = None,
+    ) -> int:
+        """Pending records for ``jobs`` in bulk; a ``replay`` keeps records that moved on."""
+        written = 0
+        chunk: list[CreatorRecord] = []
+        for job in jobs:
+            note = notes(job) if notes else None
+            chunk.append(self._record(job.key, job.creator, context, CreatorStatus.PENDING, note))
+            if len(chunk) >= PENDING_CHUNK:
+                written += self._put_pending(chunk, replay)
+                chunk = []
+        if chunk:
+            written += self._put_pending(chunk, replay)
+        return written
+
+    def _put_pending(self, chunk: list[CreatorRecord], replay: bool) -> int:
+        self._retry(lambda: self.state.put_creators(chunk, if_absent=replay))
+        return len(chunk)
+
+    def resume(self, batch: BatchRecord, owner: str) -> BatchContext:
+        """Mark an interrupted (or orphaned) batch running again under ``owner``."""
+        batch.status, batch.owner = BatchStatus.RUNNING, owner
+        self._retry(lambda: self.state.put_batch(batch))
+        return self.context_for(batch.batch_id, batch.created_at)
+
+    def interrupt(self, batch_id: str) -> BatchRecord | None:
+        """A batch no one works on any more, with creators left: resumable by a rerun."""
+        batch = self.state.get_batch(batch_id)
+        if batch is None or batch.status.is_final or batch.summary_key:
+            return batch
+        batch.status = BatchStatus.INTERRUPTED
+        self._retry(lambda: self.state.put_batch(batch))
+        return batch
+
+    # -- one creator -------------------------------------------------------------
+
+    def claim(
+        self,
+        job: CreatorJob,
+        context: BatchContext,
+        owner: str,
+        *,
+        owner_is_gone: bool = False,
+        note: dict[str, Any] | None = None,
+    ) -> CreatorResult | None:
+        """Take the creator for ``owner``: None when it is ours to work on.
+
+        Returns the stored result when the creator is final already (a redelivery);
+        raises ClaimBusyError while another owner's claim is live. ``owner_is_gone``
+        (the local engine holds the batch's lock, so any claim is a dead process's)
+        takes over a claim before its lease ends. ``note`` is kept in the claim's
+        metadata (the queue engine keeps the message there, for the sweep).
+        """
+        now = self.now()
+        record = self._record(job.key, job.creator, context, CreatorStatus.PROCESSING, note)
+        record.lease_owner, record.lease_expires = owner, now + self.lease_seconds
+        takeover_at = math.inf if owner_is_gone else now
+        try:
+            self._retry(
+                lambda: self.state.put_creator(
+                    record, expected=(CreatorStatus.PENDING,), takeover_at=takeover_at
+                )
+            )
+            return None
+        except ConditionFailedError:
+            existing = self.state.get_creator(job.key, context.batch_id)
+        if existing is None:  # no plan: the job arrived on its own (a direct call)
+            self._retry(lambda: self.state.put_creator(record, expected=()))
+            return None
+        if existing.status.is_final:
+            log.info("creator %s already %s in batch %s", job.key, existing.status, job.key)
+            return CreatorResult.from_record(existing, creator=job.creator)
+        wait = max(1.0, existing.lease_expires - now)
+        raise ClaimBusyError(
+            f"creator {job.key!r} of batch {context.batch_id} is claimed by "
+            f"{existing.lease_owner} for {wait:.0f} s more",
+            retry_after=wait,
+        )
+
+    def renew(
+        self,
+        job: CreatorJob,
+        context: BatchContext,
+        owner: str,
+        note: dict[str, Any] | None = None,
+    ) -> bool:
+        """Heartbeat: extend our claim; False when it was lost (taken over)."""
+        record = self._record(job.key, job.creator, context, CreatorStatus.PROCESSING, note)
+        record.lease_owner, record.lease_expires = owner, self.now() + self.lease_seconds
+        try:
+            self._retry(
+                lambda: self.state.put_creator(
+                    record, expected=(CreatorStatus.PROCESSING,), owner=owner
+                )
+            )
+            return True
+        except ConditionFailedError:
+            return False
+
+    def release(self, job: CreatorJob, context: BatchContext, owner: str) -> None:
+        """Give an unfinished claim back (a graceful stop): pending again, for a rerun."""
+        record = self._record(job.key, job.creator, context, CreatorStatus.PENDING)
+        try:
+            self._retry(
+                lambda: self.state.put_creator(
+                    record, expected=(CreatorStatus.PROCESSING,), owner=owner
+                )
+            )
+        except ConditionFailedError:
+            pass  # finished or taken over meanwhile: nothing of ours to give back
+
+    def finish(
+        self, result: CreatorResult, context: BatchContext, owner: str
+    ) -> BatchRecord | None:
+        """Write the final record and count it, once; returns the batch after the count.
+
+        A retry after an ambiguous failure may find our own final record already
+        there: that is success. A claim another owner took over raises
+        ClaimBusyError (its work will finish the creator).
+        """
+        metadata = {"display_name": result.creator, **result.to_dict()}
+        record = CreatorRecord(
+            creator_name=result.key,
+            processing_date=context.processing_date,
+            batch_id=context.batch_id,
+            status=result.status,
+            images_processed=result.images_used,
+            collage_key=result.collage_key,
+            processing_duration=round(result.duration, 3),
+            error_count=len(result.failures) + (1 if result.error else 0),
+            fingerprint=result.fingerprint,
+            metadata=metadata,
+            ttl=context.ttl,
+            lease_owner=owner,
+        )
+        try:
+            return self._retry(
+                lambda: self.state.finish_creator(
+                    record, expected=(CreatorStatus.PROCESSING,), owner=owner
+                )
+            )
+        except ConditionFailedError:
+            stored = self.state.get_creator(result.key, context.batch_id)
+        if stored is not None and stored.status.is_final:
+            if stored.lease_owner != owner:
+                log.info("creator %s was finished by %s", result.key, stored.lease_owner)
+            return self.state.get_batch(context.batch_id)
+        holder = stored.lease_owner if stored else None
+        raise ClaimBusyError(
+            f"creator {result.key!r}: the claim passed to {holder} before this finish",
+            retry_after=self.lease_seconds,
+        )
+
+    def _record(
+        self,
+        key: str,
+        display: str,
+        context: BatchContext,
+        status: CreatorStatus,
+        note: dict[str, Any] | None = None,
+    ) -> CreatorRecord:
+        return CreatorRecord(
+            creator_name=key,
+            processing_date=context.processing_date,
+            batch_id=context.batch_id,
+            status=status,
+            metadata={"display_name": display, **(note or {})},
+            ttl=context.ttl,
+        )
+
+    # -- the summary -------------------------------------------------------------
+
+    def finalize(
+        self, batch_id: str, *, peak_memory_percent: float = 0.0, takeover: bool = False
+    ) -> BatchSummary | None:
+        """Write the summary if every creator is final and nobody else has claimed it.
+
+        Returns the summary this call wrote, else None (not finished, or written by
+        another). The summary is built from the state records, streamed: the same for
+        a local run, a resumed run and a distributed one. ``takeover``: the caller knows
+        any earlier claimant is dead (the local batch lock), so its claim is void.
+        """
+        batch = self.state.get_batch(batch_id)
+        if batch is None or batch.summary_key:
+            return None
+        if batch.completed + batch.failed + batch.skipped < batch.total_creators:
+            return None
+        claimed = self._retry(
+            lambda: self.state.claim_summary(
+                batch_id, now=self.now(), lease_seconds=0.0 if takeover else SUMMARY_LEASE_SECONDS
+            )
+        )
+        if not claimed:
+            self._await_summary(batch_id)
+            return None
+        stats, source = self._plan_stats(batch_id, batch.source)
+        batch.source = source
+        writer = self._write_summary(batch, stats, peak_memory_percent)
+        summary = writer.publish(self.state, batch)
+        log.info("batch %s complete: %s", batch_id, summary.totals)
+        return summary
+
+    def _write_summary(
+        self, batch: BatchRecord, stats: PlanStats, peak_memory_percent: float
+    ) -> SummaryWriter:
+        """Stream the records into a summary; re-read while the index lags the counters."""
+        expected = batch.completed + batch.failed + batch.skipped
+        for attempt in range(INDEX_CATCH_UP_TRIES):
+            writer = SummaryWriter(
+                self.outputs,
+                batch,
+                stats,
+                finished=self.clock(),
+                peak_memory_percent=peak_memory_percent,
+            )
+            for record in self.state.creators_in_batch(batch.batch_id):
+                if record.status.is_final:
+                    writer.add(CreatorResult.from_record(record))
+            if writer.creators >= expected:
+                return writer
+            writer.discard()
+            log.info(
+                "batch %s: %d of %d final records visible; reading again",
+                batch.batch_id,
+                writer.creators,
+                expected,
+            )
+            self.sleep(INDEX_CATCH_UP_SECONDS * (attempt + 1))
+        raise SummaryPendingError(
+            f"batch {batch.batch_id}: the state index still lags the counters; "
+            "the summary is written on a later try"
+        )
+
+    def _plan_stats(self, batch_id: str, source: str) -> tuple[PlanStats, str]:
+        try:
+            plan = json.loads(self.plans.get(plan_key(batch_id)))
+        except (StorageError, ValueError):
+            log.warning("batch %s has no readable plan; CSV statistics left out", batch_id)
+            return PlanStats(0, 0, []), source
+        return PlanStats(**plan["stats"]), plan.get("source", source)
+
+    def _await_summary(self, batch_id: str) -> None:
+        """Return once another worker's claimed summary is written, else raise.
+
+        Two creators finishing together both see the batch complete; the one that
+        lost the claim waits the few seconds the winner needs. If the summary does
+        not appear, the winner may have died: SummaryPendingError fails this message
+        so it comes back, and once the dead claim's lease is over the retry writes it.
+        """
+        deadline = time.monotonic() + self.summary_wait_seconds
+        while True:
+            current = self.state.get_batch(batch_id)
+            if current is not None and current.summary_key:
+                return
+            if time.monotonic() >= deadline:
+                raise SummaryPendingError(
+                    f"the summary of batch {batch_id} was claimed but is not written yet"
+                )
+            self.sleep(SUMMARY_POLL_SECONDS)

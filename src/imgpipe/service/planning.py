@@ -1,0 +1,58 @@
+"""Pure helpers of planning a batch: ids, the settings snapshot, the input's identity.
+
+A batch's identity is what makes two runs "the same run": the CSV's content and
+the settings that shape the output (those in the collage fingerprint), never
+concurrency or timeouts. A rerun with the same identity continues an unfinished
+batch instead of starting over.
+
+    >>> from imgpipe.settings import RunOptions
+    >>> a = batch_identity("ab" * 32, RunOptions())
+    >>> a == batch_identity("ab" * 32, RunOptions(max_workers=2, timeout=5))
+    True
+    >>> a == batch_identity("ab" * 32, RunOptions(rows=3))
+    False
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from imgpipe.settings import RunOptions
+
+__all__ = ["batch_identity", "new_batch_id", "plan_marker_key", "settings_snapshot"]
+
+# What shapes a batch's output; a change of any of these is a different batch.
+OUTPUT_SETTINGS = (
+    "rows", "cols", "cell", "quality", "max_images", "min_images", "min_image_size",
+    "deduplicate", "force", "creator_column", "url_column",
+)  # fmt: skip
+SNAPSHOT_SETTINGS = (
+    "rows", "cols", "cell", "quality", "max_images", "min_images", "concurrency",
+    "max_workers", "timeout", "retries", "force",
+)  # fmt: skip
+
+
+def new_batch_id(now: datetime) -> str:
+    """Sortable and unique: ``20261123-101500-1a2b3c4d``."""
+    return f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+def settings_snapshot(options: RunOptions) -> dict[str, Any]:
+    """The settings a batch record shows."""
+    return {name: getattr(options, name) for name in SNAPSHOT_SETTINGS}
+
+
+def batch_identity(content_sha256: str, options: RunOptions, *, source: str = "") -> str:
+    """The input and the output-shaping settings, as one hex digest."""
+    shaping = {name: getattr(options, name) for name in OUTPUT_SETTINGS}
+    text = json.dumps([content_sha256, source, shaping], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def plan_marker_key(identity: str) -> str:
+    """Where the work store remembers which batch an identity was planned as."""
+    return f"processing/plans/{identity}.json"

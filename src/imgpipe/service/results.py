@@ -1,0 +1,106 @@
+"""What the batch services produce and share: per-creator results, batch context, plan stats.
+
+They live apart from the services that produce them so the summary, the gallery,
+the progress display and the API import data, not workers.
+
+Example::
+
+    >>> from imgpipe.domain.records import CreatorStatus
+    >>> CreatorResult("Ann", "Ann", CreatorStatus.FAILED, error="0 usable cover(s)").failures
+    []
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from imgpipe.domain.records import BatchRecord, CoverOutcome, CreatorRecord, CreatorStatus, Reason
+
+__all__ = ["NOT_FAILURES", "BatchContext", "CreatorResult", "PlanStats"]
+
+# Reasons that describe a cover we chose not to use rather than one that failed.
+NOT_FAILURES = frozenset({Reason.DUPLICATE.value, Reason.NOT_ATTEMPTED.value})
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """What every creator of one batch shares."""
+
+    batch_id: str
+    processing_date: str  # ISO-8601 UTC batch start; the state store's sort key
+    ttl: int  # epoch seconds after which records may be forgotten
+
+
+@dataclass(frozen=True)
+class PlanStats:
+    """What the summary needs of the CSV itself (kept beside the batch, in its plan)."""
+
+    rows_read: int
+    duplicate_rows: int
+    row_problems: list[dict[str, Any]]
+
+
+@dataclass
+class CreatorResult:
+    creator: str
+    key: str
+    status: CreatorStatus
+    covers: list[CoverOutcome] = field(default_factory=list)
+    images_used: int = 0
+    collage_key: str | None = None
+    fingerprint: str | None = None
+    duration: float = 0.0
+    error: str | None = None
+    safe_mode: bool = False
+    replayed: bool = False  # the record was already final; nothing was done again
+    batch: BatchRecord | None = None  # the batch's counts right after this creator finished
+
+    @property
+    def failures(self) -> list[CoverOutcome]:
+        return [c for c in self.covers if not c.ok and c.reason not in NOT_FAILURES]
+
+    @property
+    def duplicates(self) -> int:
+        return sum(1 for c in self.covers if c.reason == Reason.DUPLICATE)
+
+    def for_summary(self) -> CreatorResult:
+        """What a batch summary needs of one creator: failed and duplicate covers."""
+        failed = [c for c in self.covers if not c.ok and c.reason != Reason.NOT_ATTEMPTED]
+        return replace(self, covers=failed, batch=None)
+
+    @classmethod
+    def from_record(cls, record: CreatorRecord, *, creator: str | None = None) -> CreatorResult:
+        """The result as stored in a final record (its metadata holds the covers)."""
+        known = CoverOutcome.__dataclass_fields__
+        covers = [
+            CoverOutcome(**{k: v for k, v in c.items() if k in known})
+            for c in record.metadata.get("covers", [])
+        ]
+        return cls(
+            creator=creator or record.metadata.get("display_name", record.creator_name),
+            key=record.creator_name,
+            status=record.status,
+            covers=covers,
+            images_used=record.images_processed,
+            collage_key=record.collage_key,
+            fingerprint=record.fingerprint,
+            duration=record.processing_duration,
+            error=record.metadata.get("error"),
+            safe_mode=bool(record.metadata.get("safe_mode", False)),
+            replayed=True,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "creator": self.creator,
+            "key": self.key,
+            "status": self.status.value,
+            "images_used": self.images_used,
+            "collage_key": self.collage_key,
+            "fingerprint": self.fingerprint,
+            "duration_s": round(self.duration, 3),
+            "error": self.error,
+            "safe_mode": self.safe_mode,
+            "covers": [c.to_dict() for c in self.covers],
+        }

@@ -1,0 +1,205 @@
+"""The batch summary, written as a stream: counts in memory, failed URLs in JSON Lines parts.
+
+A million failed covers must not sit in memory, nor be dropped: each failed URL
+is written to ``results/failed-urls/<batch_id>/part-NNNNN.jsonl`` in parts of
+``FAILED_URLS_PER_PART`` lines, the summary JSON lists the parts and carries the
+first ``FAILED_URLS_INLINE`` for people and the gallery::
+
+    writer = SummaryWriter(outputs, batch, stats, finished=now)
+    for record in state.creators_in_batch(batch.batch_id):
+        writer.add(CreatorResult.from_record(record))
+    summary = writer.publish(state, batch)      # summary JSON, gallery, batch record
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from imgpipe.domain.keys import summary_key
+from imgpipe.domain.records import BatchRecord, BatchStatus, CreatorStatus
+from imgpipe.ports import ObjectStore, StateStore
+from imgpipe.service.gallery import render_gallery
+from imgpipe.service.results import CreatorResult, PlanStats
+
+__all__ = ["GALLERY_KEY", "BatchSummary", "SummaryWriter", "failed_urls_prefix"]
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 3
+GALLERY_KEY = "index.html"
+FAILED_URLS_PER_PART = 20_000
+FAILED_URLS_INLINE = 1_000
+
+
+def failed_urls_prefix(batch_id: str) -> str:
+    return f"results/failed-urls/{batch_id}/"
+
+
+@dataclass
+class BatchSummary:
+    batch_id: str
+    source: str
+    started_at: str
+    finished_at: str
+    duration_s: float
+    status: BatchStatus
+    totals: dict[str, int]
+    failures_by_reason: dict[str, int]
+    failed_urls: list[dict[str, Any]]  # the first FAILED_URLS_INLINE; all in failed_url_files
+    row_problems: list[dict[str, Any]]
+    creators: list[dict[str, Any]]
+    settings: dict[str, Any]
+    images_per_second: float
+    peak_memory_percent: float
+    summary_key: str = ""
+    gallery_key: str = GALLERY_KEY
+    failed_url_files: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_SOME_FAILED if self.totals.get("failed", 0) else EXIT_OK
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        data["exit_code"] = self.exit_code
+        return data
+
+
+class SummaryWriter:
+    """Accumulates creator results one at a time; failed URLs go out in parts."""
+
+    def __init__(
+        self,
+        outputs: ObjectStore,
+        batch: BatchRecord,
+        stats: PlanStats,
+        *,
+        finished: datetime,
+        peak_memory_percent: float = 0.0,
+    ) -> None:
+        self.outputs = outputs
+        self.batch = batch
+        self.stats = stats
+        self.finished = finished
+        self.peak_memory_percent = peak_memory_percent
+        self.creators = 0
+        self._statuses: Counter[CreatorStatus] = Counter()
+        self._reasons: Counter[str] = Counter()
+        self._entries: list[dict[str, Any]] = []
+        self._inline: list[dict[str, Any]] = []
+        self._part: list[str] = []
+        self._parts: list[str] = []
+        self._failed = 0
+        self._images = 0
+        self._duplicates = 0
+
+    def add(self, result: CreatorResult) -> None:
+        self.creators += 1
+        self._statuses[result.status] += 1
+        self._images += result.images_used
+        self._duplicates += result.duplicates
+        failures = result.failures
+        for cover in failures:
+            self._reasons[cover.reason or "unknown"] += 1
+            entry = {"creator": result.creator, **cover.to_dict()}
+            self._failed += 1
+            if len(self._inline) < FAILED_URLS_INLINE:
+                self._inline.append(entry)
+            self._part.append(json.dumps(entry, ensure_ascii=False))
+            if len(self._part) >= FAILED_URLS_PER_PART:
+                self._flush()
+        self._entries.append(_creator_entry(result, Counter(c.reason for c in failures)))
+
+    def _flush(self) -> None:
+        if not self._part:
+            return
+        key = f"{failed_urls_prefix(self.batch.batch_id)}part-{len(self._parts):05}.jsonl"
+        self.outputs.put(
+            key, ("\n".join(self._part) + "\n").encode(), content_type="application/x-ndjson"
+        )
+        self._parts.append(key)
+        self._part = []
+
+    def discard(self) -> None:
+        """Remove the parts written so far (the records are read again)."""
+        for key in self._parts:
+            self.outputs.delete(key)
+        self._parts = []
+
+    def summary(self) -> BatchSummary:
+        self._flush()
+        for problem in self.stats.row_problems:
+            self._reasons[f"row_{problem['reason']}"] += 1
+        started = datetime.fromisoformat(self.batch.created_at)
+        duration = max(0.0, (self.finished - started).total_seconds())
+        failed = self._statuses[CreatorStatus.FAILED]
+        totals = {
+            "creators": self.creators,
+            "completed": self._statuses[CreatorStatus.COMPLETED],
+            "skipped_unchanged": self._statuses[CreatorStatus.SKIPPED_UNCHANGED],
+            "failed": failed,
+            "images_used": self._images,
+            "images_failed": self._failed,
+            "duplicates": self._duplicates,
+            "rows_read": self.stats.rows_read,
+            "row_problems": len(self.stats.row_problems),
+            "duplicate_rows": self.stats.duplicate_rows,
+        }
+        self._entries.sort(key=lambda e: (e["creator"].casefold(), e["key"]))
+        return BatchSummary(
+            batch_id=self.batch.batch_id,
+            source=self.batch.source,
+            started_at=started.isoformat(timespec="seconds"),
+            finished_at=self.finished.isoformat(timespec="seconds"),
+            duration_s=round(duration, 3),
+            status=BatchStatus.COMPLETED_WITH_FAILURES if failed else BatchStatus.COMPLETED,
+            totals=totals,
+            failures_by_reason=dict(self._reasons.most_common()),
+            failed_urls=self._inline,
+            row_problems=self.stats.row_problems,
+            creators=self._entries,
+            settings=self.batch.settings,
+            images_per_second=round(self._images / duration, 2) if duration > 0 else 0.0,
+            peak_memory_percent=round(self.peak_memory_percent, 1),
+            summary_key=summary_key(self.batch.batch_id),
+            failed_url_files=list(self._parts),
+        )
+
+    def publish(self, state: StateStore, batch: BatchRecord) -> BatchSummary:
+        """Write the summary JSON and the gallery, and close the batch record."""
+        summary = self.summary()
+        self.outputs.put(
+            summary.summary_key,
+            json.dumps(summary.to_dict(), ensure_ascii=False, indent=2).encode(),
+            content_type="application/json",
+        )
+        self.outputs.put(
+            GALLERY_KEY,
+            render_gallery(summary).encode(),
+            content_type="text/html; charset=utf-8",
+        )
+        batch.status = summary.status
+        batch.summary_key = summary.summary_key
+        batch.finished_at = summary.finished_at
+        state.put_batch(batch)
+        return summary
+
+
+def _creator_entry(result: CreatorResult, failures: Counter[str | None]) -> dict[str, Any]:
+    return {
+        "creator": result.creator,
+        "key": result.key,
+        "status": result.status.value,
+        "images_used": result.images_used,
+        "collage_key": result.collage_key,
+        "failures": dict(failures),
+        "duplicates": result.duplicates,
+        "error": result.error,
+        "safe_mode": result.safe_mode,
+        "duration_s": round(result.duration, 3),
+    }
