@@ -10,8 +10,8 @@ import asyncio
 import io
 import json
 from collections.abc import Iterator
-from typing import Any
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -20,9 +20,9 @@ from imgpipe.adapters.memory import InMemoryObjectStore, InMemoryStateStore, InP
 from imgpipe.domain.keys import creator_key
 from imgpipe.domain.manifest import CoverRef, CreatorJob, Manifest
 from imgpipe.domain.records import CreatorStatus
+from imgpipe.errors import StorageError
 from imgpipe.fetch.downloader import FetchResult
 from imgpipe.ports import ObjectStore, StateStore
-from imgpipe.errors import StorageError
 from imgpipe.service.batch import BatchInterruptedError, BatchRunner
 from imgpipe.service.ledger import BatchLedger
 from imgpipe.service.memory import MemoryMonitor
