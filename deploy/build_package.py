@@ -1,9 +1,11 @@
 """Build the Lambda package: ``build/lambda/`` (the SAM CodeUri) and ``build/imgpipe-lambda.zip``.
 
 The runtime dependencies (core, ``[aws]`` and ``[api]`` extras, so Mangum too) are
-installed from wheels for the Lambda platform, then boto3, botocore and s3transfer
-are removed with the packages only they needed: the Lambda runtime provides them,
-and a second copy would shadow the runtime's matching set. The imgpipe package
+installed from wheels for the Lambda platform, with boto3 and botocore pinned
+(``SDK_PINS``): the code needs S3's conditional put (``IfNoneMatch``, boto3 1.35),
+and the runtime's own copy is whatever AWS last shipped with the Python runtime,
+so the package brings the version the tests ran against; /var/task comes first
+on the function's path, so it shadows the runtime's set. The imgpipe package
 (templates and static files included) is copied in, and the zip is deterministic
 (sorted entries, fixed timestamps and modes)::
 
@@ -15,7 +17,6 @@ and a second copy would shadow the runtime's matching set. The imgpipe package
 from __future__ import annotations
 
 import argparse
-import csv
 import re
 import shutil
 import subprocess
@@ -27,7 +28,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTRAS = ("aws", "api")
-PROVIDED_BY_RUNTIME = frozenset({"boto3", "botocore", "s3transfer"})
+# The SDK in the package, pinned together (boto3 requires its own botocore series).
+# At least 1.35: S3 conditional writes (PutObject IfNoneMatch) arrived in 1.35.
+SDK_PINS = ("boto3==1.44.8", "botocore==1.44.8")
+MIN_BOTO3 = (1, 35)
 # Python 3.12 on Lambda runs on Amazon Linux 2023 (glibc 2.34). pip does not widen a
 # manylinux_2_X platform to older ones by itself, so every tag from 2.28 down is named.
 GLIBC_MINORS = range(28, 16, -1)
@@ -37,13 +41,6 @@ ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def requirement_name(requirement: str) -> str:
-    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
-    if match is None:
-        raise SystemExit(f"cannot read requirement {requirement!r}")
-    return normalize(match.group(1))
 
 
 def runtime_requirements() -> list[str]:
@@ -66,47 +63,13 @@ def pip_install(requirements: list[str], target: Path, platform: str, arch: str)
     subprocess.run([*command, *requirements], check=True)
 
 
-def installed(target: Path) -> dict[str, tuple[Path, set[str]]]:
-    """name -> (dist-info folder, names it requires outside of its own extras)."""
-    found: dict[str, tuple[Path, set[str]]] = {}
+def installed_version(target: Path, name: str) -> tuple[int, ...]:
+    """The version of ``name`` installed in ``target`` (from its dist-info)."""
     for info in target.glob("*.dist-info"):
         metadata = HeaderParser().parsestr((info / "METADATA").read_text(encoding="utf-8"))
-        requires = {
-            requirement_name(line)
-            for line in metadata.get_all("Requires-Dist") or []
-            if "extra" not in line.partition(";")[2]
-        }
-        found[normalize(metadata["Name"])] = (info, requires)
-    return found
-
-
-def uninstall(target: Path, info: Path) -> None:
-    record = (info / "RECORD").read_text(encoding="utf-8").splitlines()
-    for row in csv.reader(record):
-        path = (target / row[0]).resolve()
-        if path.is_relative_to(target.resolve()) and path.is_file():
-            path.unlink()
-    shutil.rmtree(info, ignore_errors=True)
-
-
-def remove_runtime_provided(target: Path, roots: set[str]) -> list[str]:
-    """Remove boto3 & co, then whatever only they required; returns the removed names."""
-    dists = installed(target)
-    removed = sorted(PROVIDED_BY_RUNTIME & dists.keys())
-    candidates: set[str] = set()
-    for name in removed:
-        candidates |= dists[name][1]
-        uninstall(target, dists[name][0])
-    while True:
-        dists = installed(target)
-        required = roots | {r for _, requires in dists.values() for r in requires}
-        orphans = sorted(n for n in candidates if n in dists and n not in required)
-        if not orphans:
-            return removed
-        for name in orphans:
-            candidates |= dists[name][1]
-            uninstall(target, dists[name][0])
-            removed.append(name)
+        if normalize(metadata["Name"]) == normalize(name):
+            return tuple(int(part) for part in re.findall(r"\d+", metadata["Version"])[:3])
+    raise SystemExit(f"{name} is not in {target}")
 
 
 def tidy(target: Path) -> None:
@@ -115,7 +78,7 @@ def tidy(target: Path) -> None:
         shutil.rmtree(cache)
     shutil.rmtree(target / "bin", ignore_errors=True)
     for folder in sorted((p for p in target.rglob("*") if p.is_dir()), reverse=True):
-        if not any(folder.iterdir()):  # left empty by an uninstall
+        if not any(folder.iterdir()):  # left empty once the caches are gone
             folder.rmdir()
 
 
@@ -146,11 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     target = args.out / "lambda"
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
-    requirements = runtime_requirements()
+    requirements = [*runtime_requirements(), *SDK_PINS]
     arch = "aarch64" if args.arch == "arm64" else "x86_64"
     pip_install(requirements, target, args.platform, arch)
-    roots = {requirement_name(r) for r in requirements} - PROVIDED_BY_RUNTIME
-    removed = remove_runtime_provided(target, roots)
+    boto3 = installed_version(target, "boto3")
+    if boto3[:2] < MIN_BOTO3:
+        raise SystemExit(f"boto3 {boto3} is older than {MIN_BOTO3} (no S3 IfNoneMatch)")
     shutil.copytree(
         ROOT / "src" / "imgpipe",
         target / "imgpipe",
@@ -162,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{target} is {size / 2**20:.0f} MiB, over Lambda's 250 MiB")
     archive = args.out / "imgpipe-lambda.zip"
     write_zip(target, archive)
-    print(f"removed (provided by the Lambda runtime): {', '.join(removed)}")
+    print(f"boto3 {'.'.join(map(str, boto3))} bundled")
     print(f"{target}: {size / 2**20:.1f} MiB unzipped")
     print(f"{archive}: {archive.stat().st_size / 2**20:.1f} MiB")
     return 0

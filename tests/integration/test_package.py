@@ -1,15 +1,20 @@
-"""``deploy/build_package.py``: the Lambda zip works on its own, without boto3.
+"""``deploy/build_package.py``: the Lambda zip works on its own, its own boto3 included.
 
 The package is built for this interpreter (``--platform host``; ``make package``
 builds the same thing for Python 3.12 on manylinux), unzipped, and imported by a
 ``python -I -S`` process that sees the standard library and the unzipped folder
 only. It needs PyPI (pip's cache makes reruns fast).
+
+The zip bundles a pinned boto3 (>= 1.35, for S3's ``IfNoneMatch``) instead of
+relying on the runtime's; importing the handlers still loads none of it (boto3
+loads on the first event, not at import).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -24,14 +29,17 @@ SCRIPT = ROOT / "deploy" / "build_package.py"
 pytestmark = pytest.mark.slow
 
 # Runs in the isolated interpreter: imports, then three requests through the API
-# handler (Mangum -> FastAPI -> the local backend), pages and static files included.
+# handler (Mangum -> FastAPI -> the local backend), pages and static files included,
+# then the bundled SDK: where it comes from and whether S3 PutObject takes IfNoneMatch.
 PROBE = textwrap.dedent(
     """
     import importlib.util, json, sys
     sys.path.insert(0, sys.argv[1])
-    import imgpipe.entrypoints.aws_lambda as processor
+    import imgpipe.entrypoints.aws_lambda as functions
     import imgpipe.entrypoints.api_lambda as api
-    assert callable(processor.handler) and callable(api.handler)
+    handlers = ("handler", "planner_handler", "worker_handler", "compress_handler",
+                "sweep_handler")
+    assert all(callable(getattr(functions, h)) for h in handlers) and callable(api.handler)
     import aws_lambda_powertools.utilities.batch, imgpipe.bootstrap, imgpipe.service.fanout
     import imgpipe.adapters.emf_metrics, imgpipe.settings, mangum, PIL.Image, numpy
 
@@ -45,14 +53,30 @@ PROBE = textwrap.dedent(
         response = api.handler(event, None)
         return response["statusCode"], response["headers"].get("content-type", "")
 
-    print(json.dumps({
-        "files": {m: getattr(sys.modules[m], "__file__", "") for m in ("imgpipe", "pydantic")},
-        "boto3": importlib.util.find_spec("boto3") is not None,
+    report = {
         "aws_modules": sorted(m for m in sys.modules if m.startswith(("boto3", "botocore"))),
         "responses": [get("/healthz"), get("/"), get("/static/app.css")],
-    }))
+    }
+    import boto3, botocore
+    s3 = boto3.session.Session().client("s3", region_name="us-east-1")
+    put = s3.meta.service_model.operation_model("PutObject").input_shape.members
+    report.update({
+        "files": {
+            m: getattr(sys.modules[m], "__file__", "")
+            for m in ("imgpipe", "pydantic", "boto3", "botocore", "s3transfer")
+            if m in sys.modules or importlib.import_module(m)
+        },
+        "boto3": boto3.__version__,
+        "botocore": botocore.__version__,
+        "if_none_match": "IfNoneMatch" in put,
+    })
+    print(json.dumps(report))
     """
 )
+
+
+def version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +90,7 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "imgpipe-lambda.zip"
 
 
-def test_zip_holds_the_code_and_its_data_but_not_the_runtime_sdk(package: Path) -> None:
+def test_zip_holds_the_code_its_data_and_a_pinned_sdk(package: Path) -> None:
     names = zipfile.ZipFile(package).namelist()
     tops = {name.split("/", 1)[0] for name in names}
     assert "imgpipe/entrypoints/aws_lambda.py" in names
@@ -74,7 +98,7 @@ def test_zip_holds_the_code_and_its_data_but_not_the_runtime_sdk(package: Path) 
     assert "imgpipe/templates/dashboard/base.html" in names
     assert "imgpipe/static/app.css" in names
     assert {"pydantic", "PIL", "mangum", "fastapi", "aws_lambda_powertools"} <= tops
-    assert not tops & {"boto3", "botocore", "s3transfer", "dateutil", "urllib3"}
+    assert {"boto3", "botocore", "s3transfer"} <= tops
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert not [n for n in names if n.startswith("bin/")]
 
@@ -91,6 +115,29 @@ def test_zip_is_deterministic(package: Path, tmp_path: Path) -> None:
     again = tmp_path / "again.zip"
     build.write_zip(package.parent / "lambda", again)
     assert again.read_bytes() == package.read_bytes()
+
+
+def test_bundled_boto3_has_s3_conditional_writes(package: Path) -> None:
+    """boto3 >= 1.35 (PutObject IfNoneMatch), as pinned by the build and required by [aws]."""
+    spec = importlib.util.spec_from_file_location("build_package", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    names = zipfile.ZipFile(package).namelist()
+    for dist in ("boto3", "botocore"):
+        (metadata,) = [n for n in names if re.fullmatch(rf"{dist}-[^/]+\.dist-info/METADATA", n)]
+        text = zipfile.ZipFile(package).read(metadata).decode()
+        bundled = re.search(r"^Version: (\S+)$", text, re.M)
+        assert bundled is not None
+        assert version(bundled.group(1)) >= (1, 35)
+        assert f"{dist}=={bundled.group(1)}" in build.SDK_PINS  # exactly the pin
+
+
+def test_unzipped_package_fits_lambda(package: Path) -> None:
+    """Lambda refuses a function whose unzipped package exceeds 250 MB."""
+    unzipped = sum(entry.file_size for entry in zipfile.ZipFile(package).infolist())
+    print(f"unzipped {unzipped / 2**20:.1f} MiB, zipped {package.stat().st_size / 2**20:.1f} MiB")
+    assert unzipped < 250 * 1024 * 1024
 
 
 def test_handlers_import_and_serve_from_the_unzipped_package_alone(
@@ -111,8 +158,13 @@ def test_handlers_import_and_serve_from_the_unzipped_package_alone(
     report = json.loads(done.stdout.strip().splitlines()[-1])
     for module, path in report["files"].items():
         assert Path(path).is_relative_to(folder), f"{module} came from {path}"
-    assert report["boto3"] is False  # the Lambda runtime provides it
-    assert report["aws_modules"] == []  # and no import above needed it
+    # Importing the handlers loads no SDK (cold start). Powertools' user-agent module
+    # probes `import botocore` (the package's __init__ only, no client or loader), as it
+    # does against the runtime's copy on Lambda.
+    assert set(report["aws_modules"]) <= {"botocore"}
+    assert version(report["boto3"]) >= (1, 35)
+    assert version(report["botocore"]) >= (1, 35)
+    assert report["if_none_match"] is True
     assert report["responses"] == [
         [200, "application/json"],
         [200, "text/html; charset=utf-8"],

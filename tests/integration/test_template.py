@@ -1,9 +1,10 @@
 """``deploy/template.yaml`` agrees with the code it deploys.
 
 The numbers of issue 3 (lifecycle, queue, function sizes, events), the table
-layout of ``create_state_table``, the queue attributes of ``aws_resources``, the
-environment names ``Settings`` reads, the handler paths, and an IAM policy that
-holds only actions the code performs. ``make iac-lint`` (cfn-lint, checkov)
+layout of ``create_state_table``, the queue attributes and function timeouts of
+``aws_resources``, the environment names ``Settings`` reads, the handler paths,
+and IAM policies that hold only actions the code performs (one role per
+function: planner, worker, compression, sweep, API). ``make iac-lint`` (cfn-lint, checkov)
 checks the template's syntax and security; this checks its meaning.
 """
 
@@ -20,8 +21,16 @@ import pytest
 import yaml
 from pydantic import AliasChoices
 
-from imgpipe.adapters.aws_resources import MAX_RECEIVE_COUNT, QUEUE_ATTRIBUTES
-from imgpipe.adapters.dynamodb_state import BATCH_INDEX, create_state_table
+from imgpipe.adapters.aws_resources import (
+    COMPRESS_TIMEOUT,
+    MAX_RECEIVE_COUNT,
+    PLAN_QUEUE_ATTRIBUTES,
+    PLANNER_TIMEOUT,
+    QUEUE_ATTRIBUTES,
+    SWEEP_TIMEOUT,
+    WORKER_TIMEOUT,
+)
+from imgpipe.adapters.dynamodb_state import BATCH_INDEX, STATUS_INDEX, create_state_table
 from imgpipe.service.compress import COMPRESSED_PREFIX, is_compressible_key
 from imgpipe.settings import Settings
 
@@ -29,8 +38,21 @@ ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "imgpipe"
 TEMPLATE = ROOT / "deploy" / "template.yaml"
 BUCKETS = ("InputBucket", "OutputBucket", "TempBucket")
-FUNCTIONS = ("ProcessorFunction", "ApiFunction")
-ROLES = {"ProcessorFunction": "ProcessorRole", "ApiFunction": "ApiRole"}
+FUNCTIONS = (
+    "PlannerFunction",
+    "WorkerFunction",
+    "CompressFunction",
+    "SweepFunction",
+    "ApiFunction",
+)
+ROLES = {name: name.removesuffix("Function") + "Role" for name in FUNCTIONS}
+# Functions the input bucket notifies: they may not refer to the bucket resource.
+NOTIFIED = ("PlannerFunction", "CompressFunction")
+# (queue, its dead-letter queue, the consuming function, attributes in aws_resources)
+QUEUES = (
+    ("WorkQueue", "DeadLetterQueue", "WorkerFunction", QUEUE_ATTRIBUTES),
+    ("PlanQueue", "PlanDeadLetterQueue", "PlannerFunction", PLAN_QUEUE_ATTRIBUTES),
+)
 
 # Every IAM action the template grants, and where the code needs it (file under
 # src/imgpipe, text that must be there). A permission whose evidence disappears
@@ -65,19 +87,24 @@ USED: dict[str, list[tuple[str, str]]] = {
         ("adapters/s3_store.py", '"list_objects_v2"'),
         ("adapters/s3_store.py", "_MISSING"),
     ],
-    # SqsWorkQueue.send (SendMessageBatch) for the fan-out; the Lambda service also
-    # uses it for the processor's dead-letter queue (failed S3 events)
+    # SqsWorkQueue.send (SendMessageBatch) for the fan-out, the sweep's re-queue and
+    # the API's planning message; the Lambda service also uses it for the planner's
+    # and the compression function's dead-letter queues (failed S3 events)
     "sqs:SendMessage": [("adapters/sqs_queue.py", "send_message_batch(")],
-    # the SQS event source of the processor polls with the function's role
+    # the SQS event sources of the planner and the worker poll with the function's role
     "sqs:ReceiveMessage": [("entrypoints/aws_lambda.py", "EventType.SQS")],
     "sqs:DeleteMessage": [("entrypoints/aws_lambda.py", "EventType.SQS")],
+    # SqsWorkQueue.release: heartbeats and delayed re-queues of a live message
+    "sqs:ChangeMessageVisibility": [("adapters/sqs_queue.py", "change_message_visibility(")],
     # the event source, and /readyz's queue check (SqsWorkQueue.depth)
     "sqs:GetQueueAttributes": [
         ("adapters/sqs_queue.py", "get_queue_attributes("),
         ("entrypoints/api/routes_health.py", ".queue.depth"),
     ],
     # DynamoStateStore: _get; put_creator and finish_creator's transaction Put;
-    # put_batch, claim_summary and the transaction's Update; _query (table and index)
+    # put_batch, claim_summary and the transaction's Update; _query (table and indexes).
+    # TransactWriteItems is no IAM action: each Put and Update of a transaction is
+    # authorised as PutItem and UpdateItem.
     "dynamodb:GetItem": [("adapters/dynamodb_state.py", "get_item(")],
     "dynamodb:PutItem": [
         ("adapters/dynamodb_state.py", "put_item("),
@@ -90,14 +117,60 @@ USED: dict[str, list[tuple[str, str]]] = {
     "dynamodb:Query": [
         ("adapters/dynamodb_state.py", 'get_paginator("query")'),
         ("adapters/dynamodb_state.py", "IndexName=BATCH_INDEX"),
+        ("adapters/dynamodb_state.py", "IndexName=STATUS_INDEX"),
     ],
 }
 
-# What each function's code paths need (processor: S3 events, SQS messages, direct
-# invocation; API: launch, read, readiness).
+# Actions the engine being rewritten will perform (the planner writes a batch's
+# creator records in batches, the worker and the sweep read them in batches) but the
+# code on this branch does not yet. The template grants them now; the xfail below
+# turns into a failure as soon as the evidence appears, so they move into USED.
+AWAITED: dict[str, list[tuple[str, str]]] = {
+    "dynamodb:BatchWriteItem": [("adapters/dynamodb_state.py", "batch_write_item(")],
+    "dynamodb:BatchGetItem": [("adapters/dynamodb_state.py", "batch_get_item(")],
+}
+
+_LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+_CONSUME = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+_SUMMARY = {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket"}
+
+# What each function's code paths need: exactly these actions, no more, no fewer.
 NEEDS = {
-    "ProcessorRole": set(USED),
-    "ApiRole": set(USED) - {"s3:AbortMultipartUpload", "sqs:ReceiveMessage", "sqs:DeleteMessage"},
+    # read the CSV, write plans and checkpoints, archive the CSV, write state, fan
+    # out, consume (and heartbeat) the planning queue, dead-letter failed S3 events
+    "PlannerRole": _LOGS
+    | {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"}
+    | {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
+    | {"dynamodb:BatchWriteItem", "dynamodb:Query"}
+    | {"sqs:SendMessage", "sqs:ChangeMessageVisibility"}
+    | _CONSUME,
+    # read covers and plans, write collages and summaries, claim/finish creators,
+    # consume (heartbeat, delay) the work queue
+    "WorkerRole": _LOGS
+    | _SUMMARY
+    | {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"}
+    | {"dynamodb:BatchGetItem", "sqs:ChangeMessageVisibility"}
+    | _CONSUME,
+    # read the upload, write its compressed copy, dead-letter failed S3 events
+    "CompressRole": _LOGS | {"s3:GetObject", "s3:PutObject", "sqs:SendMessage"},
+    # find stuck creators, re-queue them, finish batches (the worker's summary writes)
+    "SweepRole": _LOGS
+    | _SUMMARY
+    | {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"}
+    | {"dynamodb:BatchGetItem", "sqs:SendMessage"},
+    # store the CSV, reserve the batch id, send the planning message; read state,
+    # collages and summaries; readiness
+    "ApiRole": _LOGS
+    | {"s3:GetObject", "s3:PutObject", "s3:ListBucket"}
+    | {"sqs:SendMessage", "sqs:GetQueueAttributes", "dynamodb:GetItem", "dynamodb:Query"},
+}
+# The indexes each role may query (besides the table).
+INDEXES = {
+    "PlannerRole": [],
+    "WorkerRole": [BATCH_INDEX, STATUS_INDEX],
+    "CompressRole": [],
+    "SweepRole": [STATUS_INDEX],
+    "ApiRole": [BATCH_INDEX],
 }
 
 
@@ -177,6 +250,9 @@ def test_input_bucket_keeps_the_original_lifecycle_rules(template: dict[str, Any
         ("GLACIER", 90),
         ("DEEP_ARCHIVE", 365),
     ]
+    # CSVs posted to the API live outside the CSV prefix (no S3 event), tiered alike
+    assert by_prefix["api-uploads/"]["Transitions"] == csv_rule["Transitions"]
+    assert by_prefix["api-uploads/"]["Status"] == "Enabled"
     assert by_prefix["processing/"]["ExpirationInDays"] == 7
     temp = resource(template, "TempBucket")["LifecycleConfiguration"]["Rules"]
     assert {(r.get("Prefix"), r.get("ExpirationInDays")) for r in temp} >= {("processing/", 7)}
@@ -210,35 +286,53 @@ def test_buckets_are_private_encrypted_and_tls_only(template: dict[str, Any], na
     ]
 
 
-def test_input_bucket_name_is_built_the_same_everywhere(template: dict[str, Any]) -> None:
-    """The processor cannot reference the bucket (circular), so the name is repeated."""
+@pytest.mark.parametrize("function_name", [*NOTIFIED, "WorkerFunction"])
+def test_input_bucket_name_is_built_the_same_everywhere(
+    template: dict[str, Any], function_name: str
+) -> None:
+    """The notified functions cannot reference the bucket (circular): the name is repeated.
+
+    The worker is not notified, but reads covers from the same bucket the same way.
+    """
     name = resource(template, "InputBucket")["BucketName"]["Fn::Sub"]
     env = template["Globals"]["Function"]["Environment"]["Variables"]
     assert env["INPUT_BUCKET"] == {"Fn::Sub": name}
+    role = ROLES[function_name]
     arns = [
         r["Fn::Sub"]
-        for s in statements(template, "ProcessorRole")
+        for s in statements(template, role)
         for r in as_list(s["Resource"])
         if isinstance(r, dict) and "Fn::Sub" in r and ":s3:::" in r["Fn::Sub"]
     ]
     assert arns and all(a.startswith(f"arn:${{AWS::Partition}}:s3:::{name}/") for a in arns)
-    assert "InputBucket" not in json.dumps(resource(template, "ProcessorRole"))
+    assert "InputBucket" not in json.dumps(resource(template, role))
 
 
 # -- queues and state ----------------------------------------------------------------------
 
 
-def test_queues_match_aws_resources(template: dict[str, Any]) -> None:
-    queue = resource(template, "WorkQueue")
-    for name, value in QUEUE_ATTRIBUTES.items():
+@pytest.mark.parametrize(("queue_name", "dlq_name", "consumer", "attributes"), QUEUES)
+def test_queues_match_aws_resources(
+    template: dict[str, Any],
+    queue_name: str,
+    dlq_name: str,
+    consumer: str,
+    attributes: dict[str, str],
+) -> None:
+    queue = resource(template, queue_name)
+    for name, value in attributes.items():
         assert str(queue[name]) == value
     assert queue["RedrivePolicy"] == {
-        "deadLetterTargetArn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]},
+        "deadLetterTargetArn": {"Fn::GetAtt": [dlq_name, "Arn"]},
         "maxReceiveCount": MAX_RECEIVE_COUNT,
     }
-    dlq = resource(template, "DeadLetterQueue")
+    # room for throttled receives and delayed re-queues before a healthy message dies
+    assert MAX_RECEIVE_COUNT >= 5
+    dlq = resource(template, dlq_name)
     assert dlq["MessageRetentionPeriod"] == 14 * 24 * 3600
     assert queue["SqsManagedSseEnabled"] is True and dlq["SqsManagedSseEnabled"] is True
+    # AWS advises a visibility of at least six times the consumer's timeout
+    assert queue["VisibilityTimeout"] >= 6 * resource(template, consumer)["Timeout"]
 
 
 def test_table_is_what_create_state_table_creates(template: dict[str, Any]) -> None:
@@ -270,20 +364,86 @@ def test_table_is_what_create_state_table_creates(template: dict[str, Any]) -> N
 # -- functions -------------------------------------------------------------------------------
 
 
-def test_processor_function_sizes(template: dict[str, Any]) -> None:
-    props = function(template, "ProcessorFunction")
+@pytest.mark.parametrize(
+    ("name", "memory", "timeout"),
+    [
+        ("PlannerFunction", 3008, PLANNER_TIMEOUT),
+        ("WorkerFunction", 3008, WORKER_TIMEOUT),
+        ("CompressFunction", 1024, COMPRESS_TIMEOUT),
+        ("SweepFunction", 1024, SWEEP_TIMEOUT),
+    ],
+)
+def test_function_sizes(template: dict[str, Any], name: str, memory: int, timeout: int) -> None:
+    props = function(template, name)
     assert props["Runtime"] == "python3.12"
-    assert (props["MemorySize"], props["Timeout"]) == (3008, 900)
-    assert resolve(props["ReservedConcurrentExecutions"], template) == 50
+    assert (props["MemorySize"], props["Timeout"]) == (memory, timeout)
     assert props["Architectures"] == [{"Ref": "Architecture"}]
     assert template["Parameters"]["Architecture"]["Default"] == "x86_64"
     assert template["Parameters"]["Architecture"]["AllowedValues"] == ["x86_64", "arm64"]
+
+
+def test_timeouts_are_the_engine_contract() -> None:
+    assert (PLANNER_TIMEOUT, WORKER_TIMEOUT, COMPRESS_TIMEOUT, SWEEP_TIMEOUT) == (900, 300, 60, 300)
+
+
+@pytest.mark.parametrize(("queue_name", "dlq_name", "consumer", "attributes"), QUEUES)
+def test_sqs_consumers_fit_their_queue(
+    template: dict[str, Any],
+    queue_name: str,
+    dlq_name: str,
+    consumer: str,
+    attributes: dict[str, str],
+) -> None:
+    props = function(template, consumer)
     # Lambda refuses an SQS source whose visibility timeout is below the function's timeout
-    assert resource(template, "WorkQueue")["VisibilityTimeout"] >= props["Timeout"]
-    assert props["DeadLetterQueue"] == {
+    assert resource(template, queue_name)["VisibilityTimeout"] >= props["Timeout"]
+    (sqs,) = [e["Properties"] for e in props["Events"].values() if e["Type"] == "SQS"]
+    assert sqs["Queue"] == {"Fn::GetAtt": [queue_name, "Arn"]}
+    assert sqs["BatchSize"] == 1
+    assert sqs["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_worker_polls_no_more_than_it_may_run(template: dict[str, Any]) -> None:
+    """A throttled invocation returns its message: it would count a receive towards the DLQ."""
+    props = function(template, "WorkerFunction")
+    reserved = props["ReservedConcurrentExecutions"]
+    assert reserved == {"Ref": "WorkerReservedConcurrency"}
+    assert resolve(reserved, template) == 50
+    (sqs,) = [e["Properties"] for e in props["Events"].values() if e["Type"] == "SQS"]
+    assert sqs["ScalingConfig"] == {"MaximumConcurrency": reserved}
+    assert "DeadLetterQueue" not in props  # its queue's redrive policy is the DLQ
+    env = props["Environment"]["Variables"]
+    assert float(env["IMGPIPE_CREATOR_LEASE_SECONDS"]) == WORKER_TIMEOUT
+
+
+@pytest.mark.parametrize(
+    ("name", "dlq"),
+    [("PlannerFunction", "PlanDeadLetterQueue"), ("CompressFunction", "DeadLetterQueue")],
+)
+def test_failed_s3_events_are_dead_lettered(template: dict[str, Any], name: str, dlq: str) -> None:
+    assert function(template, name)["DeadLetterQueue"] == {
         "Type": "SQS",
-        "TargetArn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]},
+        "TargetArn": {"Fn::GetAtt": [dlq, "Arn"]},
     }
+    granted = [
+        s["Resource"]
+        for s in statements(template, ROLES[name])
+        if "sqs:SendMessage" in as_list(s["Action"])
+    ]
+    assert {"Fn::GetAtt": [dlq, "Arn"]} in granted
+
+
+def test_sweep_runs_every_five_minutes_one_at_a_time(template: dict[str, Any]) -> None:
+    props = function(template, "SweepFunction")
+    (event,) = props["Events"].values()
+    assert event["Type"] == "Schedule"
+    assert event["Properties"]["Schedule"] == "rate(5 minutes)"
+    assert props["ReservedConcurrentExecutions"] == 1
+    # a run that cannot start is dropped before the next schedule, never queued behind it
+    assert props["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+    assert props["EventInvokeConfig"]["MaximumEventAgeInSeconds"] < 300
+    env = props["Environment"]["Variables"]
+    assert float(env["IMGPIPE_CREATOR_LEASE_SECONDS"]) == WORKER_TIMEOUT
 
 
 def test_api_function_sizes(template: dict[str, Any]) -> None:
@@ -294,16 +454,31 @@ def test_api_function_sizes(template: dict[str, Any]) -> None:
     assert event == {"Type": "HttpApi", "Properties": {"ApiId": {"Ref": "HttpApi"}}}  # catch-all
 
 
+HANDLERS = {
+    "PlannerFunction": "imgpipe.entrypoints.aws_lambda.planner_handler",
+    "WorkerFunction": "imgpipe.entrypoints.aws_lambda.worker_handler",
+    "CompressFunction": "imgpipe.entrypoints.aws_lambda.compress_handler",
+    "SweepFunction": "imgpipe.entrypoints.aws_lambda.sweep_handler",
+    "ApiFunction": "imgpipe.entrypoints.api_lambda.handler",
+}
+
+
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_handlers_resolve_to_callables(template: dict[str, Any], name: str) -> None:
+    assert resource(template, name)["Handler"] == HANDLERS[name]
     module, _, attribute = resource(template, name)["Handler"].rpartition(".")
     assert callable(getattr(importlib.import_module(module), attribute))
     assert function(template, name)["CodeUri"] == "../build/lambda"  # make package's output
 
 
-def test_processor_events(template: dict[str, Any]) -> None:
-    events = resource(template, "ProcessorFunction")["Events"]
-    s3 = {name: e["Properties"] for name, e in events.items() if e["Type"] == "S3"}
+def test_s3_events(template: dict[str, Any]) -> None:
+    s3 = {
+        f"{function_name}.{name}": e["Properties"]
+        for function_name in FUNCTIONS
+        for name, e in resource(template, function_name).get("Events", {}).items()
+        if e["Type"] == "S3"
+    }
+    assert set(s3) == {"PlannerFunction.CsvUpload", "CompressFunction.ImageUpload"}
     for props in s3.values():
         assert props["Bucket"] == {"Ref": "InputBucket"}
         assert props["Events"] == "s3:ObjectCreated:*"
@@ -312,18 +487,16 @@ def test_processor_events(template: dict[str, Any]) -> None:
         found = s3[name]["Filter"]["S3Key"]["Rules"]
         return {r["Name"]: resolve(r["Value"], template) for r in found}
 
-    assert rules("CsvUpload") == {"prefix": "csv-files/", "suffix": ".csv"}
-    upload_prefix = rules("ImageUpload")["prefix"]
-    assert rules("ImageUpload") == {"prefix": "uploads/"}
+    assert rules("PlannerFunction.CsvUpload") == {"prefix": "csv-files/", "suffix": ".csv"}
+    upload_prefix = rules("CompressFunction.ImageUpload")["prefix"]
+    assert rules("CompressFunction.ImageUpload") == {"prefix": "uploads/"}
     for key in ("uploads/a.jpg", "uploads/b.JPEG", "uploads/c.png", "uploads/d.webp"):
         assert is_compressible_key(key, upload_prefix)
     # the compressed copy is written outside the watched prefix: no event loop
     assert not (COMPRESSED_PREFIX + "uploads/a.jpg").startswith(upload_prefix)
-
-    (sqs,) = [e["Properties"] for e in events.values() if e["Type"] == "SQS"]
-    assert sqs["Queue"] == {"Fn::GetAtt": ["WorkQueue", "Arn"]}
-    assert sqs["BatchSize"] == 1
-    assert sqs["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # CSVs the API stores are planned through the planning queue, not by an S3 event
+    assert not "api-uploads/".startswith(rules("PlannerFunction.CsvUpload")["prefix"])
+    assert not "api-uploads/".startswith(upload_prefix)
 
 
 def _settings_names() -> set[str]:
@@ -344,6 +517,8 @@ def test_environment_names_are_settings(template: dict[str, Any], name: str) -> 
     assert env["IMGPIPE_BACKEND"] == "aws"
     required = {"INPUT_BUCKET", "OUTPUT_BUCKET", "TEMP_BUCKET", "SQS_QUEUE_URL", "SQS_DLQ_URL"}
     assert required | {"DYNAMODB_TABLE_NAME", "IMGPIPE_CSV_PREFIX"} <= set(env)
+    assert env["IMGPIPE_PLAN_QUEUE_URL"] == {"Ref": "PlanQueue"}
+    assert env["IMGPIPE_PLAN_DLQ_URL"] == {"Ref": "PlanDeadLetterQueue"}
 
 
 # -- permissions -------------------------------------------------------------------------------
@@ -353,6 +528,14 @@ def test_every_iam_action_is_one_the_code_uses() -> None:
     for action, evidence in USED.items():
         for path, text in evidence:
             assert text in (SRC / path).read_text(encoding="utf-8"), f"{action}: {path} {text}"
+
+
+@pytest.mark.parametrize("action", sorted(AWAITED))
+@pytest.mark.xfail(strict=True, reason="granted for the engine rewrite, not in this code yet")
+def test_actions_awaiting_the_engine(action: str) -> None:
+    """Fails (XPASS, strict) once the engine uses the action: then it belongs in USED."""
+    for path, text in AWAITED[action]:
+        assert text in (SRC / path).read_text(encoding="utf-8"), f"{action}: {path} {text}"
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
@@ -368,22 +551,45 @@ def test_roles_hold_exactly_what_the_code_needs(template: dict[str, Any], name: 
         assert not [a for a in actions if "*" in a]
         assert "*" not in as_list(statement["Resource"])
         granted.update(actions)
-    assert granted <= set(USED)
+    assert granted <= set(USED) | set(AWAITED)
     assert granted == NEEDS[role]
 
 
-def test_index_permissions_name_the_index_the_code_queries(template: dict[str, Any]) -> None:
-    for role in ROLES.values():
-        indexes = [
-            r["Fn::Sub"]
-            for s in statements(template, role)
-            for r in as_list(s["Resource"])
-            if isinstance(r, dict) and "/index/" in r.get("Fn::Sub", "")
-        ]
-        assert indexes == ["${StateTable.Arn}/index/" + BATCH_INDEX]
+@pytest.mark.parametrize("role", sorted(INDEXES))
+def test_index_permissions_name_the_index_the_code_queries(
+    template: dict[str, Any], role: str
+) -> None:
+    indexes = [
+        r["Fn::Sub"]
+        for s in statements(template, role)
+        for r in as_list(s["Resource"])
+        if isinstance(r, dict) and "/index/" in r.get("Fn::Sub", "")
+    ]
+    assert sorted(indexes) == sorted("${StateTable.Arn}/index/" + i for i in INDEXES[role])
+    for s in statements(template, role):
+        if any("/index/" in json.dumps(r) for r in as_list(s["Resource"])):
+            assert as_list(s["Action"]) == ["dynamodb:Query"]
 
 
-def test_only_the_two_roles_grant_permissions(template: dict[str, Any]) -> None:
+def test_api_launches_through_the_planning_queue_only(template: dict[str, Any]) -> None:
+    """The API stores the CSV outside the CSV prefix and asks the planner; it plans nothing."""
+    grants = {
+        action: [resolve(r, template) for r in as_list(s["Resource"])]
+        for s in statements(template, "ApiRole")
+        for action in as_list(s["Action"])
+        if action in ("sqs:SendMessage", "s3:PutObject")
+    }
+    assert grants["sqs:SendMessage"] == [{"Fn::GetAtt": ["PlanQueue", "Arn"]}]
+    writes = sorted(
+        r["Fn::Sub"]
+        for s in statements(template, "ApiRole")
+        if "s3:PutObject" in as_list(s["Action"])
+        for r in as_list(s["Resource"])
+    )
+    assert writes == ["${InputBucket.Arn}/api-uploads/*", "${TempBucket.Arn}/processing/plans/*"]
+
+
+def test_only_the_function_roles_grant_permissions(template: dict[str, Any]) -> None:
     kinds = {r["Type"] for r in template["Resources"].values()}
     assert not kinds & {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::User"}
     roles = [n for n, r in template["Resources"].items() if r["Type"] == "AWS::IAM::Role"]
@@ -409,12 +615,21 @@ def test_alarms_watch_errors_and_the_dead_letter_queue(template: dict[str, Any])
             and a["ComparisonOperator"] == "GreaterThanThreshold"
         ]
 
-    assert sorted(map(json.dumps, watched("Errors"))) == sorted(
-        json.dumps({"Ref": f}) for f in FUNCTIONS
+    for metric in ("Errors", "Throttles"):
+        assert sorted(map(json.dumps, watched(metric))) == sorted(
+            json.dumps({"Ref": f}) for f in FUNCTIONS
+        )
+    assert sorted(map(json.dumps, watched("ApproximateNumberOfMessagesVisible"))) == sorted(
+        json.dumps({"Fn::GetAtt": [dlq, "QueueName"]}) for _, dlq, _, _ in QUEUES
     )
-    assert watched("ApproximateNumberOfMessagesVisible") == [
-        {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}
-    ]
+    (stuck,) = [a for a in alarms if a["MetricName"] == "StuckCreators"]
+    assert stuck["Namespace"] == {"Ref": "MetricsNamespace"}
+    assert {d["Name"]: d["Value"] for d in stuck["Dimensions"]} == {
+        "service": "imgpipe",  # EmfMetrics' Powertools service
+        "function_name": {"Ref": "SweepFunction"},
+    }
+    assert (stuck["Threshold"], stuck["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    assert (stuck["Period"], stuck["EvaluationPeriods"]) == (300, 3)
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
@@ -436,7 +651,13 @@ def test_outputs_name_every_resource_an_operator_needs(template: dict[str, Any])
         "TempBucketName": {"Ref": "TempBucket"},
         "WorkQueueUrl": {"Ref": "WorkQueue"},
         "DeadLetterQueueUrl": {"Ref": "DeadLetterQueue"},
+        "PlanQueueUrl": {"Ref": "PlanQueue"},
+        "PlanDeadLetterQueueUrl": {"Ref": "PlanDeadLetterQueue"},
         "StateTableName": {"Ref": "StateTable"},
     }.items():
         assert outputs[name]["Value"] == ref
+    for function_name in FUNCTIONS:
+        assert outputs[f"{function_name}Name"]["Value"] == {"Ref": function_name}
+    for function_name in ("PlannerFunction", "WorkerFunction", "CompressFunction", "SweepFunction"):
+        assert outputs[f"{function_name}Arn"]["Value"] == {"Fn::GetAtt": [function_name, "Arn"]}
     assert "${HttpApi}.execute-api" in outputs["ApiUrl"]["Value"]["Fn::Sub"]

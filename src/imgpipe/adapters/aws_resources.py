@@ -4,7 +4,14 @@ The SAM template (``deploy/template.yaml``) is the way to deploy on AWS; this is
 for LocalStack, moto and tests, behind ``imgpipe aws-init``::
 
     names = ensure_resources(settings, prefix="imgpipe")
-    names["queue_url"], names["dlq_url"]
+    names["SQS_QUEUE_URL"], names["IMGPIPE_PLAN_QUEUE_URL"]
+
+It is the one-queue deployment: the CSV upload notification goes to the work
+queue, and ``imgpipe worker`` takes every message kind from it (S3 notifications,
+``csv_s3`` planning messages, per-creator messages). The planning queue and its
+DLQ exist too, with the template's attributes, for whatever sends ``csv_s3``
+messages to ``IMGPIPE_PLAN_QUEUE_URL`` (the API on AWS); a worker pointed at
+that URL as its ``SQS_QUEUE_URL`` drains it.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ __all__ = [
     "ensure_resources",
 ]
 
-# Function timeouts of the three functions (deploy/template.yaml, deploy/terraform).
+# Function timeouts of the four functions (deploy/template.yaml, deploy/terraform).
 PLANNER_TIMEOUT = 900
 WORKER_TIMEOUT = 300
 COMPRESS_TIMEOUT = 60
@@ -48,7 +55,7 @@ MAX_RECEIVE_COUNT = 5
 def ensure_resources(
     settings: Settings, *, prefix: str = "imgpipe", notify_prefix: str | None = None
 ) -> dict[str, str]:
-    """Buckets, queue + DLQ with redrive, the state table, and the CSV upload notification.
+    """Buckets, work and planning queues + DLQs with redrive, the table, the CSV notification.
 
     Names come from the settings when set (INPUT_BUCKET...), else from ``prefix``.
     Returns the names and URLs, ready to export as environment variables.
@@ -65,18 +72,12 @@ def ensure_resources(
     for key in ("INPUT_BUCKET", "OUTPUT_BUCKET", "TEMP_BUCKET"):
         _bucket(s3, names[key], settings.aws_region)
 
-    dlq_url = sqs.create_queue(
-        QueueName=f"{prefix}-dlq", Attributes={"MessageRetentionPeriod": "1209600"}
-    )["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
-    queue_url = sqs.create_queue(
-        QueueName=f"{prefix}-queue",
-        Attributes={**QUEUE_ATTRIBUTES, "RedrivePolicy": json.dumps(redrive)},
-    )["QueueUrl"]
+    queue_url, dlq_url = _queue_with_dlq(sqs, f"{prefix}-queue", f"{prefix}-dlq", QUEUE_ATTRIBUTES)
     names["SQS_QUEUE_URL"], names["SQS_DLQ_URL"] = queue_url, dlq_url
+    plan_url, plan_dlq_url = _queue_with_dlq(
+        sqs, f"{prefix}-plan-queue", f"{prefix}-plan-dlq", PLAN_QUEUE_ATTRIBUTES
+    )
+    names["IMGPIPE_PLAN_QUEUE_URL"], names["IMGPIPE_PLAN_DLQ_URL"] = plan_url, plan_dlq_url
 
     try:
         create_state_table(dynamodb, names["DYNAMODB_TABLE_NAME"])
@@ -84,9 +85,8 @@ def ensure_resources(
         if aws_error_code(exc) != "ResourceInUseException":
             raise
 
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
+    # One queue for every kind here: the worker plans the CSV it is notified of.
+    queue_arn = _arn(sqs, queue_url)
     rules = [
         {"Name": "prefix", "Value": notify_prefix or settings.csv_prefix},
         {"Name": "suffix", "Value": ".csv"},
@@ -104,6 +104,26 @@ def ensure_resources(
         },
     )
     return names
+
+
+def _queue_with_dlq(
+    sqs: Any, name: str, dlq_name: str, attributes: dict[str, str]
+) -> tuple[str, str]:
+    """A queue whose messages move to ``dlq_name`` after MAX_RECEIVE_COUNT receives."""
+    dlq_url: str = sqs.create_queue(
+        QueueName=dlq_name, Attributes={"MessageRetentionPeriod": "1209600"}
+    )["QueueUrl"]
+    redrive = {"deadLetterTargetArn": _arn(sqs, dlq_url), "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
+    queue_url: str = sqs.create_queue(
+        QueueName=name, Attributes={**attributes, "RedrivePolicy": json.dumps(redrive)}
+    )["QueueUrl"]
+    return queue_url, dlq_url
+
+
+def _arn(sqs: Any, url: str) -> str:
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    arn: str = attributes["Attributes"]["QueueArn"]
+    return arn
 
 
 def _bucket(s3: Any, name: str, region: str) -> None:

@@ -6,7 +6,12 @@ import json
 
 import pytest
 
-from imgpipe.adapters.aws_resources import ensure_resources
+from imgpipe.adapters.aws_resources import (
+    MAX_RECEIVE_COUNT,
+    PLAN_QUEUE_ATTRIBUTES,
+    QUEUE_ATTRIBUTES,
+    ensure_resources,
+)
 from imgpipe.adapters.sqs_queue import SqsWorkQueue
 from imgpipe.errors import QueueError
 from imgpipe.settings import Settings
@@ -38,17 +43,23 @@ def test_send_in_batches_receive_and_delete(aws: Settings, names: dict[str, str]
     assert queue.receive(wait_seconds=0) == []
 
 
-def test_unreceived_three_times_goes_to_the_dlq(aws: Settings, names: dict[str, str]) -> None:
-    queue = SqsWorkQueue(names["SQS_QUEUE_URL"], settings=aws)
-    dlq = SqsWorkQueue(names["SQS_DLQ_URL"], settings=aws)
+@pytest.mark.parametrize(
+    ("queue_name", "dlq_name"),
+    [("SQS_QUEUE_URL", "SQS_DLQ_URL"), ("IMGPIPE_PLAN_QUEUE_URL", "IMGPIPE_PLAN_DLQ_URL")],
+)
+def test_unreceived_max_receive_count_times_goes_to_the_dlq(
+    aws: Settings, names: dict[str, str], queue_name: str, dlq_name: str
+) -> None:
+    queue = SqsWorkQueue(names[queue_name], settings=aws)
+    dlq = SqsWorkQueue(names[dlq_name], settings=aws)
     queue.send(["poison"])
     counts = []
-    for _ in range(3):
+    for _ in range(MAX_RECEIVE_COUNT):
         (message,) = queue.receive(wait_seconds=0)
         counts.append(message.receive_count)
         queue.release(message)  # a failed attempt: visible again at once
-    assert counts == [1, 2, 3]
-    assert queue.receive(wait_seconds=0) == []  # the 4th receive moved it to the DLQ
+    assert counts == list(range(1, MAX_RECEIVE_COUNT + 1))
+    assert queue.receive(wait_seconds=0) == []  # the next receive moved it to the DLQ
     peeked = dlq.peek(10)
     assert [m.body for m in peeked] == ["poison"]
     assert [m.body for m in dlq.peek(10)] == ["poison"]  # peeking does not consume
@@ -65,13 +76,23 @@ def test_send_to_a_missing_queue_names_it(aws: Settings) -> None:
 
 def test_resources_match_the_deployed_shape(aws: Settings, names: dict[str, str]) -> None:
     sqs = client(aws, "sqs")
-    attributes = sqs.get_queue_attributes(QueueUrl=names["SQS_QUEUE_URL"], AttributeNames=["All"])[
-        "Attributes"
-    ]
-    assert attributes["VisibilityTimeout"] == "900"
-    assert attributes["MessageRetentionPeriod"] == "1209600"
-    assert attributes["ReceiveMessageWaitTimeSeconds"] == "20"
-    assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] in (3, "3")
+    for url, expected in (
+        (names["SQS_QUEUE_URL"], QUEUE_ATTRIBUTES),
+        (names["IMGPIPE_PLAN_QUEUE_URL"], PLAN_QUEUE_ATTRIBUTES),
+    ):
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        assert {k: attributes[k] for k in expected} == expected
+        redrive = json.loads(attributes["RedrivePolicy"])
+        assert int(redrive["maxReceiveCount"]) == MAX_RECEIVE_COUNT
+    assert QUEUE_ATTRIBUTES["VisibilityTimeout"] == "1800"  # 6 x the worker's 300 s
+    assert PLAN_QUEUE_ATTRIBUTES["VisibilityTimeout"] == "5400"  # 6 x the planner's 900 s
+    plan_dlq = sqs.get_queue_attributes(
+        QueueUrl=names["IMGPIPE_PLAN_DLQ_URL"], AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    plan = sqs.get_queue_attributes(
+        QueueUrl=names["IMGPIPE_PLAN_QUEUE_URL"], AttributeNames=["RedrivePolicy"]
+    )["Attributes"]
+    assert json.loads(plan["RedrivePolicy"])["deadLetterTargetArn"] == plan_dlq
     table = client(aws, "dynamodb").describe_table(TableName=names["DYNAMODB_TABLE_NAME"])
     indexes = {i["IndexName"] for i in table["Table"]["GlobalSecondaryIndexes"]}
     assert indexes == {"batch-id-index", "status-date-index"}
@@ -84,4 +105,10 @@ def test_resources_match_the_deployed_shape(aws: Settings, names: dict[str, str]
         "prefix": "csv-files/",
         "suffix": ".csv",
     }
+    # the one-queue deployment: CSV uploads notify the work queue, not the planning queue
+    (target,) = notification["QueueConfigurations"]
+    work_arn = sqs.get_queue_attributes(
+        QueueUrl=names["SQS_QUEUE_URL"], AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    assert target["QueueArn"] == work_arn
     assert ensure_resources(aws, prefix="t") == names  # idempotent
