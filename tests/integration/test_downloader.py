@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from imgpipe.fetch.downloader import FetchPolicy, parse_retry_after
+from imgpipe.fetch.downloader import FetchPolicy
 from imgpipe.fetch.netguard import IPAddress, ResolutionError
+from imgpipe.fetch.responses import parse_retry_after
 from imgpipe.settings import RunOptions
 from tests.integration.conftest import Fetch, PolicyFactory
 from tests.support.http_server import (

@@ -23,7 +23,10 @@ Behaviours (frozen dataclasses, reusable across paths):
 
 Any object with ``respond(exchange)`` is a behaviour too (see :class:`Exchange`).
 Unknown paths answer 404; paths match without the query string, so
-``server.url("/a.jpg?v=2")`` hits ``/a.jpg``. :meth:`FaultServer.close` stops
+``server.url("/a.jpg?v=2")`` hits ``/a.jpg``. :meth:`FaultServer.responses`
+lists what was answered (status, body bytes); :meth:`FaultServer.conditional_hits`
+counts requests that carried ``If-None-Match`` / ``If-Modified-Since``
+(:mod:`tests.support.http_caching` answers them). :meth:`FaultServer.close` stops
 slow behaviours, closes every connection and joins every thread, so no socket
 outlives the test (pytest runs with ``filterwarnings = error``).
 """
@@ -47,6 +50,7 @@ __all__ = [
     "Behaviour",
     "FaultServer",
     "RecordedRequest",
+    "SentResponse",
     "Redirect",
     "Reset",
     "Sequence",
@@ -73,11 +77,20 @@ class RecordedRequest:
     time: float
 
 
+@dataclass(frozen=True)
+class SentResponse:
+    """A status line and how many body bytes :meth:`Exchange.send` wrote with it."""
+
+    status: int
+    body_bytes: int
+
+
 class Exchange:
     """What a behaviour may do with the request it answers."""
 
-    def __init__(self, handler: _Handler, hit: int) -> None:
+    def __init__(self, handler: _Handler, hit: int, path: str = "") -> None:
         self.handler = handler
+        self.path = path
         self.hit = hit  # 0 for the first request to this path
         self.stopping = handler.server.stopping
 
@@ -102,6 +115,7 @@ class Exchange:
             handler.send_header("Connection", "close")
             handler.close_connection = True
         handler.end_headers()
+        handler.server.owner._sent(self.path, SentResponse(status, len(body)))
         handler.wfile.write(body)
 
     def wait(self, seconds: float) -> bool:
@@ -311,6 +325,7 @@ class FaultServer:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._hits: Counter[str] = Counter()
+        self._responses: defaultdict[str, list[SentResponse]] = defaultdict(list)
         self._in_flight: Counter[str] = Counter()
         self._max_by_host: defaultdict[str, int] = defaultdict(int)
         self._max_total = 0
@@ -347,6 +362,22 @@ class FaultServer:
     def requests(self, path: str | None = None) -> list[RecordedRequest]:
         with self._lock:
             return [r for r in self._requests if path is None or r.path == path]
+
+    def conditional_hits(self, path: str) -> int:
+        """Requests for ``path`` that asked "changed?" (If-None-Match / If-Modified-Since)."""
+        conditions = ("if-none-match", "if-modified-since")
+        return sum(
+            any(name.lower() in conditions for name in r.headers) for r in self.requests(path)
+        )
+
+    def responses(self, path: str) -> list[SentResponse]:
+        """What was answered for ``path``, in order (resets and hang-ups send nothing)."""
+        with self._lock:
+            return list(self._responses[path])
+
+    def _sent(self, path: str, response: SentResponse) -> None:
+        with self._lock:
+            self._responses[path].append(response)
 
     def times(self, path: str) -> list[float]:
         """``time.monotonic()`` of each request to ``path``, in arrival order."""
@@ -389,7 +420,7 @@ class FaultServer:
             self._max_total = max(self._max_total, sum(self._in_flight.values()))
             behaviour = self._routes.get(path)
         try:
-            exchange = Exchange(handler, hit)
+            exchange = Exchange(handler, hit, path)
             if behaviour is None:
                 exchange.send(404, b"no such path\n", {"Content-Type": "text/plain"})
             else:

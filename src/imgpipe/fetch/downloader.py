@@ -13,22 +13,29 @@ Connection errors, timeouts, 429 and 5xx are retried with exponential backoff
 and jitter, honouring ``Retry-After``. Whether the body is an image is decided
 by its magic bytes, never by ``Content-Type``.
 
+With a :class:`~.cover_cache.CoverCache`, http(s) covers are kept on disk by
+URL: a fresh entry is served without a request, one with validators is asked
+about with ``If-None-Match`` / ``If-Modified-Since`` (a 304 serves the cached
+bytes), and a 200 image replaces it (see :mod:`.cover_reuse`, :mod:`.revalidation`).
+
 Example::
 
     policy = FetchPolicy.from_options(options)
-    async with Downloader(policy, base_dir=csv_path.parent) as downloader:
+    cache = CoverCache(data_dir / "cache" / "covers", settings.cache_max_bytes)
+    async with Downloader(policy, base_dir=csv_path.parent, cache=cache) as downloader:
         results = await asyncio.gather(*(downloader.fetch(u) for u in urls))
     good = [r.data for r in results if r.ok]
+    downloader.counts  # FetchCounts(from_cache=..., revalidated=..., downloaded=...)
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import random
-import time
 import weakref
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from types import TracebackType
@@ -36,18 +43,21 @@ from types import TracebackType
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt
 
-from imgpipe.domain.records import Reason, http_reason
+from imgpipe.domain.records import Reason
 from imgpipe.errors import BlockedAddressError, FetchError
-from imgpipe.fetch import sources
+from imgpipe.fetch import revalidation, sources
+from imgpipe.fetch.cover_cache import CachedCover, CoverCache
+from imgpipe.fetch.cover_reuse import CoverReuse
 from imgpipe.fetch.netguard import AddressGuard, GuardedTransport, ResolutionError, Resolver
-from imgpipe.imaging.formats import SNIFF_BYTES, sniff_format
+from imgpipe.fetch.responses import Outcome, describe, image_outcome, read_response
+from imgpipe.fetch.results import FetchCounts, FetchResult
 from imgpipe.settings import IPNetwork, RunOptions
 
-__all__ = ["Downloader", "FetchPolicy", "FetchResult"]
+# FetchResult and FetchCounts live in .results; re-exported for existing imports.
+__all__ = ["Downloader", "FetchCounts", "FetchPolicy", "FetchResult"]
 
 log = logging.getLogger(__name__)
 
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 POOL_SIZE = 8  # connections per httpx pool (see Downloader.__init__)
 
 
@@ -73,99 +83,30 @@ class FetchPolicy:
         return cls(**{spec.name: getattr(options, spec.name) for spec in fields(cls)})
 
 
-@dataclass(frozen=True)
-class FetchResult:
-    """The outcome of fetching one source: ``data`` when :attr:`ok`, else ``reason``.
-
-    ``attempts`` is 0 when the source was refused without trying (bad URL,
-    unsupported scheme). ``image_format`` is the sniffed format of ``data``.
-    """
-
-    url: str
-    data: bytes | None
-    reason: str | None = None
-    detail: str = ""
-    attempts: int = 1
-    status_code: int | None = None
-    content_type: str | None = None
-    final_url: str = ""
-    image_format: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.data is not None and self.reason is None
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    """What one attempt produced; ``retryable`` and ``retry_after`` steer tenacity."""
-
-    data: bytes | None = None
-    reason: str | None = None
-    detail: str = ""
-    retryable: bool = False
-    retry_after: float | None = None
-    status_code: int | None = None
-    content_type: str | None = None
-    final_url: str = ""
-    image_format: str | None = None
-
-    def result(self, url: str, attempts: int, detail: str) -> FetchResult:
-        return FetchResult(
-            url=url,
-            data=self.data,
-            reason=self.reason,
-            detail=detail,
-            attempts=attempts,
-            status_code=self.status_code,
-            content_type=self.content_type,
-            final_url=self.final_url,
-            image_format=self.image_format,
-        )
-
-
-def _retryable(outcome: _Outcome) -> bool:
+def _retryable(outcome: Outcome) -> bool:
     return outcome.retryable
 
 
-def _last_outcome(state: RetryCallState) -> _Outcome:
+def _last_outcome(state: RetryCallState) -> Outcome:
     # Out of attempts: hand back the last outcome instead of tenacity's RetryError.
     assert state.outcome is not None
-    result: _Outcome = state.outcome.result()
+    result: Outcome = state.outcome.result()
     return result
 
 
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
-    if not value:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
-
-
-def _image_outcome(data: bytes, base: _Outcome) -> _Outcome:
-    """``base`` with the data if its magic bytes are an image's, else not_an_image."""
-    fmt = sniff_format(data[:SNIFF_BYTES])
-    if fmt is None:
-        detail = f"content is not an image (starts with {data[:16]!r})"
-        return replace(base, reason=Reason.NOT_AN_IMAGE, detail=detail)
-    return replace(base, data=data, image_format=fmt)
-
-
-def _describe(exc: BaseException) -> str:
-    """``ReadError: [Errno 104] Connection reset by peer``: the first message in the chain."""
-    cause: BaseException | None = exc
-    while cause is not None and not str(cause).strip():
-        cause = cause.__cause__ or cause.__context__
-    text = str(cause).strip() if cause is not None else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+def _cached_result(
+    url: str, cover: CachedCover, data: bytes, attempts: int, status_code: int | None
+) -> FetchResult:
+    return FetchResult(
+        url,
+        data,
+        attempts=attempts,
+        status_code=status_code,
+        content_type=cover.content_type,
+        final_url=cover.final_url,
+        image_format=cover.image_format,
+        from_cache=True,
+    )
 
 
 class Downloader:
@@ -173,6 +114,7 @@ class Downloader:
 
     ``base_dir`` anchors relative local paths (the CSV's folder). ``resolver``
     replaces system DNS for the address guard (tests, custom resolvers).
+    ``cache`` keeps http(s) covers between runs (None or a 0-byte cache: off).
     """
 
     def __init__(
@@ -181,6 +123,7 @@ class Downloader:
         *,
         base_dir: Path | None = None,
         resolver: Resolver | None = None,
+        cache: CoverCache | None = None,
     ) -> None:
         self._policy = policy
         self._base_dir = base_dir
@@ -191,6 +134,16 @@ class Downloader:
             weakref.WeakValueDictionary()
         )
         guard = AddressGuard(policy.allowed_networks, resolver)
+        self._reuse: CoverReuse | None = None
+        if cache is not None and cache.enabled:
+            self._reuse = CoverReuse(
+                cache,
+                guard,
+                max_bytes=policy.max_bytes,
+                max_redirects=policy.max_redirects,
+                slots=self._slots,
+            )
+        self._tally: Counter[str] = Counter()
         # httpcore's pool scans every queued request against every connection
         # on each request and response (quadratic in the pool size): at 64
         # connections that cost more CPU than decoding the images. Several
@@ -226,8 +179,14 @@ class Downloader:
         except Exception as exc:  # the contract: one bad URL never breaks a batch
             log.exception("unexpected error fetching %s", url)
             return FetchResult(
-                url, None, reason=Reason.CONNECTION_ERROR, detail=f"unexpected {_describe(exc)}"
+                url, None, reason=Reason.CONNECTION_ERROR, detail=f"unexpected {describe(exc)}"
             )
+
+    @property
+    def counts(self) -> FetchCounts:
+        """How the successful http(s) fetches so far got their bytes."""
+        tally = self._tally
+        return FetchCounts(tally["from_cache"], tally["revalidated"], tally["downloaded"])
 
     async def aclose(self) -> None:
         """Close pooled connections."""
@@ -270,7 +229,7 @@ class Downloader:
             path = sources.local_path(text, self._base_dir)
         except FetchError as exc:
             return FetchResult(url, None, exc.reason, exc.detail, attempts=0)
-        base = _Outcome(final_url=path.as_uri())
+        base = Outcome(final_url=path.as_uri())
         try:
             # The global slot bounds memory too: at most `concurrency` bodies at once.
             async with self._slots:
@@ -279,16 +238,52 @@ class Downloader:
         except FetchError as exc:
             base = replace(base, reason=exc.reason, detail=exc.detail)
         else:
-            base = _image_outcome(data, base)
+            base = image_outcome(data, base)
         return base.result(url, 1, base.detail)
 
     async def _fetch_remote(self, url: str, start: httpx.URL) -> FetchResult:
+        reuse = self._reuse
+        cover = await reuse.entry(url) if reuse is not None else None
+        if reuse is not None and cover is not None:
+            data = await reuse.fresh(cover)
+            if data is not None:
+                self._tally["from_cache"] += 1
+                return _cached_result(url, cover, data, attempts=0, status_code=None)
+            if not revalidation.conditional_headers(cover):
+                cover = None  # nothing to ask "changed?" with: a plain GET
+        outcome, attempts = await self._attempts(start, cover)
+        if reuse is not None and cover is not None and outcome.not_modified:
+            data = await reuse.revalidated(cover, outcome.headers or {})
+            if data is not None:
+                self._tally["revalidated"] += 1
+                return _cached_result(url, cover, data, attempts, status_code=304)
+            # The entry went away while we asked (another process evicted or
+            # replaced it): ask again for the whole body.
+            outcome, more = await self._attempts(start, None)
+            attempts += more
+        tries = f"{attempts} attempt" + ("" if attempts == 1 else "s")
+        result = outcome.result(url, attempts, outcome.detail and f"{outcome.detail} after {tries}")
+        if result.ok:
+            self._tally["downloaded"] += 1
+            if reuse is not None and result.data is not None and outcome.status_code == 200:
+                await reuse.keep(
+                    url,
+                    result.data,
+                    image_format=result.image_format or "",
+                    content_type=result.content_type,
+                    hops=outcome.hops,
+                    headers=outcome.headers or {},
+                )
+        return result
+
+    async def _attempts(self, start: httpx.URL, cover: CachedCover | None) -> tuple[Outcome, int]:
+        """The retry loop: the last attempt's outcome and how many attempts there were."""
         attempts = 0
 
-        async def attempt() -> _Outcome:
+        async def attempt() -> Outcome:
             nonlocal attempts
             attempts += 1
-            return await self._attempt(start)
+            return await self._attempt(start, cover)
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._policy.retries + 1),
@@ -296,9 +291,8 @@ class Downloader:
             retry=retry_if_result(_retryable),
             retry_error_callback=_last_outcome,
         )
-        outcome: _Outcome = await retrying(attempt)
-        tries = f"{attempts} attempt" + ("" if attempts == 1 else "s")
-        return outcome.result(url, attempts, outcome.detail and f"{outcome.detail} after {tries}")
+        outcome: Outcome = await retrying(attempt)
+        return outcome, attempts
 
     def _backoff(self, state: RetryCallState) -> float:
         """Exponential backoff with "equal jitter", at least a capped Retry-After."""
@@ -308,26 +302,34 @@ class Downloader:
         # never collapse to an immediate retry.
         delay = ceiling / 2 + random.uniform(0, ceiling / 2)
         if state.outcome is not None and not state.outcome.failed:
-            last: _Outcome = state.outcome.result()
+            last: Outcome = state.outcome.result()
             if last.retry_after is not None:
                 delay = max(delay, min(last.retry_after, policy.backoff_max))
         return delay
 
-    async def _attempt(self, start: httpx.URL) -> _Outcome:
-        """One attempt: the request and the redirect hops it leads to."""
+    async def _attempt(self, start: httpx.URL, cover: CachedCover | None) -> Outcome:
+        """One attempt: the request and the redirect hops it leads to.
+
+        With a ``cover``, the hop that reached it last time asks whether it
+        changed; only that hop, so a 304 can only vouch for that resource.
+        """
         url = start
+        hops: list[str] = []
         for _ in range(self._policy.max_redirects + 1):
-            step = await self._request(url)
-            if isinstance(step, _Outcome):
-                return step
+            hops.append(str(url))
+            ask = cover is not None and str(url) == cover.final_url
+            conditions = revalidation.conditional_headers(cover) if ask and cover else {}
+            step = await self._request(url, conditions)
+            if isinstance(step, Outcome):
+                return replace(step, hops=tuple(hops))
             if step.scheme not in ("http", "https"):
-                return _Outcome(
+                return Outcome(
                     reason=Reason.UNSUPPORTED_SCHEME,
                     detail=f"redirected to unsupported scheme {step.scheme!r}",
                     final_url=str(step),
                 )
             url = step
-        return _Outcome(
+        return Outcome(
             reason=Reason.TOO_MANY_REDIRECTS,
             detail=f"more than {self._policy.max_redirects} redirects",
             final_url=str(url),
@@ -339,17 +341,24 @@ class Downloader:
             slot = self._host_slots[host] = asyncio.Semaphore(self._policy.per_host_concurrency)
         return slot
 
-    async def _request(self, url: httpx.URL) -> _Outcome | httpx.URL:
-        """One HTTP request: an outcome, or the absolute URL a redirect points to."""
-        failed = _Outcome(final_url=str(url))
+    async def _request(self, url: httpx.URL, conditions: Mapping[str, str]) -> Outcome | httpx.URL:
+        """One HTTP request: an outcome, or the absolute URL a redirect points to.
+
+        ``conditions`` are conditional headers; only then is a 304 an answer.
+        """
+        failed = Outcome(final_url=str(url))
         # Per-host slot first: a task waiting for a busy host must not sit on
         # one of the global slots that requests to other hosts could use.
         async with self._host_slot(url.host), self._slots:
             lane = self._lanes.get_nowait()  # a free lane always exists: see __init__
             try:
                 async with asyncio.timeout(self._policy.timeout):
-                    async with self._clients[lane].stream("GET", url) as response:
-                        return await self._read(url, response)
+                    client = self._clients[lane]
+                    async with client.stream("GET", url, headers=conditions) as response:
+                        limit = self._policy.max_bytes
+                        return await read_response(
+                            url, response, max_bytes=limit, conditional=bool(conditions)
+                        )
             except (TimeoutError, httpx.TimeoutException):
                 detail = f"no complete response within {self._policy.timeout:g} s"
                 return replace(failed, reason=Reason.TIMEOUT, detail=detail, retryable=True)
@@ -359,61 +368,9 @@ class Downloader:
                 retry = exc.transient
                 return replace(failed, reason=exc.reason, detail=exc.detail, retryable=retry)
             except httpx.TransportError as exc:
-                detail = f"connection failed ({_describe(exc)})"
+                detail = f"connection failed ({describe(exc)})"
                 return replace(
                     failed, reason=Reason.CONNECTION_ERROR, detail=detail, retryable=True
                 )
             finally:
                 self._lanes.put_nowait(lane)
-
-    async def _read(self, url: httpx.URL, response: httpx.Response) -> _Outcome | httpx.URL:
-        status = response.status_code
-        base = _Outcome(
-            status_code=status,
-            content_type=response.headers.get("content-type"),
-            final_url=str(url),
-        )
-        location = response.headers.get("location")
-        if status in _REDIRECTS and location:
-            try:
-                return url.join(location.strip())
-            except httpx.InvalidURL as exc:
-                detail = f"redirected to an invalid URL: {exc}"
-                return replace(base, reason=Reason.INVALID_URL, detail=detail)
-        if not 200 <= status < 300:
-            retry_after = None
-            if status in (429, 503):
-                retry_after = parse_retry_after(response.headers.get("retry-after"))
-            return replace(
-                base,
-                reason=http_reason(status),
-                detail=f"HTTP {status} {response.reason_phrase}".rstrip(),
-                retryable=status == 429 or status >= 500,
-                retry_after=retry_after,
-            )
-        limit = self._policy.max_bytes
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            detail = f"Content-Length {declared} exceeds the limit of {limit} bytes"
-            return replace(base, reason=Reason.TOO_LARGE, detail=detail)
-        body = bytearray()
-        try:
-            # aiter_bytes decodes gzip/deflate, so the limit applies to what
-            # we keep in memory: a compression bomb stops at max_bytes too.
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > limit:
-                    detail = f"body exceeds the limit of {limit} bytes"
-                    return replace(base, reason=Reason.TOO_LARGE, detail=detail)
-        except (httpx.RemoteProtocolError, httpx.ReadError):
-            # The peer closed (or reset) the connection before the body was
-            # complete: worth a retry, reported as a connection error.
-            expected = f" of {declared}" if declared else ""
-            received = response.num_bytes_downloaded
-            return replace(
-                base,
-                reason=Reason.CONNECTION_ERROR,
-                detail=f"truncated body: received {received}{expected} bytes",
-                retryable=True,
-            )
-        return _image_outcome(bytes(body), base)

@@ -17,7 +17,7 @@ from typing import Protocol
 from imgpipe.domain.records import Reason
 from imgpipe.errors import StorageError
 from imgpipe.fetch import sources
-from imgpipe.fetch.downloader import FetchResult
+from imgpipe.fetch.results import FetchResult
 from imgpipe.imaging.formats import SNIFF_BYTES, sniff_format
 from imgpipe.ports import ObjectStore
 
