@@ -22,6 +22,7 @@ from pathlib import Path
 
 from imgpipe.domain.manifest import Manifest, parse_manifest
 from imgpipe.errors import ConfigError, InputError, ManifestError
+from imgpipe.fetch.cover_cache import CoverCache
 from imgpipe.fetch.downloader import Downloader, FetchPolicy
 from imgpipe.fetch.store_source import StoreRelativeFetcher
 from imgpipe.ports import BatchLocks, ObjectStore, StateStore
@@ -160,13 +161,20 @@ def make_fanout(settings: Settings, ports: DistributedPorts | None = None) -> Fa
     """The distributed batch service, fetching covers from the web or beside the CSV."""
     ports = ports or open_distributed(settings)
 
+    cache = cover_cache(settings, settings.data_dir)
+
     @asynccontextmanager
     async def fetcher(options: RunOptions, csv_key: str) -> AsyncIterator[StoreRelativeFetcher]:
-        async with Downloader(FetchPolicy.from_options(options)) as downloader:
+        async with Downloader(FetchPolicy.from_options(options), cache=cache) as downloader:
             yield StoreRelativeFetcher(downloader, ports.inputs, csv_key, options.max_bytes)
 
     ledger = make_ledger(settings, ports.state, ports.outputs, ports.work)
     return FanOut(ports, ledger, settings, fetcher)
+
+
+def cover_cache(settings: Settings, root: Path) -> CoverCache:
+    """Covers kept for reruns, under ``<root>/cache/covers`` (0 bytes: off, nothing made)."""
+    return CoverCache(root / "cache" / "covers", settings.cache_max_bytes)
 
 
 def run_inline(
@@ -268,6 +276,7 @@ async def _run(
     handle_signals: bool,
 ) -> BatchSummary:
     policy = FetchPolicy.from_options(options)
+    cache = cover_cache(backend.settings, Path(backend.location))
     stop = asyncio.Event()
     received: list[int] = []
     loop = asyncio.get_running_loop()
@@ -283,7 +292,9 @@ async def _run(
     cpu_workers = max(2, os.cpu_count() or 2)
     try:
         with ThreadPoolExecutor(cpu_workers, thread_name_prefix="imgpipe-cpu") as executor:
-            async with Downloader(policy, base_dir=path.resolve().parent) as downloader:
+            async with Downloader(
+                policy, base_dir=path.resolve().parent, cache=cache
+            ) as downloader:
                 runner = BatchRunner(
                     backend.ledger(),
                     downloader,
