@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
 
@@ -55,8 +55,19 @@ class ObjectStore(Protocol):
         """Return the object's bytes; StorageError if missing."""
         ...
 
+    def open(self, key: str) -> BinaryIO:
+        """A readable binary stream of the object, for the caller to close; StorageError if
+        missing. For objects too large to hold, such as a CSV of a million rows::
+
+            raw = store.open("csv-files/big.csv")
+            with io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:  # closes raw
+                staged = stage_manifest(text, path=work / "staging.sqlite3")
+        """
+        ...
+
     def get_range(self, key: str, start: int, length: int) -> bytes:
-        """``length`` bytes of the object from byte ``start``; StorageError if missing."""
+        """Up to ``length`` bytes from offset ``start``: fewer at the end of the object,
+        none past it; StorageError if missing (one creator's plan in a chunk object)."""
         ...
 
     def exists(self, key: str) -> bool: ...

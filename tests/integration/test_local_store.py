@@ -10,6 +10,7 @@ import pytest
 
 from imgpipe.adapters.local_store import LocalObjectStore
 from imgpipe.errors import KeyCollisionError, StorageError
+from tests.support.stream_contract import check_get_range, check_open_streams_a_csv
 
 
 @pytest.fixture
@@ -187,3 +188,18 @@ def test_os_errors_become_storage_errors(store: LocalObjectStore, root: Path) ->
     root.joinpath("dir").mkdir()
     with pytest.raises(StorageError, match="cannot read dir"):
         store.get("dir")
+
+
+def test_open_streams_an_object(store: LocalObjectStore) -> None:
+    check_open_streams_a_csv(store)
+
+
+def test_open_reader_keeps_its_bytes_while_the_key_is_replaced(store: LocalObjectStore) -> None:
+    store.put("a.csv", b"old bytes")
+    with store.open("a.csv") as stream:
+        store.put("a.csv", b"new bytes")
+        assert stream.read() == b"old bytes"
+
+
+def test_get_range(store: LocalObjectStore) -> None:
+    check_get_range(store)

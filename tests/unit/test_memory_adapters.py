@@ -14,6 +14,7 @@ import pytest
 from imgpipe.adapters.memory import InMemoryObjectStore, InMemoryStateStore
 from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
 from imgpipe.errors import ConditionFailedError, KeyCollisionError, StorageError
+from tests.support.stream_contract import check_get_range, check_open_streams_a_csv
 
 
 def test_object_round_trip_and_content_type() -> None:
@@ -113,3 +114,8 @@ def test_claim_race_in_the_fake() -> None:
     assert len(wins) == 1
     state.close()
     assert state.get_creator("Ann", "b1") is not None
+
+
+def test_open_and_get_range_keep_the_store_contract() -> None:
+    check_open_streams_a_csv(InMemoryObjectStore())
+    check_get_range(InMemoryObjectStore())

@@ -17,11 +17,12 @@ import os
 import secrets
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 from imgpipe.errors import KeyCollisionError, StorageError
 from imgpipe.ports import StoredObject
 
-__all__ = ["LocalObjectStore", "check_key"]
+__all__ = ["LocalObjectStore", "check_key", "check_range"]
 
 _TEMP_PREFIX = ".imgpipe-tmp-"
 
@@ -43,6 +44,17 @@ def check_key(key: str) -> None:
         or any(segment in ("", ".", "..") for segment in key.split("/"))
     ):
         raise StorageError(f"invalid object key: {key!r}")
+
+
+def check_range(start: int, length: int) -> None:
+    """Refuse a negative offset or length (shared by every store's ``get_range``).
+
+    >>> check_range(0, -1)
+    Traceback (most recent call last):
+    ValueError: byte range needs start >= 0 and length >= 0, got 0 and -1
+    """
+    if start < 0 or length < 0:
+        raise ValueError(f"byte range needs start >= 0 and length >= 0, got {start} and {length}")
 
 
 class LocalObjectStore:
@@ -94,16 +106,24 @@ class LocalObjectStore:
         except OSError as exc:
             raise StorageError(f"cannot read {key}: {exc.strerror or exc}") from exc
 
-    def get_range(self, key: str, start: int, length: int) -> bytes:
+    def open(self, key: str) -> BinaryIO:
         path = self._path(key)
         try:
-            with path.open("rb") as stream:
-                stream.seek(start)
-                return stream.read(length)
+            # A put replaces the file by rename, so an open reader keeps the bytes it began.
+            return path.open("rb")
         except FileNotFoundError as exc:
             raise StorageError(f"no such key: {key}") from exc
         except OSError as exc:
             raise StorageError(f"cannot read {key}: {exc.strerror or exc}") from exc
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        check_range(start, length)
+        with self.open(key) as stream:
+            try:
+                stream.seek(start)
+                return stream.read(length)
+            except OSError as exc:
+                raise StorageError(f"cannot read {key}: {exc.strerror or exc}") from exc
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()

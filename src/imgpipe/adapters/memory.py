@@ -13,14 +13,15 @@ JSON fields must be JSON-serializable. Thread-safe behind one lock::
 from __future__ import annotations
 
 import copy
+import io
 import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, BinaryIO
 
-from imgpipe.adapters.local_store import check_key
+from imgpipe.adapters.local_store import check_key, check_range
 from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
 from imgpipe.errors import ConditionFailedError, KeyCollisionError, StateError, StorageError
 from imgpipe.ports import QueueMessage, StoredObject
@@ -66,7 +67,11 @@ class InMemoryObjectStore:
             except KeyError:
                 raise StorageError(f"no such key: {key}") from None
 
+    def open(self, key: str) -> BinaryIO:
+        return io.BytesIO(self.get(key))
+
     def get_range(self, key: str, start: int, length: int) -> bytes:
+        check_range(start, length)
         return self.get(key)[start : start + length]
 
     def exists(self, key: str) -> bool:

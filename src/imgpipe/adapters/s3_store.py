@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, BinaryIO
 
 from imgpipe.adapters.aws_clients import aws_error_code, make_client
-from imgpipe.adapters.local_store import check_key
+from imgpipe.adapters.local_store import check_key, check_range
 from imgpipe.errors import KeyCollisionError, StorageError
 from imgpipe.ports import StoredObject
 from imgpipe.settings import Settings
@@ -29,6 +29,10 @@ __all__ = ["S3ObjectStore"]
 CACHE_CONTROL = "max-age=31536000"
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 _TAKEN = {"PreconditionFailed", "ConditionalRequestConflict", "412"}
+_PAST_END = {"InvalidRange", "416"}
+# Reads of an open object go to S3 in pieces this large: few round trips per CSV,
+# little memory per reader.
+_READ_BUFFER = 1024 * 1024
 
 
 class S3ObjectStore:
@@ -103,19 +107,38 @@ class S3ObjectStore:
             raise StorageError(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
         return body
 
-    def get_range(self, key: str, start: int, length: int) -> bytes:
-        """``length`` bytes from ``start`` (an HTTP Range request)."""
+    def open(self, key: str) -> BinaryIO:
+        """The object's body as a buffered binary stream; read errors become StorageError."""
         check_key(key)
-        span = f"bytes={start}-{start + length - 1}"
+        where = f"s3://{self.bucket}/{key}"
         try:
-            body: bytes = self.client.get_object(Bucket=self.bucket, Key=key, Range=span)[
-                "Body"
-            ].read()
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
         except Exception as exc:
             if aws_error_code(exc) in _MISSING:
-                raise StorageError(f"no such key: s3://{self.bucket}/{key}") from exc
-            raise StorageError(f"cannot read s3://{self.bucket}/{key} {span}: {exc}") from exc
-        return body
+                raise StorageError(f"no such key: {where}") from exc
+            raise StorageError(f"cannot read {where}: {exc}") from exc
+        return io.BufferedReader(_Body(body, where), buffer_size=_READ_BUFFER)
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        check_key(key)
+        check_range(start, length)
+        where = f"s3://{self.bucket}/{key}"
+        if length == 0:  # a Range cannot ask for nothing; the key must still exist
+            if not self.exists(key):
+                raise StorageError(f"no such key: {where}")
+            return b""
+        byte_range = f"bytes={start}-{start + length - 1}"
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key, Range=byte_range)["Body"]
+            data: bytes = body.read()
+        except Exception as exc:
+            code = aws_error_code(exc)
+            if code in _PAST_END:
+                return b""
+            if code in _MISSING:
+                raise StorageError(f"no such key: {where}") from exc
+            raise StorageError(f"cannot read {where} ({byte_range}): {exc}") from exc
+        return data
 
     def size(self, key: str) -> int:
         """The object's size in bytes without reading it (StorageError if missing)."""
@@ -180,3 +203,31 @@ class S3ObjectStore:
         except Exception as exc:
             raise StorageError(f"cannot presign s3://{self.bucket}/{key}: {exc}") from exc
         return url
+
+
+class _Body(io.RawIOBase):
+    """botocore's streaming body as a raw stream that io's buffers and text wrappers read.
+
+    Errors while reading (a reset connection, a short body) leave as StorageError,
+    like every other failure of the store.
+    """
+
+    def __init__(self, body: Any, where: str) -> None:
+        self._body = body
+        self._where = where
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            chunk: bytes = self._body.read(len(buffer))
+        except Exception as exc:
+            raise StorageError(f"cannot read {self._where}: {exc}") from exc
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._body.close()
+        super().close()

@@ -18,8 +18,17 @@ import hashlib
 import re
 import unicodedata
 from datetime import datetime
+from typing import Protocol
 
-__all__ = ["check_batch_id", "collage_key", "creator_key", "metadata_key", "summary_key"]
+__all__ = [
+    "TakenKeys",
+    "check_batch_id",
+    "collage_key",
+    "creator_key",
+    "metadata_key",
+    "summary_key",
+    "unique_key",
+]
 
 MAX_KEY_BYTES = 100
 """Budget for the readable part of a creator key; the hash suffix comes on top."""
@@ -78,6 +87,40 @@ def creator_key(name: str, *, full_hash: bool = False) -> str:
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
     suffix = digest if full_hash else digest[:8]
     return f"{text}-{suffix}" if text else suffix
+
+
+class TakenKeys(Protocol):
+    """Casefolded creator keys handed out so far: a ``set``, or a table lookup."""
+
+    def __contains__(self, folded: object, /) -> bool: ...
+
+    def add(self, folded: str, /) -> None: ...
+
+
+def unique_key(name: str, taken: TakenKeys) -> str:
+    """creator_key(name), made longer while it is taken ignoring letter case; then taken.
+
+    Case counts as taken because the local folder may live on a case-insensitive
+    filesystem (macOS, Windows), where ``Ann.json`` and ``ann.json`` are one file.
+    ``taken`` holds the casefolded keys handed out so far; the new one is added.
+    Called once per creator in order of first appearance, it gives every reader
+    of the same CSV the same keys.
+
+    >>> taken: set[str] = set()
+    >>> [unique_key(name, taken) for name in ["Ann", "Bo"]]
+    ['Ann', 'Bo']
+    >>> unique_key("ANN", taken) == creator_key("ANN", full_hash=True)
+    True
+    """
+    key = creator_key(name)
+    if key.casefold() in taken:
+        key = creator_key(name, full_hash=True)
+    base, n = key, 1
+    while key.casefold() in taken:  # a full SHA-256 clash; kept only so the loop is total
+        n += 1
+        key = f"{base}-{n}"
+    taken.add(key.casefold())
+    return key
 
 
 def collage_key(creator: str, when: datetime, suffix: int = 0) -> str:

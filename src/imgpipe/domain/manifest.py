@@ -16,6 +16,11 @@ Example::
     [('Ann', ['https://x/1.jpg'])]
     >>> m.problems[0]
     RowProblem(line=3, field='url', reason='unsupported_scheme', value='ftp://x/2')
+
+``parse_manifest`` holds every creator's covers; a file too large for that is
+read record by record with :func:`read_records` (what the SQLite staging in
+:mod:`imgpipe.adapters.sqlite_staging` does), with the same rules and the same
+creator keys (:func:`~imgpipe.domain.keys.unique_key`).
 """
 
 from __future__ import annotations
@@ -25,20 +30,25 @@ import itertools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 from urllib.parse import urlsplit
 
-from imgpipe.domain.keys import creator_key
+from imgpipe.domain.keys import unique_key
 from imgpipe.errors import ManifestError
 
 __all__ = [
     "CREATOR_ALIASES",
     "URL_ALIASES",
     "CoverRef",
+    "CoverSet",
     "CreatorJob",
     "Manifest",
+    "ManifestRecords",
+    "ManifestRow",
     "RowProblem",
+    "check_cap",
     "parse_manifest",
+    "read_records",
 ]
 
 CREATOR_ALIASES: tuple[str, ...] = (
@@ -49,8 +59,13 @@ URL_ALIASES: tuple[str, ...] = (
 )  # fmt: skip
 
 DELIMITERS = (",", ";", "\t")
+DEFAULT_SCHEMES = frozenset({"http", "https", "file", ""})
 # RFC 3986 scheme; one letter is a Windows drive ("C:\covers\a.jpg"), not a scheme.
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")
+# An http(s) URL whose host is plain ASCII letters, digits, dots and dashes needs
+# no urlsplit to be known valid: this match settles it in 0.4 us instead of 7 us
+# (a 1,000,000-row export spent 7 s in urlsplit); anything else goes the long way.
+_PLAIN_HTTP = re.compile(r"((?i:https?))://[A-Za-z0-9.-]+(?=[/?#]|\Z)", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -91,11 +106,150 @@ class Manifest:
     capped_rows: int = 0  # distinct URLs dropped by max_covers_per_creator
 
 
+class ManifestRow(NamedTuple):
+    """One CSV record that names a creator.
+
+    ``problem`` is None when ``url`` is usable. A record whose URL is unusable is
+    still a row rather than a bare :class:`RowProblem`: its creator takes a key
+    and a place in the order of first appearance all the same (a creator whose
+    rows are all bad gets no job, but a later ``ann`` still yields to ``Ann``).
+    """
+
+    line: int  # 1-based physical line where the record starts
+    creator: str  # trimmed display name, never empty
+    url: str  # trimmed
+    problem: RowProblem | None = None
+
+
+class ManifestRecords:
+    """A CSV whose header has been read: its columns, then its records, read once.
+
+    Iterating yields one item per non-blank record in file order: a
+    :class:`ManifestRow` for a record naming a creator, a :class:`RowProblem`
+    for one that names none (``missing_creator``) or cannot be read
+    (``unreadable_row``). Blank records are only counted in ``blank_rows``.
+    Nothing is grouped or kept, so memory does not grow with the file.
+
+    >>> records = read_records(["creator;url", "Ann;a.jpg", ";b.jpg", "", "Bo;ftp://x"])
+    >>> (records.creator_column, records.url_column, records.delimiter)
+    ('creator', 'url', ';')
+    >>> items = list(records)
+    >>> items[0]
+    ManifestRow(line=2, creator='Ann', url='a.jpg', problem=None)
+    >>> items[1]
+    RowProblem(line=3, field='creator', reason='missing_creator', value='')
+    >>> (items[2].creator, items[2].problem.reason, records.blank_rows)
+    ('Bo', 'unsupported_scheme', 1)
+    """
+
+    def __init__(
+        self,
+        stream: TextIO | Iterable[str],
+        *,
+        creator_column: str | None = None,
+        url_column: str | None = None,
+        schemes: frozenset[str] = DEFAULT_SCHEMES,
+    ) -> None:
+        lines, header_line = _peek_header(iter(stream))
+        if header_line is None:
+            raise ManifestError("empty CSV: no header row")
+        self.delimiter = _pick_delimiter(header_line, creator_column, url_column)
+        reader = csv.reader(lines, delimiter=self.delimiter, skipinitialspace=True)
+        header = _read_header(reader)
+        creator_at = _find_column(header, "creator", CREATOR_ALIASES, creator_column)
+        url_at = _find_column(header, "url", URL_ALIASES, url_column)
+        if creator_at == url_at:
+            raise ManifestError(f"creator and URL columns are the same column {header[url_at]!r}")
+        self.creator_column = header[creator_at].strip()
+        self.url_column = header[url_at].strip()
+        self.blank_rows = 0  # empty lines between records; they are not rows
+        # One generator, made here: a second loop continues the stream, never restarts it.
+        self._records = self._read(reader, creator_at, url_at, schemes)
+
+    def __iter__(self) -> Iterator[ManifestRow | RowProblem]:
+        return self._records
+
+    def _read(
+        self,
+        reader: Any,  # the csv module's reader type is not public
+        creator_at: int,
+        url_at: int,
+        schemes: frozenset[str],
+    ) -> Iterator[ManifestRow | RowProblem]:
+        need = max(creator_at, url_at) + 1
+        end = reader.line_num
+        while True:
+            start = end + 1  # csv.reader.line_num is where a record ends; it starts after the last
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:  # NUL byte, oversized field: lose the record, not the batch
+                if reader.line_num < start:
+                    return
+                end = reader.line_num
+                yield RowProblem(start, "row", "unreadable_row", str(exc))
+                continue
+            end = reader.line_num
+            if not any(map(str.strip, row)):
+                self.blank_rows += 1
+                continue
+            if len(row) < need:
+                row += [""] * (need - len(row))
+            creator, url = row[creator_at].strip(), row[url_at].strip()
+            if not creator:
+                yield RowProblem(start, "creator", "missing_creator")
+                continue
+            reason = _check_url(url, schemes)
+            problem = None if reason is None else RowProblem(start, "url", reason, url)
+            yield ManifestRow(start, creator, url, problem)
+
+
+def read_records(
+    stream: TextIO | Iterable[str],
+    *,
+    creator_column: str | None = None,
+    url_column: str | None = None,
+    schemes: frozenset[str] = DEFAULT_SCHEMES,
+) -> ManifestRecords:
+    """The header of ``stream`` read now, its records as they are iterated (example above).
+
+    Same arguments and ``ManifestError`` as :func:`parse_manifest`, which is built on it.
+    """
+    return ManifestRecords(
+        stream, creator_column=creator_column, url_column=url_column, schemes=schemes
+    )
+
+
 @dataclass
-class _Group:
-    key: str
+class CoverSet:
+    """One creator's distinct covers in CSV order, at most ``cap`` of them.
+
+    The rule that :func:`parse_manifest` and the SQLite staging share: a URL
+    already kept is a duplicate row; a new URL once ``cap`` are kept is a capped
+    row (every time it comes, since it was never kept).
+
+    >>> covers = CoverSet(cap=1)
+    >>> for line, url in [(2, "a"), (3, "a"), (4, "b"), (5, "b")]:
+    ...     covers.add(line, url)
+    >>> (covers.covers, covers.duplicate_rows, covers.capped_rows)
+    ([CoverRef(line=2, url='a')], 1, 2)
+    """
+
+    cap: int | None = None
     covers: list[CoverRef] = field(default_factory=list)
-    seen: set[str] = field(default_factory=set)
+    duplicate_rows: int = 0
+    capped_rows: int = 0
+    _seen: set[str] = field(default_factory=set, repr=False)
+
+    def add(self, line: int, url: str) -> None:
+        if url in self._seen:
+            self.duplicate_rows += 1
+        elif self.cap is not None and len(self.covers) >= self.cap:
+            self.capped_rows += 1
+        else:
+            self._seen.add(url)
+            self.covers.append(CoverRef(line, url))
 
 
 def parse_manifest(
@@ -103,7 +257,7 @@ def parse_manifest(
     *,
     creator_column: str | None = None,
     url_column: str | None = None,
-    schemes: frozenset[str] = frozenset({"http", "https", "file", ""}),
+    schemes: frozenset[str] = DEFAULT_SCHEMES,
     max_covers_per_creator: int | None = None,
 ) -> Manifest:
     """Group a CSV's rows into one :class:`CreatorJob` per creator.
@@ -117,69 +271,44 @@ def parse_manifest(
     >>> (m.delimiter, m.jobs[0].key, m.rows_read, m.duplicate_rows)
     (';', 'Bo', 2, 1)
     """
-    if max_covers_per_creator is not None and max_covers_per_creator < 1:
-        raise ValueError(f"max_covers_per_creator must be >= 1, got {max_covers_per_creator}")
-    lines, header_line = _peek_header(iter(stream))
-    if header_line is None:
-        raise ManifestError("empty CSV: no header row")
-    delimiter = _pick_delimiter(header_line, creator_column, url_column)
-    reader = csv.reader(lines, delimiter=delimiter, skipinitialspace=True)
-    header = _read_header(reader)
-    end = reader.line_num
-    creator_at = _find_column(header, "creator", CREATOR_ALIASES, creator_column)
-    url_at = _find_column(header, "url", URL_ALIASES, url_column)
-    if creator_at == url_at:
-        raise ManifestError(f"creator and URL columns are the same column {header[url_at]!r}")
-
-    manifest = Manifest([], [], header[creator_at].strip(), header[url_at].strip())
-    manifest.delimiter = delimiter
-    groups: dict[str, _Group] = {}
-    owners: dict[str, str] = {}  # casefolded key -> display name, to keep names apart
-    need = max(creator_at, url_at) + 1
-    while True:
-        start = end + 1  # csv.reader.line_num is where a record ends; it starts after the last
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:  # NUL byte, oversized field: lose the record, not the batch
-            if reader.line_num < start:
-                break
-            end = reader.line_num
-            manifest.rows_read += 1
-            manifest.problems.append(RowProblem(start, "row", "unreadable_row", str(exc)))
-            continue
-        end = reader.line_num
-        if not any(cell.strip() for cell in row):
-            manifest.blank_rows += 1
-            continue
+    check_cap(max_covers_per_creator)
+    records = read_records(
+        stream, creator_column=creator_column, url_column=url_column, schemes=schemes
+    )
+    manifest = Manifest([], [], records.creator_column, records.url_column)
+    manifest.delimiter = records.delimiter
+    groups: dict[str, tuple[str, CoverSet]] = {}  # display name -> (key, covers)
+    taken: set[str] = set()
+    for item in records:
         manifest.rows_read += 1
-        row += [""] * (need - len(row))
-        creator, url = row[creator_at].strip(), row[url_at].strip()
-        if not creator:
-            manifest.problems.append(RowProblem(start, "creator", "missing_creator"))
+        if isinstance(item, RowProblem):
+            manifest.problems.append(item)
             continue
-        group = groups.get(creator)
+        group = groups.get(item.creator)
         if group is None:
-            group = groups[creator] = _Group(_unique_key(creator, owners))
-        problem = _check_url(url, schemes)
-        if problem is not None:
-            manifest.problems.append(RowProblem(start, "url", problem, url))
-        elif url in group.seen:
-            manifest.duplicate_rows += 1
-        elif max_covers_per_creator is not None and len(group.covers) >= max_covers_per_creator:
-            manifest.capped_rows += 1
+            key = unique_key(item.creator, taken)
+            group = groups[item.creator] = (key, CoverSet(max_covers_per_creator))
+        if item.problem is not None:
+            manifest.problems.append(item.problem)
         else:
-            group.seen.add(url)
-            group.covers.append(CoverRef(start, url))
+            group[1].add(item.line, item.url)
+    manifest.blank_rows = records.blank_rows
 
     # A creator all of whose rows were bad has nothing to render; its rows are problems.
     manifest.jobs = [
-        CreatorJob(name, group.key, tuple(group.covers))
-        for name, group in groups.items()
-        if group.covers
+        CreatorJob(name, key, tuple(covers.covers))
+        for name, (key, covers) in groups.items()
+        if covers.covers
     ]
+    manifest.duplicate_rows = sum(covers.duplicate_rows for _, covers in groups.values())
+    manifest.capped_rows = sum(covers.capped_rows for _, covers in groups.values())
     return manifest
+
+
+def check_cap(max_covers_per_creator: int | None) -> None:
+    """Refuse a cap below one (shared with the staging, which caps the same way)."""
+    if max_covers_per_creator is not None and max_covers_per_creator < 1:
+        raise ValueError(f"max_covers_per_creator must be >= 1, got {max_covers_per_creator}")
 
 
 def _peek_header(lines: Iterator[str]) -> tuple[Iterator[str], str | None]:
@@ -255,6 +384,16 @@ def _check_url(url: str, schemes: frozenset[str]) -> str | None:
     """The reason a URL cannot be used, or None."""
     if not url:
         return "missing_url"
+    plain = _PLAIN_HTTP.match(url)
+    if plain is not None and plain.group(1).lower() in schemes:
+        return None
+    return _check_url_by_parsing(url, schemes)
+
+
+def _check_url_by_parsing(url: str, schemes: frozenset[str]) -> str | None:
+    """What _check_url says for any URL, fast path or not (tests hold them equal)."""
+    if not url:
+        return "missing_url"
     match = _SCHEME.match(url)
     scheme = match.group(1).lower() if match else ""
     if scheme not in schemes:
@@ -268,21 +407,3 @@ def _check_url(url: str, schemes: frozenset[str]) -> str | None:
         if not parts.hostname:
             return "invalid_url"
     return None
-
-
-def _unique_key(name: str, owners: dict[str, str]) -> str:
-    """creator_key(name), made longer when it is taken, ignoring letter case.
-
-    Case counts as taken because the local folder may live on a case-insensitive
-    filesystem (macOS, Windows), where ``Ann.json`` and ``ann.json`` are one file.
-    ``owners`` maps casefolded keys to display names.
-    """
-    key = creator_key(name)
-    if key.casefold() in owners:
-        key = creator_key(name, full_hash=True)
-    base, n = key, 1
-    while key.casefold() in owners:  # a full SHA-256 clash; kept only so the loop is total
-        n += 1
-        key = f"{base}-{n}"
-    owners[key.casefold()] = name
-    return key

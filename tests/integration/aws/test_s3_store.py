@@ -10,6 +10,7 @@ from imgpipe.adapters.s3_store import CACHE_CONTROL, S3ObjectStore
 from imgpipe.errors import KeyCollisionError, StorageError
 from imgpipe.settings import Settings
 from tests.support.aws import client
+from tests.support.stream_contract import check_get_range, check_open_streams_a_csv
 
 
 @pytest.fixture
@@ -81,3 +82,27 @@ def test_presigned_url_serves_the_object(store: S3ObjectStore) -> None:
 def test_missing_bucket_is_a_storage_error(aws: Settings) -> None:
     with pytest.raises(StorageError, match="s3://absent/k"):
         S3ObjectStore("absent", settings=aws).put("k", b"x")
+
+
+def test_open_streams_the_body(store: S3ObjectStore) -> None:
+    check_open_streams_a_csv(store)
+
+
+def test_get_range_asks_for_a_byte_range(store: S3ObjectStore) -> None:
+    check_get_range(store)
+
+
+def test_a_body_that_breaks_mid_read_is_a_storage_error(store: S3ObjectStore) -> None:
+    store.put("csv-files/a.csv", b"creator,url\n" * 1000)
+    with store.open("csv-files/a.csv") as stream:
+        assert stream.read(7) == b"creator"
+        # What botocore raises when the connection drops mid-body, without a real drop.
+        stream.raw._body.read = _broken_read  # type: ignore[attr-defined]
+        with pytest.raises(StorageError, match="cannot read s3://out/csv-files/a.csv"):
+            stream.read()
+
+
+def _broken_read(amount: int | None = None) -> bytes:
+    from botocore.exceptions import ResponseStreamingError
+
+    raise ResponseStreamingError(error="connection reset")
