@@ -20,18 +20,26 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from imgpipe.domain.manifest import Manifest, parse_manifest
+from imgpipe.adapters.sqlite_staging import StagedManifest, stage_manifest
+from imgpipe.domain.manifest import Manifest
 from imgpipe.errors import ConfigError, InputError, ManifestError
 from imgpipe.fetch.cover_cache import CoverCache
 from imgpipe.fetch.downloader import Downloader, FetchPolicy
 from imgpipe.fetch.store_source import StoreRelativeFetcher
 from imgpipe.ports import BatchLocks, ObjectStore, StateStore
-from imgpipe.service.batch import BatchInterruptedError, BatchRunner
+from imgpipe.service.batch import (
+    BatchInterruptedError,
+    BatchRunner,
+    InMemoryJobs,
+    PlannedJobs,
+    plan_stats,
+)
 from imgpipe.service.fanout import DistributedPorts, FanOut
 from imgpipe.service.ledger import BatchLedger
 from imgpipe.service.memory import MemoryMonitor
 from imgpipe.service.planning import batch_identity
 from imgpipe.service.progress import ProgressSink
+from imgpipe.service.results import PlanStats
 from imgpipe.service.summary import BatchSummary
 from imgpipe.settings import RunOptions, Settings
 
@@ -42,7 +50,6 @@ __all__ = [
     "make_ledger",
     "open_backend",
     "open_distributed",
-    "read_manifest",
     "reconcile_stale_batches",
     "run_csv",
     "run_inline",
@@ -154,6 +161,9 @@ def open_distributed(settings: Settings) -> DistributedPorts:
         ),
         state=DynamoStateStore(settings.dynamodb_table_name, settings=settings),
         queue=SqsWorkQueue(settings.sqs_queue_url, settings=settings),
+        plan_queue=SqsWorkQueue(
+            settings.plan_queue_url or settings.sqs_queue_url, settings=settings
+        ),
     )
 
 
@@ -197,28 +207,12 @@ def run_inline(
         async with Downloader(FetchPolicy.from_options(options)) as downloader:
             fetcher = StoreRelativeFetcher(downloader, ports.inputs, csv_key, options.max_bytes)
             runner = BatchRunner(ledger, fetcher, locks=InProcessBatchLocks())
-            return await runner.run(manifest, options, source=source, identity=identity)
+            planned = InMemoryJobs(manifest)
+            return await runner.run(
+                planned, planned.stats(), options, source=source, identity=identity
+            )
 
     return asyncio.run(run())
-
-
-def read_manifest(path: Path, options: RunOptions) -> Manifest:
-    """Parse a CSV file; InputError names the file when it cannot be read."""
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as stream:
-            return parse_manifest(
-                stream,
-                creator_column=options.creator_column,
-                url_column=options.url_column,
-            )
-    except FileNotFoundError as exc:
-        raise InputError(f"CSV file not found: {path}") from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except ManifestError as exc:
-        raise ManifestError(f"{path}: {exc}") from exc
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
 def file_digest(path: Path) -> str:
@@ -248,22 +242,69 @@ def run_csv(
 ) -> BatchSummary:
     """Run one CSV to completion on this machine (or continue its unfinished batch).
 
-    ``handle_signals``: SIGINT and SIGTERM stop the run gracefully; the
+    The CSV is staged in a scratch SQLite file first, so memory does not grow with
+    its rows. ``handle_signals``: SIGINT and SIGTERM stop the run gracefully; the
     BatchInterruptedError raised then carries the signal in ``signal``.
     """
-    manifest = read_manifest(path, options)
     identity = batch_identity(file_digest(path), options, source=str(path.resolve()))
     monitor = monitor or MemoryMonitor(
         warning=options.memory_warning, critical=options.memory_critical
     )
-    runner_args = (manifest, options, backend, path, progress, monitor)
-    return asyncio.run(
-        _run(*runner_args, identity, batch_id, new_batch=new_batch, handle_signals=handle_signals)
-    )
+    scratch = _scratch_dir(backend) / f"{identity}.sqlite3"
+    with stage_csv(path, options, scratch) as staged:
+        try:
+            stats = plan_stats(staged.rows_read, staged.duplicate_rows, staged.problems())
+            return asyncio.run(
+                _run(
+                    staged,
+                    stats,
+                    options,
+                    backend,
+                    path,
+                    progress,
+                    monitor,
+                    identity,
+                    batch_id,
+                    new_batch=new_batch,
+                    handle_signals=handle_signals,
+                )
+            )
+        finally:
+            staged.close()
+            scratch.unlink(missing_ok=True)
+
+
+def _scratch_dir(backend: Backend) -> Path:
+    """Beside the output when it is a folder (a million-row staging is hundreds of MB)."""
+    root = Path(backend.location) if backend.settings.backend == "local" else None
+    folder = (root or backend.settings.data_dir.resolve()) / "processing" / "staging"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def stage_csv(path: Path, options: RunOptions, scratch: Path) -> StagedManifest:
+    """Stage a CSV file; InputError names the file when it cannot be read."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as stream:
+            return stage_manifest(
+                stream,
+                path=scratch,
+                creator_column=options.creator_column,
+                url_column=options.url_column,
+            )
+    except FileNotFoundError as exc:
+        raise InputError(f"CSV file not found: {path}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except ManifestError as exc:
+        raise ManifestError(f"{path}: {exc}") from exc
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
 async def _run(
-    manifest: Manifest,
+    planned: PlannedJobs,
+    stats: PlanStats,
     options: RunOptions,
     backend: Backend,
     path: Path,
@@ -304,7 +345,8 @@ async def _run(
                     progress=progress,
                 )
                 return await runner.run(
-                    manifest,
+                    planned,
+                    stats,
                     options,
                     source=str(path),
                     identity=identity,

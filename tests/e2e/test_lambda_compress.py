@@ -68,7 +68,7 @@ def test_the_output_never_triggers_another_compression(deployed: Deployment) -> 
         deployed.queue.delete(message)
     deployed.inputs.put("uploads/a.png", _png(photo(8, (1600, 1200))), content_type="image/png")
 
-    (worker,) = deployed.work()
+    worker, _planner = deployed.work()
 
     written = sorted(deployed.inputs.list("compressed/"))
     assert written == ["compressed/uploads/a.png"]

@@ -33,6 +33,7 @@ class Deployment:
         self.plans = S3ObjectStore(names["TEMP_BUCKET"], settings=settings)
         self.state = DynamoStateStore(names["DYNAMODB_TABLE_NAME"], settings=settings)
         self.queue = SqsWorkQueue(names["SQS_QUEUE_URL"], settings=settings)
+        self.plan_queue = SqsWorkQueue(names["IMGPIPE_PLAN_QUEUE_URL"], settings=settings)
         self.dlq = SqsWorkQueue(names["SQS_DLQ_URL"], settings=settings)
 
     def upload_csv(self, key: str, rows: list[tuple[str, str]]) -> None:
@@ -43,16 +44,17 @@ class Deployment:
         self.inputs.put(key, text.getvalue().encode(), content_type="text/csv")
 
     def work(self, *, workers: int = 1, concurrency: int = 2) -> list[QueueWorker]:
-        """Run ``workers`` worker loops at once until the queue stays empty."""
+        """Run ``workers`` worker loops at once on the work queue, and one on the
+        planning queue, until both stay empty (``imgpipe worker`` does the same)."""
         loops = [
             QueueWorker(
-                self.queue,
+                queue,
                 aws_lambda.handle_record_body,
                 concurrency=concurrency,
                 wait_seconds=1,
                 retry_delay=0,
             )
-            for _ in range(workers)
+            for queue in [self.queue] * workers + [self.plan_queue]
         ]
         threads = [threading.Thread(target=w.run, kwargs={"exit_when_idle": 2}) for w in loops]
         for thread in threads:

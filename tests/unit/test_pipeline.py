@@ -23,7 +23,7 @@ from imgpipe.domain.records import CreatorStatus
 from imgpipe.errors import StorageError
 from imgpipe.fetch.downloader import FetchResult
 from imgpipe.ports import ObjectStore, StateStore
-from imgpipe.service.batch import BatchInterruptedError, BatchRunner
+from imgpipe.service.batch import BatchInterruptedError, BatchRunner, InMemoryJobs
 from imgpipe.service.ledger import BatchLedger
 from imgpipe.service.memory import MemoryMonitor
 from imgpipe.service.results import BatchContext
@@ -86,7 +86,10 @@ def make_runner(
 
 
 def run(runner: BatchRunner, m: Manifest, opts: RunOptions) -> BatchSummary:
-    return asyncio.run(runner.run(m, opts, source="test.csv", identity="test"))
+    planned = InMemoryJobs(m)
+    return asyncio.run(
+        runner.run(planned, planned.stats(), opts, source="test.csv", identity="test")
+    )
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
 """``imgpipe`` command line: ``run`` a CSV, show ``status`` of batches (and more below).
 
 Exit codes: 0 every creator rendered or unchanged, 3 some creators failed,
-2 unusable input (missing file, no usable column, bad option).
+2 unusable input (missing file, no usable column, bad option), 4 the batch could
+not finish (a store failed, or another process runs it; rerun to continue),
+130 / 143 stopped by SIGINT / SIGTERM (rerun the same command to continue).
 """
 
 from __future__ import annotations
@@ -15,17 +17,19 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from imgpipe.bootstrap import open_backend, run_csv
+from imgpipe.bootstrap import open_backend, reconcile_stale_batches, run_csv
 from imgpipe.entrypoints import cli_aws, cli_service
 from imgpipe.entrypoints.progress import LogProgress, RichProgress
 from imgpipe.entrypoints.report import print_batch, print_batches, print_summary
-from imgpipe.errors import ImgpipeError, InputError
+from imgpipe.errors import ConfigError, ImgpipeError, InputError
+from imgpipe.service.batch import BatchInterruptedError
 from imgpipe.service.progress import NullProgress, ProgressSink
 from imgpipe.settings import Settings
 
 __all__ = ["app", "main"]
 
 EXIT_INPUT = 2
+EXIT_UNFINISHED = 4  # not the input's fault: a store failed or the batch is busy
 
 app = typer.Typer(
     add_completion=False,
@@ -41,9 +45,14 @@ OutOption = Annotated[
 ]
 
 
-def _fail(console: Console, message: str) -> typer.Exit:
+def _fail(console: Console, message: str, code: int = EXIT_INPUT) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(EXIT_INPUT)
+    return typer.Exit(code)
+
+
+def _exit_code(error: ImgpipeError) -> int:
+    """Bad input or settings are the caller's to fix (2); anything else may pass (4)."""
+    return EXIT_INPUT if isinstance(error, InputError | ConfigError) else EXIT_UNFINISHED
 
 
 @app.command()
@@ -80,6 +89,12 @@ def run(
         typer.Option(help="CIDR[,CIDR...] that may be fetched although private/loopback."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Re-render unchanged creators.")] = False,
+    new_batch: Annotated[
+        bool,
+        typer.Option(
+            "--new-batch", help="Start a new batch even if this input's last one is unfinished."
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no table.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
@@ -117,12 +132,21 @@ def run(
         progress: ProgressSink
         if quiet or as_json or not console.is_terminal:
             progress = NullProgress() if quiet else LogProgress()
-            summary = run_csv(csv_file, options, backend, progress=progress)
+            summary = run_csv(
+                csv_file, options, backend, progress=progress, new_batch=new_batch,
+                handle_signals=True,
+            )  # fmt: skip
         else:
             with RichProgress(console) as bar:
-                summary = run_csv(csv_file, options, backend, progress=bar)
+                summary = run_csv(
+                    csv_file, options, backend, progress=bar, new_batch=new_batch,
+                    handle_signals=True,
+                )  # fmt: skip
+    except BatchInterruptedError as exc:
+        console.print(f"[bold yellow]interrupted:[/] {exc}", highlight=False)
+        raise typer.Exit(128 + exc.signal if exc.signal else EXIT_UNFINISHED) from None
     except ImgpipeError as exc:
-        raise _fail(console, str(exc)) from None
+        raise _fail(console, str(exc), _exit_code(exc)) from None
     finally:
         backend.close()
 
@@ -151,6 +175,7 @@ def status(
     where = str(root) if settings.backend == "local" else settings.dynamodb_table_name
     backend = open_backend(settings, out_dir=root)
     try:
+        reconcile_stale_batches(backend)  # a running batch whose process died: interrupted
         if batch_id is None:
             print_batches(Console(), backend.state.list_batches(), as_json=as_json)
             return

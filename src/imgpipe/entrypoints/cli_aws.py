@@ -37,23 +37,48 @@ def worker(
     ] = None,
     retry_delay: Annotated[int, typer.Option(help="Seconds before a failed message returns.")] = 5,
 ) -> None:
-    """Long-poll SQS_QUEUE_URL and run each message through the Lambda handler's code."""
+    """Long-poll SQS_QUEUE_URL (and IMGPIPE_PLAN_QUEUE_URL when set) and run each message
+    through the Lambda handler's code: every message kind, from one queue or both."""
+    import threading
+
     from imgpipe.adapters.sqs_queue import SqsWorkQueue
     from imgpipe.entrypoints.aws_lambda import handle_record_body
     from imgpipe.entrypoints.worker import QueueWorker
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     settings = Settings()
+    urls = [settings.sqs_queue_url]
+    if settings.plan_queue_url and settings.plan_queue_url != settings.sqs_queue_url:
+        urls.append(settings.plan_queue_url)
     try:
-        queue = SqsWorkQueue(settings.sqs_queue_url, settings=settings)
-        runner = QueueWorker(
-            queue, handle_record_body, concurrency=concurrency, retry_delay=retry_delay
-        )
-        stats = runner.run(exit_when_idle=exit_when_idle)
+        runners = [
+            QueueWorker(
+                SqsWorkQueue(url, settings=settings),
+                handle_record_body,
+                concurrency=concurrency,
+                retry_delay=retry_delay,
+            )
+            for url in urls
+        ]
+        threads = [
+            threading.Thread(target=r.run, kwargs={"exit_when_idle": exit_when_idle})
+            for r in runners[1:]
+        ]
+        for thread in threads:
+            thread.start()
+        runners[0].run(exit_when_idle=exit_when_idle)
+        for runner in runners[1:]:
+            runner.stop()
+        for thread in threads:
+            thread.join()
     except ImgpipeError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from exc
-    print(json.dumps({"succeeded": stats.succeeded, "failed": stats.failed}))
+    totals = {
+        name: sum(getattr(r.stats, name) for r in runners)
+        for name in ("succeeded", "failed", "deferred")
+    }
+    print(json.dumps(totals))
 
 
 @dlq_app.command("list")

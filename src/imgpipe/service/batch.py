@@ -25,13 +25,14 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from imgpipe.domain.manifest import CreatorJob, Manifest
+from imgpipe.domain.manifest import CreatorJob, Manifest, RowProblem
 from imgpipe.domain.records import BatchRecord
 from imgpipe.errors import (
     BatchLockedError,
@@ -50,7 +51,14 @@ from imgpipe.service.results import BatchContext, CreatorResult, PlanStats
 from imgpipe.service.summary import BatchSummary
 from imgpipe.settings import RunOptions
 
-__all__ = ["BatchInterruptedError", "BatchRunner", "local_owner", "plan_stats"]
+__all__ = [
+    "BatchInterruptedError",
+    "BatchRunner",
+    "InMemoryJobs",
+    "PlannedJobs",
+    "local_owner",
+    "plan_stats",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +80,52 @@ def local_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def plan_stats(manifest: Manifest) -> PlanStats:
+# Row problems kept in a batch's plan and summary; the count is always exact.
+MAX_ROW_PROBLEMS = 10_000
+
+
+def plan_stats(rows_read: int, duplicate_rows: int, problems: Iterable[RowProblem]) -> PlanStats:
+    """What the summary keeps of the CSV: counts, and the first MAX_ROW_PROBLEMS problems."""
+    kept: list[dict[str, Any]] = []
+    reasons: Counter[str] = Counter()
+    for problem in problems:
+        reasons[problem.reason] += 1
+        if len(kept) < MAX_ROW_PROBLEMS:
+            kept.append(problem.to_dict())
     return PlanStats(
-        manifest.rows_read, manifest.duplicate_rows, [p.to_dict() for p in manifest.problems]
+        rows_read,
+        duplicate_rows,
+        kept,
+        row_problem_count=sum(reasons.values()),
+        row_problem_reasons=dict(reasons),
     )
+
+
+class PlannedJobs(Protocol):
+    """The creators of a planned CSV: in memory, or staged on disk (a million rows)."""
+
+    @property
+    def creators(self) -> int: ...
+
+    def jobs(self, start: int = 0) -> Iterator[CreatorJob]: ...
+
+
+class InMemoryJobs:
+    """A parsed :class:`Manifest` as :class:`PlannedJobs`."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+
+    @property
+    def creators(self) -> int:
+        return len(self.manifest.jobs)
+
+    def jobs(self, start: int = 0) -> Iterator[CreatorJob]:
+        return iter(self.manifest.jobs[start:])
+
+    def stats(self) -> PlanStats:
+        m = self.manifest
+        return plan_stats(m.rows_read, m.duplicate_rows, m.problems)
 
 
 @dataclass
@@ -118,7 +168,8 @@ class BatchRunner:
 
     async def run(
         self,
-        manifest: Manifest,
+        planned: PlannedJobs,
+        stats: PlanStats,
         options: RunOptions,
         *,
         source: str,
@@ -129,28 +180,31 @@ class BatchRunner:
     ) -> BatchSummary:
         """Run (or continue) the batch; BatchInterruptedError when ``stop`` is set first."""
         started = await asyncio.to_thread(
-            self._start, manifest, options, source, identity, batch_id, new_batch
+            self._start, planned, stats, options, source, identity, batch_id, new_batch
         )
         try:
             context = started.context
-            todo = [job for job in manifest.jobs if job.key not in started.done]
-            covers = sum(min(len(j.covers), options.images_per_collage) for j in todo)
-            self.progress.batch_started(context.batch_id, len(todo), covers)
+            left, covers = await asyncio.to_thread(
+                _count_left, planned, started.done, options.images_per_collage
+            )
+            self.progress.batch_started(context.batch_id, left, covers)
             if started.resumed:
                 log.info(
                     "continuing batch %s: %d of %d creators left",
                     context.batch_id,
-                    len(todo),
-                    len(manifest.jobs),
+                    left,
+                    planned.creators,
                 )
-            stopped = await self._dispatch(iter(todo), context, options, started.resumed, stop)
+            todo = (job for job in planned.jobs() if job.key not in started.done)
+            stopped = await self._dispatch(todo, context, options, started.resumed, stop)
             return await asyncio.to_thread(self._conclude, context.batch_id, stopped)
         finally:
             started.lock.release()
 
     def _start(
         self,
-        manifest: Manifest,
+        planned: PlannedJobs,
+        stats: PlanStats,
         options: RunOptions,
         source: str,
         identity: str,
@@ -180,12 +234,12 @@ class BatchRunner:
             context = self.ledger.open_batch(
                 batch_id,
                 source=source,
-                total=len(manifest.jobs),
+                total=planned.creators,
                 settings=settings_snapshot(options),
-                stats=plan_stats(manifest),
+                stats=stats,
                 owner=self.owner,
             )
-            self.ledger.add_pending(context, manifest.jobs)
+            self.ledger.add_pending(context, planned.jobs())
             marker = json.dumps({"batch_id": batch_id}).encode()
             self.ledger.plans.put(plan_marker_key(identity), marker)
         except BaseException:
@@ -269,3 +323,13 @@ class BatchRunner:
         total = batch.total_creators if batch else 0
         reason = "stopped" if stopped else "some creators could not be recorded"
         raise BatchInterruptedError(batch_id, done, total, reason)
+
+
+def _count_left(planned: PlannedJobs, done: set[str], per_collage: int) -> tuple[int, int]:
+    """Creators left and the covers they will use at most (for the progress bar)."""
+    creators = covers = 0
+    for job in planned.jobs():
+        if job.key not in done:
+            creators += 1
+            covers += min(len(job.covers), per_collage)
+    return creators, covers

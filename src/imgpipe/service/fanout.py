@@ -101,7 +101,8 @@ class DistributedPorts:
     outputs: ObjectStore  # collages and results (OUTPUT_BUCKET)
     work: ObjectStore  # plans (TEMP_BUCKET, processing/ expires after 7 days)
     state: StateStore
-    queue: WorkQueue
+    queue: WorkQueue  # per-creator messages (SQS_QUEUE_URL)
+    plan_queue: WorkQueue | None = None  # csv_s3 messages (IMGPIPE_PLAN_QUEUE_URL, else queue)
 
 
 @dataclass
@@ -172,7 +173,7 @@ class FanOut:
                 source=csv_key,
                 total=len(manifest.jobs),
                 settings=settings_snapshot(options),
-                stats=plan_stats(manifest),
+                stats=plan_stats(manifest.rows_read, manifest.duplicate_rows, manifest.problems),
             )
         else:
             context = self.ledger.context_for(batch_id, batch.created_at)
@@ -188,6 +189,22 @@ class FanOut:
         if not manifest.jobs:  # nothing to fan out: the batch is complete already
             outcome.summary = self.finalize(batch_id)
         return outcome
+
+    def submit(self, csv_key: str, data: bytes, overrides: Mapping[str, Any]) -> str:
+        """Store a CSV outside the watched prefix and queue its planning: planned once.
+
+        The batch id is reserved here, so the caller can answer with it at once.
+        """
+        self.ports.inputs.put(csv_key, data, content_type="text/csv")
+        batch_id, _ = self.reserve(csv_key, data)
+        message = {
+            "processing_type": "csv_s3",
+            "s3_key": csv_key,
+            "batch_id": batch_id,
+            "processing_config": dict(overrides),
+        }
+        (self.ports.plan_queue or self.ports.queue).send([json.dumps(message)])
+        return batch_id
 
     def reserve(self, csv_key: str, data: bytes, batch_id: str | None = None) -> tuple[str, bool]:
         """The batch id of this CSV (key + content): a new one, or the one planned before."""

@@ -38,7 +38,13 @@ class PlanStats:
 
     rows_read: int
     duplicate_rows: int
-    row_problems: list[dict[str, Any]]
+    row_problems: list[dict[str, Any]]  # the first ones (batch.MAX_ROW_PROBLEMS)
+    row_problem_count: int = -1  # all of them; -1: as many as listed (older plans)
+    row_problem_reasons: dict[str, int] = field(default_factory=dict)  # all, by reason
+
+    @property
+    def problems_total(self) -> int:
+        return len(self.row_problems) if self.row_problem_count < 0 else self.row_problem_count
 
 
 @dataclass

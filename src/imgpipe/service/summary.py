@@ -133,8 +133,11 @@ class SummaryWriter:
 
     def summary(self) -> BatchSummary:
         self._flush()
-        for problem in self.stats.row_problems:
-            self._reasons[f"row_{problem['reason']}"] += 1
+        reasons = self.stats.row_problem_reasons or Counter(
+            str(p["reason"]) for p in self.stats.row_problems
+        )
+        for reason, count in reasons.items():
+            self._reasons[f"row_{reason}"] += count
         started = datetime.fromisoformat(self.batch.created_at)
         duration = max(0.0, (self.finished - started).total_seconds())
         failed = self._statuses[CreatorStatus.FAILED]
@@ -147,7 +150,7 @@ class SummaryWriter:
             "images_failed": self._failed,
             "duplicates": self._duplicates,
             "rows_read": self.stats.rows_read,
-            "row_problems": len(self.stats.row_problems),
+            "row_problems": self.stats.problems_total,
             "duplicate_rows": self.stats.duplicate_rows,
         }
         self._entries.sort(key=lambda e: (e["creator"].casefold(), e["key"]))

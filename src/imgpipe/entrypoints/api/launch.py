@@ -104,29 +104,36 @@ def record_batch(metrics: Metrics, summary: BatchSummary) -> None:
 
 
 class AwsLauncher:
-    """Uploads the CSV to the input bucket and plans its fan-out at once."""
+    """Stores the CSV under ``api-uploads/`` and queues its planning: planned exactly once.
+
+    ``api-uploads/`` is outside the CSV prefix, so no S3 event plans it a second time.
+    """
+
+    PREFIX = "api-uploads/"
 
     def __init__(self, settings: Settings) -> None:
         from imgpipe.bootstrap import make_fanout
 
         self.settings = settings
         self.fanout = make_fanout(settings)
+        self._queued: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
 
     def launch(self, data: bytes, filename: str, overrides: dict[str, Any]) -> str:
         options = self.settings.run_options(**overrides)
-        parse_csv_bytes(data, options, filename)
+        parse_csv_bytes(data, options, filename)  # InputError -> 400 before anything starts
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        key = f"{self.settings.csv_prefix}api/{stamp}-{_SAFE_NAME.sub('_', filename)[:80]}"
-        self.fanout.ports.inputs.put(key, data, content_type="text/csv")
-        planned = self.fanout.plan(key, overrides)  # the S3 event for the same key replays it
-        if planned.batch_id is None:
-            from imgpipe.errors import InputError
-
-            raise InputError(planned.error or "CSV could not be planned")
-        return planned.batch_id
+        key = f"{self.PREFIX}{stamp}-{_SAFE_NAME.sub('_', filename)[:80] or 'upload.csv'}"
+        batch_id = self.fanout.submit(key, data, overrides)
+        with self._lock:
+            self._queued[batch_id] = {"batch_id": batch_id, "status": "queued", "source": key}
+        return batch_id
 
     def pending(self, batch_id: str) -> dict[str, Any] | None:
-        return None
+        """Queued for planning by this process, not yet recorded by the planner."""
+        with self._lock:
+            entry = self._queued.get(batch_id)
+            return dict(entry) if entry else None
 
 
 def make_launcher(
