@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from imgpipe.errors import ConfigError
@@ -179,12 +179,9 @@ class Settings(BaseSettings):
     memory_critical_threshold: float = Field(
         90.0, validation_alias=_env("MEMORY_CRITICAL_THRESHOLD")
     )
+    # false: a cover whose bytes equal an earlier one's of the same creator fills a cell too
     enable_deduplication: bool = Field(True, validation_alias=_env("ENABLE_DEDUPLICATION"))
     collision_check_enabled: bool = Field(True, validation_alias=_env("COLLISION_CHECK_ENABLED"))
-    content_hash_algorithm: str = Field("sha256", validation_alias=_env("CONTENT_HASH_ALGORITHM"))
-    batch_coordination_enabled: bool = Field(
-        True, validation_alias=_env("BATCH_COORDINATION_ENABLED")
-    )
 
     # batch engine: how long a claim on a creator lives without a heartbeat (on Lambda,
     # the worker function's timeout), and the cover cache of reruns (0 turns it off)
@@ -226,13 +223,6 @@ class Settings(BaseSettings):
     )
     cors_origins: str = Field("", validation_alias=_env("IMGPIPE_CORS_ORIGINS"))
     readiness_url: str = Field("", validation_alias=_env("IMGPIPE_READINESS_URL"))
-
-    @field_validator("content_hash_algorithm")
-    @classmethod
-    def _only_sha256(cls, value: str) -> str:
-        if value.lower() != "sha256":
-            raise ValueError("only sha256 is supported")
-        return value.lower()
 
     def run_options(self, **overrides: Any) -> RunOptions:
         """Settings as :class:`RunOptions`, with the given non-None overrides applied."""

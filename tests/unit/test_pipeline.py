@@ -309,3 +309,21 @@ def test_store_failure_for_one_creator_is_contained(ports) -> None:  # type: ign
     statuses = {c["creator"]: c["status"] for c in summary.creators}
     assert statuses == {"broken": "failed", "fine": "completed"}
     assert "disk on fire" in summary.creators[0]["error"]
+
+
+def test_deduplication_can_be_turned_off(ports) -> None:  # type: ignore[no-untyped-def]
+    """ENABLE_DEDUPLICATION=false: the same bytes under two URLs fill two cells."""
+    store, state = ports
+    red = jpeg(RED)
+    fetcher = DictFetcher({"a": red, "b": red, "c": jpeg(BLUE)})
+    on = run(make_runner(store, state, fetcher), manifest(job("Ann", ["a", "b", "c"])), options())
+    assert (on.creators[0]["images_used"], on.creators[0]["duplicates"]) == (2, 1)
+    off = run(
+        make_runner(store, state, fetcher),
+        manifest(job("Ann", ["a", "b", "c"])),
+        options(deduplicate=False, force=True),
+    )
+    assert (off.creators[0]["images_used"], off.creators[0]["duplicates"]) == (3, 0)
+    collage = store.get(off.creators[0]["collage_key"])
+    assert close_to(cell_colour(collage, 0), RED) and close_to(cell_colour(collage, 1), RED)
+    assert close_to(cell_colour(collage, 2), BLUE)

@@ -10,11 +10,41 @@ client at an AWS-compatible server such as moto or LocalStack::
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+from imgpipe.errors import ConfigError
 from imgpipe.settings import Settings
 
-__all__ = ["aws_error_code", "make_client"]
+__all__ = ["MIN_BOTO3", "aws_error_code", "check_boto3", "make_client"]
+
+# S3 conditional writes (IfNoneMatch on PutObject) arrived in boto3 1.35; a Lambda
+# runtime's own boto3 may be older, so the zip bundles one and this checks it.
+MIN_BOTO3 = (1, 35)
+
+
+@functools.cache
+def check_boto3(version: str | None = None) -> str:
+    """The boto3 version, or ConfigError when it is too old for imgpipe.
+
+    >>> check_boto3("1.35.0")
+    '1.35.0'
+    >>> check_boto3("1.34.9")
+    Traceback (most recent call last):
+    ...
+    imgpipe.errors.ConfigError: boto3 1.34.9 is too old: imgpipe needs boto3 >= 1.35 (S3 IfNoneMatch)
+    """
+    if version is None:
+        import boto3
+
+        version = str(boto3.__version__)
+    parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    if parts < MIN_BOTO3:
+        wanted = ".".join(map(str, MIN_BOTO3))
+        raise ConfigError(
+            f"boto3 {version} is too old: imgpipe needs boto3 >= {wanted} (S3 IfNoneMatch)"
+        )
+    return version
 
 
 def make_client(
@@ -28,6 +58,7 @@ def make_client(
     import boto3
     from botocore.config import Config
 
+    check_boto3()
     settings = settings or Settings()
     config = Config(
         retries={"mode": "standard", "max_attempts": 5},

@@ -321,3 +321,10 @@ def _inline(event: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
         manifest, options, fanout.ports, settings, source=source, csv_key=key, identity=identity
     )
     return dict(summary.to_dict())
+
+
+# In a Lambda, build the clients during the init phase: it runs at full CPU before the
+# first event and is not billed against the first invocation's timeout. Anywhere else
+# (tests, the import benchmark, `imgpipe worker`) importing this module stays cheap.
+if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+    _runtime()

@@ -329,20 +329,20 @@ class FanOut:
 
     # -- the sweep ---------------------------------------------------------------
 
-    def sweep(self, *, limit: int = 1000) -> dict[str, int]:
+    def sweep(self, *, limit: int = 1000, grace_seconds: float | None = None) -> dict[str, int]:
         """Nothing stays stuck: re-queue creators whose claim expired without a message
         coming back, and finalise batches whose summary is owed.
 
-        Returns counts, ``stuck`` among them: claims expired for longer than the
-        queue's visibility window (their message is gone, e.g. to the DLQ).
+        A claim counts as stuck once it expired more than ``grace_seconds`` ago
+        (default: one lease): until then its own message may still come back. A
+        re-sent message that meets a finished creator is a harmless replay.
         """
+        grace = self.ledger.lease_seconds if grace_seconds is None else grace_seconds
         now = self.ledger.now()
         stuck = requeued = finalized = 0
-        batches: set[str] = set()
         for record in self.ports.state.creators_with_status(CreatorStatus.PROCESSING, limit=limit):
-            batches.add(record.batch_id)
-            if record.lease_expires >= now:
-                continue  # a live claim
+            if record.lease_expires + grace >= now:
+                continue  # live, or just expired: its own redelivery will take it over
             stuck += 1
             message = record.metadata.get("message")
             if isinstance(message, dict):
