@@ -29,10 +29,10 @@ def check_boto3(version: str | None = None) -> str:
 
     >>> check_boto3("1.35.0")
     '1.35.0'
-    >>> check_boto3("1.34.9")
+    >>> check_boto3("1.34.9")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    imgpipe.errors.ConfigError: boto3 1.34.9 is too old: imgpipe needs boto3 >= 1.35 (S3 IfNoneMatch)
+    imgpipe.errors.ConfigError: boto3 1.34.9 is too old: imgpipe needs boto3 >= 1.35 ...
     """
     if version is None:
         import boto3
