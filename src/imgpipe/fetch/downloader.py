@@ -40,6 +40,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import urlsplit
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt
@@ -215,26 +216,28 @@ class Downloader:
         if kind is sources.SourceKind.UNSUPPORTED:
             detail = f"scheme {sources.source_scheme(text)!r} is not supported (http, https, file)"
             return FetchResult(url, None, Reason.UNSUPPORTED_SCHEME, detail, attempts=0)
+        refused = self._literal_refusal(text)
+        if refused is not None:
+            return FetchResult(url, None, Reason.BLOCKED_ADDRESS, refused, attempts=0)
         try:
             start = httpx.URL(text)
         except (httpx.InvalidURL, ValueError) as exc:
             return FetchResult(url, None, Reason.INVALID_URL, f"invalid URL: {exc}", attempts=0)
         if not start.host:
             return FetchResult(url, None, Reason.INVALID_URL, "URL has no host", attempts=0)
-        refused = self._literal_refusal(start.host)
-        if refused is not None:
-            return FetchResult(url, None, Reason.BLOCKED_ADDRESS, refused, attempts=0)
         return await self._fetch_remote(url, start)
 
-    def _literal_refusal(self, host: str) -> str | None:
-        """Why a host written as an IP address may not be contacted, before any I/O.
+    def _literal_refusal(self, text: str) -> str | None:
+        """Why a URL whose host is written as an IP address may not be fetched, before I/O.
 
         The transport would refuse it at connect time anyway; deciding here costs
-        microseconds instead of a trip through httpx (0.8 ms a URL, measured on a
-        CSV whose every URL pointed at 10.0.0.1). Names still go through DNS there.
+        microseconds instead of a trip through httpx (0.8 ms a URL, and httpx.URL
+        alone checks a 250-character URL char by char), measured on a CSV whose
+        every URL pointed at 10.0.0.1. Names still go through DNS in the transport.
         """
         try:
-            ip = ipaddress.ip_address(host.strip("[]"))
+            host = urlsplit(text).hostname
+            ip = ipaddress.ip_address(host or "")
         except ValueError:
             return None
         why = self._guard.refusal(ip)
