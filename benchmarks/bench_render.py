@@ -6,7 +6,7 @@ Single-threaded on purpose: it compares algorithms, not thread pools.
 Three ways to turn the same 35 in-memory JPEG covers (1080x1920, photo-like,
 quality 85) into a 5x7 collage of 200 px cells:
 
-- ``imgpipe``: :func:`load_cell` per cover, then :func:`render_collage`
+- ``imgpipe``: :func:`load_tile` per cover, then :func:`render_collage`
   (q95, optimized) — exactly what the pipeline runs.
 - ``reference``: the original system — full decode and ``convert("RGB")``,
   LANCZOS resize of the whole picture to a 200 px short side, center crop,
@@ -33,7 +33,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageStat
 
 from imgpipe.domain.layout import center_crop_box, plan_grid
 from imgpipe.imaging.collage import render_collage
-from imgpipe.imaging.decode import load_cell
+from imgpipe.imaging.decode import load_tile
 
 ROWS, COLS, CELL, QUALITY = 5, 7, 200, 95
 COVERS, COVER_SIZE = 35, (1080, 1920)
@@ -100,14 +100,14 @@ def load_covers(count: int = COVERS) -> list[bytes]:
 
 
 def imgpipe_render(covers: Sequence[bytes]) -> bytes:
-    cells = [load_cell(d, CELL, max_pixels=MAX_PIXELS, min_size=MIN_SIZE) for d in covers]
-    grid = plan_grid(len(cells), rows=ROWS, cols=COLS, cell=CELL)
+    cells = [load_tile(d, CELL, max_pixels=MAX_PIXELS, min_size=MIN_SIZE) for d in covers]
+    grid = plan_grid(len(cells), rows=ROWS, cols=COLS, cell_size=CELL)
     return render_collage(cells, grid, quality=QUALITY)
 
 
 def reference_render(covers: Sequence[bytes]) -> bytes:
     """The original system's algorithm, as it was (ImageOps.fit-like)."""
-    grid = plan_grid(len(covers), rows=ROWS, cols=COLS, cell=CELL)
+    grid = plan_grid(len(covers), rows=ROWS, cols=COLS, cell_size=CELL)
     canvas = Image.new("RGB", (grid.width, grid.height), "white")
     for index, data in enumerate(covers):
         image = Image.open(io.BytesIO(data)).convert("RGB")
@@ -132,7 +132,7 @@ def decode_floor(covers: Sequence[bytes]) -> None:
 
 def encode_only(cells: Sequence[Image.Image]) -> Callable[[], bytes]:
     """imgpipe's share of work that the floor does not do: paste + q95 optimized encode."""
-    grid = plan_grid(len(cells), rows=ROWS, cols=COLS, cell=CELL)
+    grid = plan_grid(len(cells), rows=ROWS, cols=COLS, cell_size=CELL)
     return lambda: render_collage(cells, grid, quality=QUALITY)
 
 
@@ -177,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     covers = load_covers()
-    cells = [load_cell(d, CELL, max_pixels=MAX_PIXELS, min_size=MIN_SIZE) for d in covers]
+    cells = [load_tile(d, CELL, max_pixels=MAX_PIXELS, min_size=MIN_SIZE) for d in covers]
     contenders: dict[str, Callable[[], object]] = {
         "imgpipe": lambda: imgpipe_render(covers),
         "reference": lambda: reference_render(covers),
@@ -195,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"single thread, best of {args.rounds} rounds"
     )
     rows = [
-        ("imgpipe", "load_cell x35 + render_collage (q95, optimize)"),
+        ("imgpipe", "load_tile x35 + render_collage (q95, optimize)"),
         ("reference", "original: full decode, LANCZOS fit, paste, q95"),
         ("floor", "draft decode only (same DCT scale as imgpipe)"),
         ("encode", "of imgpipe: paste + q95 optimized encode alone"),

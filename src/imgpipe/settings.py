@@ -54,7 +54,7 @@ class RunOptions:
 
     rows: int = 5
     cols: int = 7
-    cell: int = 200
+    cell_size: int = 200  # px of one square cell (--cell, IMGPIPE_CELL_SIZE)
     quality: int = 95
     max_images: int = 35
     min_images: int = 1
@@ -85,7 +85,7 @@ class RunOptions:
         checks = {
             "rows": self.rows >= 1,
             "cols": self.cols >= 1,
-            "cell": 8 <= self.cell <= 2000,
+            "cell_size": 8 <= self.cell_size <= 2000,
             "quality": 1 <= self.quality <= 100,
             "max_images": self.max_images >= 1,
             "min_images": self.min_images >= 1,
@@ -229,7 +229,7 @@ class Settings(BaseSettings):
         base = RunOptions(
             rows=self.default_rows,
             cols=self.default_cols,
-            cell=self.default_cell,
+            cell_size=self.default_cell,
             quality=self.default_quality,
             max_images=self.default_max_images_per_creator,
             min_images=self.min_images_per_creator,

@@ -2,7 +2,7 @@
 
 Every public function returns the encoded file as ``bytes``, the same for the
 same arguments on every run, so tests can serve them over HTTP, write them to
-a folder or hand them straight to :func:`imgpipe.imaging.decode.load_cell`::
+a folder or hand them straight to :func:`imgpipe.imaging.decode.load_tile`::
 
     from tests.support.covers import RED, BLUE, exif_rotated_jpeg, solid_jpeg
 

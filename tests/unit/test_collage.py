@@ -10,7 +10,7 @@ from PIL import Image
 
 from imgpipe.domain.layout import plan_grid
 from imgpipe.imaging.collage import render_collage
-from imgpipe.imaging.decode import load_cell
+from imgpipe.imaging.decode import load_tile
 from tests.support import covers
 from tests.support.covers import WHITE, Color, color_close
 
@@ -41,14 +41,14 @@ def centre(image: Image.Image, origin: tuple[int, int], size: int = CELL) -> obj
     [(35, (1400, 1000)), (8, (1400, 400)), (7, (1400, 200)), (1, (1400, 200))],
 )
 def test_collage_size(n: int, size: tuple[int, int]) -> None:
-    grid = plan_grid(n, rows=5, cols=7, cell=CELL)
+    grid = plan_grid(n, rows=5, cols=7, cell_size=CELL)
     image = decode(render_collage(solid_cells(n), grid, quality=95))
     assert image.size == size
 
 
 @pytest.mark.parametrize("n", [35, 9, 1])
 def test_each_cell_lands_at_its_origin_and_the_rest_is_white(n: int) -> None:
-    grid = plan_grid(n, rows=5, cols=7, cell=CELL)
+    grid = plan_grid(n, rows=5, cols=7, cell_size=CELL)
     image = decode(render_collage(solid_cells(n), grid, quality=95))
     for index in range(n):
         pixel = centre(image, grid.origin(index))
@@ -61,7 +61,7 @@ def test_each_cell_lands_at_its_origin_and_the_rest_is_white(n: int) -> None:
 
 
 def test_cells_fill_their_square_exactly() -> None:
-    grid = plan_grid(2, rows=1, cols=3, cell=50)
+    grid = plan_grid(2, rows=1, cols=3, cell_size=50)
     red = (220, 20, 20)
     cells = [Image.new("RGB", (50, 50), red), Image.new("RGB", (50, 50), red)]
     image = decode(render_collage(cells, grid, quality=100))
@@ -71,7 +71,7 @@ def test_cells_fill_their_square_exactly() -> None:
 
 
 def test_non_rgb_cells_are_converted() -> None:
-    grid = plan_grid(2, rows=1, cols=2, cell=40)
+    grid = plan_grid(2, rows=1, cols=2, cell_size=40)
     cells = [Image.new("L", (40, 40), 100), Image.new("RGBA", (40, 40), (10, 200, 10, 255))]
     image = decode(render_collage(cells, grid, quality=95))
     assert color_close(centre(image, grid.origin(0), 40), (100, 100, 100), tol=6)
@@ -87,15 +87,15 @@ def test_encodes_optimized_jpeg_at_the_given_quality(monkeypatch: pytest.MonkeyP
         original(self, fp, format, **params)
 
     monkeypatch.setattr(Image.Image, "save", spy)
-    grid = plan_grid(3, rows=5, cols=7, cell=CELL)
+    grid = plan_grid(3, rows=5, cols=7, cell_size=CELL)
     render_collage(solid_cells(3), grid, quality=87)
     assert saved == [("JPEG", {"quality": 87, "optimize": True})]
 
 
 def test_quality_changes_the_bytes() -> None:
-    grid = plan_grid(2, rows=1, cols=2, cell=CELL)
+    grid = plan_grid(2, rows=1, cols=2, cell_size=CELL)
     cells = [
-        load_cell(covers.noisy_jpeg(seed=s), CELL, max_pixels=10**8, min_size=1) for s in (1, 2)
+        load_tile(covers.noisy_jpeg(seed=s), CELL, max_pixels=10**8, min_size=1) for s in (1, 2)
     ]
     high = render_collage(cells, grid, quality=95)
     low = render_collage(cells, grid, quality=40)
@@ -104,21 +104,21 @@ def test_quality_changes_the_bytes() -> None:
 
 
 def test_rejects_a_cell_count_that_does_not_match_the_grid() -> None:
-    grid = plan_grid(3, rows=5, cols=7, cell=CELL)
-    with pytest.raises(ValueError, match="2 cells for a grid of 3"):
+    grid = plan_grid(3, rows=5, cols=7, cell_size=CELL)
+    with pytest.raises(ValueError, match="2 tiles for a grid of 3"):
         render_collage(solid_cells(2), grid, quality=95)
 
 
 def test_rejects_a_cell_of_the_wrong_size() -> None:
-    grid = plan_grid(2, rows=5, cols=7, cell=CELL)
+    grid = plan_grid(2, rows=5, cols=7, cell_size=CELL)
     cells = [*solid_cells(1), Image.new("RGB", (CELL, CELL + 1))]
-    with pytest.raises(ValueError, match="cell 1"):
+    with pytest.raises(ValueError, match="tile 1"):
         render_collage(cells, grid, quality=95)
 
 
 @pytest.mark.parametrize("quality", [0, 101])
 def test_rejects_quality_outside_jpeg_range(quality: int) -> None:
-    grid = plan_grid(1, rows=5, cols=7, cell=CELL)
+    grid = plan_grid(1, rows=5, cols=7, cell_size=CELL)
     with pytest.raises(ValueError, match="quality"):
         render_collage(solid_cells(1), grid, quality=quality)
 
@@ -135,8 +135,8 @@ def test_mixed_covers_end_to_end() -> None:
         (covers.palette_png(covers.RED), WHITE),  # centre sits in the transparent half
         (covers.exif_rotated_jpeg(6, left=covers.GREEN, right=covers.BLUE), covers.GREEN),
     ]
-    cells = [load_cell(data, CELL, max_pixels=10**8, min_size=50) for data, _ in sources]
-    grid = plan_grid(len(cells), rows=5, cols=7, cell=CELL)
+    cells = [load_tile(data, CELL, max_pixels=10**8, min_size=50) for data, _ in sources]
+    grid = plan_grid(len(cells), rows=5, cols=7, cell_size=CELL)
     image = decode(render_collage(cells, grid, quality=95))
     assert image.size == (1400, 400)
     for index, (_, expected) in enumerate(sources):

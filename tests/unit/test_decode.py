@@ -12,7 +12,7 @@ from PIL import Image, ImageChops, ImageFile, ImageStat, JpegImagePlugin, WebPIm
 
 from imgpipe.domain.records import Reason
 from imgpipe.errors import ImageError, ImgpipeError
-from imgpipe.imaging.decode import ImageInfo, load_cell, probe
+from imgpipe.imaging.decode import ImageInfo, load_tile, probe
 from tests.support import covers
 from tests.support.covers import BLUE, GREEN, RED, WHITE, YELLOW, Color, color_close
 from tests.support.images import encode
@@ -22,7 +22,7 @@ SIZE = 200
 
 
 def cell_of(data: bytes, size: int = SIZE) -> Image.Image:
-    cell = load_cell(data, size, **LIMITS)
+    cell = load_tile(data, size, **LIMITS)
     assert (cell.mode, cell.size) == ("RGB", (size, size))
     return cell
 
@@ -33,13 +33,13 @@ def at(cell: Image.Image, fx: float, fy: float) -> object:
 
 
 def refused(data: bytes, reason: Reason, **limits: int) -> ImageError:
-    """Both entry points refuse ``data`` for ``reason``; returns load_cell's error."""
+    """Both entry points refuse ``data`` for ``reason``; returns load_tile's error."""
     merged = {**LIMITS, **limits}
     with pytest.raises(ImageError) as probed:
         probe(data, max_pixels=merged["max_pixels"], min_size=merged["min_size"])
     assert probed.value.reason == reason
     with pytest.raises(ImageError) as loaded:
-        load_cell(data, SIZE, max_pixels=merged["max_pixels"], min_size=merged["min_size"])
+        load_tile(data, SIZE, max_pixels=merged["max_pixels"], min_size=merged["min_size"])
     assert loaded.value.reason == reason
     assert isinstance(loaded.value, ImgpipeError)
     return loaded.value
@@ -120,7 +120,7 @@ def test_cell_size_is_what_was_asked(size: int) -> None:
 
 def test_cell_size_must_be_positive() -> None:
     with pytest.raises(ValueError):
-        load_cell(covers.solid_png(), 0, **LIMITS)
+        load_tile(covers.solid_png(), 0, **LIMITS)
 
 
 @pytest.mark.parametrize("size", [(200, 600), (600, 200), (90, 270)])
@@ -296,7 +296,7 @@ def test_truncated_jpeg_is_a_decode_error() -> None:
     data = covers.truncated_jpeg()
     assert probe(data, **LIMITS) == ImageInfo("jpeg", 640, 960)  # the header is fine
     with pytest.raises(ImageError) as caught:
-        load_cell(data, SIZE, **LIMITS)
+        load_tile(data, SIZE, **LIMITS)
     assert caught.value.reason == Reason.DECODE_ERROR
     assert "truncated" in caught.value.detail
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False  # we never flip the global switch
@@ -305,7 +305,7 @@ def test_truncated_jpeg_is_a_decode_error() -> None:
 def test_truncated_png_is_a_decode_error() -> None:
     data = covers.solid_png(RED, (400, 400))
     with pytest.raises(ImageError) as caught:
-        load_cell(data[: len(data) - 40], SIZE, **LIMITS)
+        load_tile(data[: len(data) - 40], SIZE, **LIMITS)
     assert caught.value.reason == Reason.DECODE_ERROR
 
 
@@ -370,7 +370,7 @@ def test_concurrent_decoding_matches_serial() -> None:
 
     def outcome(data: bytes) -> bytes | str:
         try:
-            return load_cell(data, SIZE, **LIMITS).tobytes()
+            return load_tile(data, SIZE, **LIMITS).tobytes()
         except ImageError as exc:
             return exc.reason
 

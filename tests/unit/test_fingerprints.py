@@ -10,7 +10,7 @@ import pytest
 from imgpipe.domain import fingerprints
 from imgpipe.domain.fingerprints import RENDER_VERSION, collage_fingerprint, content_hash
 
-SETTINGS = {"rows": 5, "cols": 7, "cell": 200, "quality": 95}
+SETTINGS = {"rows": 5, "cols": 7, "cell_size": 200, "quality": 95}
 
 
 def test_content_hash_is_sha256_hex() -> None:
@@ -41,7 +41,7 @@ def test_image_order_matters() -> None:
 
 
 @pytest.mark.parametrize(
-    "change", [{"rows": 4}, {"cols": 6}, {"cell": 150}, {"quality": 90}], ids=str
+    "change", [{"rows": 4}, {"cols": 6}, {"cell_size": 150}, {"quality": 90}], ids=str
 )
 def test_every_render_setting_matters(change: dict[str, int]) -> None:
     base = collage_fingerprint(["aa"], **SETTINGS)

@@ -21,32 +21,32 @@ from imgpipe.domain.layout import Grid, center_crop_box, plan_grid
 def test_plan_grid_default_collage(
     n_images: int, rows_used: int, count: int, size: tuple[int, int]
 ) -> None:
-    grid = plan_grid(n_images, rows=5, cols=7, cell=200)
-    assert (grid.rows, grid.cols, grid.cell, grid.count) == (rows_used, 7, 200, count)
+    grid = plan_grid(n_images, rows=5, cols=7, cell_size=200)
+    assert (grid.rows, grid.cols, grid.cell_size, grid.count) == (rows_used, 7, 200, count)
     assert (grid.width, grid.height) == size
 
 
 def test_plan_grid_other_shapes() -> None:
-    assert plan_grid(5, rows=2, cols=3, cell=40) == Grid(rows=2, cols=3, cell=40, count=5)
-    assert plan_grid(3, rows=1, cols=1, cell=10) == Grid(rows=1, cols=1, cell=10, count=1)
-    tall = plan_grid(4, rows=4, cols=1, cell=50)
+    assert plan_grid(5, rows=2, cols=3, cell_size=40) == Grid(rows=2, cols=3, cell_size=40, count=5)
+    assert plan_grid(3, rows=1, cols=1, cell_size=10) == Grid(rows=1, cols=1, cell_size=10, count=1)
+    tall = plan_grid(4, rows=4, cols=1, cell_size=50)
     assert (tall.width, tall.height) == (50, 200)
 
 
 @pytest.mark.parametrize("n_images", [0, -1])
 def test_plan_grid_needs_an_image(n_images: int) -> None:
     with pytest.raises(ValueError, match="at least one image"):
-        plan_grid(n_images, rows=5, cols=7, cell=200)
+        plan_grid(n_images, rows=5, cols=7, cell_size=200)
 
 
 @pytest.mark.parametrize(("rows", "cols", "cell"), [(0, 7, 200), (5, 0, 200), (5, 7, 0)])
 def test_plan_grid_rejects_empty_geometry(rows: int, cols: int, cell: int) -> None:
     with pytest.raises(ValueError, match="positive"):
-        plan_grid(3, rows=rows, cols=cols, cell=cell)
+        plan_grid(3, rows=rows, cols=cols, cell_size=cell)
 
 
 def test_origins_are_row_major() -> None:
-    grid = plan_grid(35, rows=5, cols=7, cell=200)
+    grid = plan_grid(35, rows=5, cols=7, cell_size=200)
     assert grid.origin(0) == (0, 0)
     assert grid.origin(6) == (1200, 0)
     assert grid.origin(7) == (0, 200)
@@ -58,7 +58,7 @@ def test_origins_are_row_major() -> None:
 
 @pytest.mark.parametrize("index", [-1, 8])
 def test_origin_outside_the_grid(index: int) -> None:
-    grid = plan_grid(8, rows=5, cols=7, cell=200)
+    grid = plan_grid(8, rows=5, cols=7, cell_size=200)
     with pytest.raises(IndexError):
         grid.origin(index)
 

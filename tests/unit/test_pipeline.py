@@ -72,7 +72,7 @@ def manifest(*jobs: CreatorJob) -> Manifest:
 
 
 def options(**overrides: object) -> RunOptions:
-    return RunOptions(rows=2, cols=3, cell=40, max_images=6, min_image_size=10).with_overrides(
+    return RunOptions(rows=2, cols=3, cell_size=40, max_images=6, min_image_size=10).with_overrides(
         **overrides
     )
 
@@ -253,7 +253,7 @@ def test_memory_pressure_retries_in_safe_mode(ports) -> None:  # type: ignore[no
     runner = make_runner(
         store, state, DictFetcher(responses), monitor=monitor, clock=SteppingClock()
     )
-    opts = RunOptions(rows=5, cols=7, cell=20, max_images=35, min_image_size=10)
+    opts = RunOptions(rows=5, cols=7, cell_size=20, max_images=35, min_image_size=10)
     summary = run(runner, manifest(job("big", urls)), opts)
 
     creator = summary.creators[0]

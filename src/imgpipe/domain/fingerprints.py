@@ -4,8 +4,8 @@ A collage fingerprint names everything that decides the rendered bytes: the
 images in grid order and the render settings. Two runs with the same fingerprint
 would produce the same collage, so the second can be skipped::
 
-    >>> fp = collage_fingerprint(["aa", "bb"], rows=5, cols=7, cell=200, quality=95)
-    >>> fp == collage_fingerprint(["bb", "aa"], rows=5, cols=7, cell=200, quality=95)
+    >>> fp = collage_fingerprint(["aa", "bb"], rows=5, cols=7, cell_size=200, quality=95)
+    >>> fp == collage_fingerprint(["bb", "aa"], rows=5, cols=7, cell_size=200, quality=95)
     False
     >>> len(content_hash(b"cover bytes"))
     64
@@ -34,15 +34,15 @@ def content_hash(data: bytes) -> str:
 
 
 def collage_fingerprint(
-    image_hashes: Sequence[str], *, rows: int, cols: int, cell: int, quality: int
+    image_hashes: Sequence[str], *, rows: int, cols: int, cell_size: int, quality: int
 ) -> str:
     """SHA-256 hex of a canonical JSON of the render inputs; image order matters.
 
     The order is part of the fingerprint because it decides which cell shows
     which cover: the same covers in another order are a different collage.
 
-    >>> a = collage_fingerprint(["aa"], rows=1, cols=1, cell=200, quality=95)
-    >>> a == collage_fingerprint(["aa"], rows=1, cols=1, cell=200, quality=90)
+    >>> a = collage_fingerprint(["aa"], rows=1, cols=1, cell_size=200, quality=95)
+    >>> a == collage_fingerprint(["aa"], rows=1, cols=1, cell_size=200, quality=90)
     False
     """
     document = {
@@ -50,7 +50,7 @@ def collage_fingerprint(
         "images": list(image_hashes),
         "rows": rows,
         "cols": cols,
-        "cell": cell,
+        "cell": cell_size,  # the key stays "cell": renaming it would re-render everything
         "quality": quality,
     }
     # Sorted keys, no whitespace, ASCII: one byte string per document, whatever

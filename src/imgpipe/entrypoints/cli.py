@@ -106,7 +106,7 @@ def run(
         options = settings.run_options(
             rows=rows,
             cols=cols,
-            cell=cell,
+            cell_size=cell,
             quality=quality,
             max_images=max_images,
             min_images=min_images,

@@ -2,13 +2,13 @@
 
 A cover saved in Display P3 or Adobe RGB (phones, editing tools) or a CMYK JPEG
 with a press profile looks washed out or shifted when its numbers are read as
-sRGB, which is what an untagged collage JPEG is shown as. So a cell whose
+sRGB, which is what an untagged collage JPEG is shown as. So a tile whose
 source carries a profile is converted through it with LittleCMS (Pillow's
 ImageCms); sRGB profiles, missing profiles and profiles that do not fit the
-image's mode leave the cell as it is. Conversion runs on the small cell, not
+image's mode leave the tile as it is. Conversion runs on the small tile, not
 the decoded source, and each distinct profile is parsed once::
 
-    cell = to_srgb(cell, source.info.get("icc_profile"))
+    tile = to_srgb(tile, source.info.get("icc_profile"))
 """
 
 from __future__ import annotations
@@ -25,17 +25,17 @@ __all__ = ["to_srgb"]
 _OUTPUT_MODE = {"RGB": "RGB", "RGBA": "RGBA", "CMYK": "RGB", "L": "RGB"}
 
 
-def to_srgb(cell: Image.Image, icc: bytes | None) -> Image.Image:
-    """``cell`` in sRGB according to ``icc`` (the source's embedded profile), else unchanged."""
-    if not icc or cell.mode not in _OUTPUT_MODE:
-        return cell
-    transform = _transform(bytes(icc), cell.mode)
+def to_srgb(tile: Image.Image, icc: bytes | None) -> Image.Image:
+    """``tile`` in sRGB according to ``icc`` (the source's embedded profile), else unchanged."""
+    if not icc or tile.mode not in _OUTPUT_MODE:
+        return tile
+    transform = _transform(bytes(icc), tile.mode)
     if transform is None:
-        return cell
+        return tile
     from PIL import ImageCms
 
-    converted = ImageCms.applyTransform(cell, transform)
-    return converted if converted is not None else cell
+    converted = ImageCms.applyTransform(tile, transform)
+    return converted if converted is not None else tile
 
 
 @lru_cache(maxsize=32)

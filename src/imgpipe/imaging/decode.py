@@ -1,10 +1,10 @@
-"""Safe decoding of untrusted image bytes into collage cells.
+"""Safe decoding of untrusted image bytes into collage tiles.
 
 Two entry points, both safe to call from many threads at once (no shared
 mutable state, no global Pillow settings touched):
 
 - :func:`probe` reads only the header: format and (EXIF-oriented) size.
-- :func:`load_cell` turns the bytes into a ``size`` x ``size`` RGB cell:
+- :func:`load_tile` turns the bytes into a ``size`` x ``size`` RGB tile:
   center-cropped, resized, EXIF-oriented, alpha flattened onto white, colours
   converted to sRGB through an embedded ICC profile.
 
@@ -49,7 +49,7 @@ from imgpipe.errors import ImageError
 from imgpipe.imaging.colour import to_srgb
 from imgpipe.imaging.formats import SNIFF_BYTES, sniff_format
 
-__all__ = ["ImageInfo", "load_cell", "load_fitted", "probe"]
+__all__ = ["ImageInfo", "load_tile", "load_fitted", "probe"]
 
 # Same vocabulary as imaging.formats.sniff_format, in Pillow's registry spelling.
 _FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "AVIF", "HEIF", "BMP", "TIFF")
@@ -116,16 +116,16 @@ def probe(data: bytes, *, max_pixels: int, min_size: int) -> ImageInfo:
         return ImageInfo(im.format.lower(), width, height)
 
 
-def load_cell(data: bytes, size: int, *, max_pixels: int, min_size: int) -> Image.Image:
-    """Decode ``data`` into an RGB ``size`` x ``size`` cell (center crop, resize).
+def load_tile(data: bytes, size: int, *, max_pixels: int, min_size: int) -> Image.Image:
+    """Decode ``data`` into an RGB ``size`` x ``size`` tile (center crop, resize).
 
-    JPEGs are decoded at the smallest DCT scale that still covers the cell, so
+    JPEGs are decoded at the smallest DCT scale that still covers the tile, so
     a 1080x1920 cover becomes 270x480 pixels in libjpeg, never 2 megapixels.
 
     >>> buf = io.BytesIO()
     >>> Image.new("RGB", (320, 480), (30, 200, 30)).save(buf, "PNG")
-    >>> cell = load_cell(buf.getvalue(), 200, max_pixels=10**8, min_size=50)
-    >>> (cell.mode, cell.size, cell.getpixel((100, 100)))
+    >>> tile = load_tile(buf.getvalue(), 200, max_pixels=10**8, min_size=50)
+    >>> (tile.mode, tile.size, tile.getpixel((100, 100)))
     ('RGB', (200, 200), (30, 200, 30))
 
     Raises :class:`ImageError` like :func:`probe`, plus ``decode_error`` when
@@ -134,13 +134,13 @@ def load_cell(data: bytes, size: int, *, max_pixels: int, min_size: int) -> Imag
     if size < 1:
         raise ValueError(f"cell size must be positive, got {size}")
     with _open_checked(data, max_pixels=max_pixels, min_size=min_size) as im, _as_image_error():
-        return _render_cell(im, size)
+        return _render_tile(im, size)
 
 
 def load_fitted(data: bytes, max_size: int, *, max_pixels: int) -> Image.Image:
     """Decode ``data`` as RGB fitted inside ``max_size`` x ``max_size`` (aspect kept).
 
-    The same guards as :func:`load_cell` (header-only size checks before any
+    The same guards as :func:`load_tile` (header-only size checks before any
     pixel is decoded, JPEG draft decoding, EXIF orientation, every mode to RGB
     with alpha on white); for compression and comparison previews.
 
@@ -163,7 +163,7 @@ def load_fitted(data: bytes, max_size: int, *, max_pixels: int) -> Image.Image:
     return fitted.transpose(method) if method is not None else fitted
 
 
-def _render_cell(im: ImageFile.ImageFile, size: int) -> Image.Image:
+def _render_tile(im: ImageFile.ImageFile, size: int) -> Image.Image:
     if isinstance(im, JpegImagePlugin.JpegImageFile):  # also MPO
         # draft() picks the largest 1/1..1/8 scale that keeps both sides >= size,
         # so the square crop still has at least `size` pixels.
@@ -174,20 +174,20 @@ def _render_cell(im: ImageFile.ImageFile, size: int) -> Image.Image:
     box = center_crop_box(*source.size)
     shrink = (box[2] - box[0]) / size
     if shrink == 1:
-        cell = source.crop(box)  # e.g. 400x600 drafted to 200x300: nothing to filter
+        tile = source.crop(box)  # e.g. 400x600 drafted to 200x300: nothing to filter
     else:
-        cell = source.resize(
+        tile = source.resize(
             (size, size),
             _RESAMPLE_SMALL if shrink < _SMALL_SHRINK else _RESAMPLE_LARGE,
             box=box,
             reducing_gap=_REDUCING_GAP,
         )
-    cell = _to_rgb(to_srgb(cell, im.info.get("icc_profile")))
-    # Orientation is applied to the small cell, not the source: every EXIF
+    tile = _to_rgb(to_srgb(tile, im.info.get("icc_profile")))
+    # Orientation is applied to the small tile, not the source: every EXIF
     # transpose maps the centered square onto the centered square, so this is
     # the same picture (to within one source pixel) for a fraction of the work.
     method = _TRANSPOSE.get(orientation)
-    return cell.transpose(method) if method is not None else cell
+    return tile.transpose(method) if method is not None else tile
 
 
 def _open_checked(data: bytes, *, max_pixels: int, min_size: int) -> ImageFile.ImageFile:
@@ -310,11 +310,11 @@ def _to_8bit_gray(im: Image.Image) -> Image.Image:
     return wide.convert("L")
 
 
-def _to_rgb(cell: Image.Image) -> Image.Image:
-    if cell.mode == "RGB":
-        return cell
-    if cell.mode in _ALPHA_MODES:
-        canvas = Image.new("RGBA", cell.size, (*_WHITE, 255))
-        canvas.alpha_composite(cell.convert("RGBA"))
+def _to_rgb(tile: Image.Image) -> Image.Image:
+    if tile.mode == "RGB":
+        return tile
+    if tile.mode in _ALPHA_MODES:
+        canvas = Image.new("RGBA", tile.size, (*_WHITE, 255))
+        canvas.alpha_composite(tile.convert("RGBA"))
         return canvas.convert("RGB")
-    return cell.convert("RGB")  # L, CMYK (Adobe inversion already undone), YCbCr...
+    return tile.convert("RGB")  # L, CMYK (Adobe inversion already undone), YCbCr...

@@ -64,7 +64,7 @@ PLAN_CHUNK = 500  # creators per plan object, pending-record batch and checkpoin
 _CONFIG_FIELDS = {
     "rows": ("rows", int),
     "cols": ("cols", int),
-    "cell": ("cell", int),
+    "cell": ("cell_size", int),
     "quality": ("quality", int),
     "max_images_per_creator": ("max_images", int),
     "max_images": ("max_images", int),

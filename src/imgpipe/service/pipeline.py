@@ -40,7 +40,7 @@ from imgpipe.domain.records import CoverOutcome, CreatorRecord, CreatorStatus, R
 from imgpipe.errors import ImageError, KeyCollisionError, StorageError
 from imgpipe.fetch.downloader import FetchResult
 from imgpipe.imaging.collage import render_collage
-from imgpipe.imaging.decode import load_cell
+from imgpipe.imaging.decode import load_tile
 from imgpipe.ports import ObjectStore
 from imgpipe.service.ledger import BatchLedger
 from imgpipe.service.memory import MemoryMonitor, MemoryPressureError
@@ -63,9 +63,9 @@ class Fetcher(Protocol):
 
 @dataclass
 class _Accepted:
-    index: int
+    index: int  # the cover's position in the creator's list
     sha256: str
-    cell: Image.Image
+    tile: Image.Image  # the decoded cover, cropped to fill one cell
 
 
 class CreatorPipeline:
@@ -207,7 +207,7 @@ class CreatorPipeline:
             [item.sha256 for item in accepted],
             rows=options.rows,
             cols=options.cols,
-            cell=options.cell,
+            cell_size=options.cell_size,
             quality=options.quality,
         )
         previous = (
@@ -220,9 +220,11 @@ class CreatorPipeline:
             result.collage_key = previous.collage_key
             return result
         self.monitor.check()
-        grid = plan_grid(len(accepted), rows=options.rows, cols=options.cols, cell=options.cell)
-        cells = [item.cell for item in accepted]
-        data = await self._run_cpu(render_collage, cells, grid, quality=options.quality)
+        grid = plan_grid(
+            len(accepted), rows=options.rows, cols=options.cols, cell_size=options.cell_size
+        )
+        tiles = [item.tile for item in accepted]
+        data = await self._run_cpu(render_collage, tiles, grid, quality=options.quality)
         result.collage_key = await asyncio.to_thread(
             self._store_collage, job.key, data, context, options
         )
@@ -241,14 +243,14 @@ class CreatorPipeline:
         while len(accepted) < target and next_index < len(covers):
             wave = range(next_index, min(len(covers), next_index + target - len(accepted)))
             next_index = wave.stop
-            results = await asyncio.gather(*(self._fetch_cell(covers[i], options) for i in wave))
-            for index, (outcome, cell) in zip(wave, results, strict=True):
-                if cell is not None and options.deduplicate and outcome.sha256 in seen:
+            results = await asyncio.gather(*(self._fetch_tile(covers[i], options) for i in wave))
+            for index, (outcome, tile) in zip(wave, results, strict=True):
+                if tile is not None and options.deduplicate and outcome.sha256 in seen:
                     outcome = replace(outcome, ok=False, reason=Reason.DUPLICATE.value)
-                    cell = None
-                if cell is not None and outcome.sha256 is not None:
+                    tile = None
+                if tile is not None and outcome.sha256 is not None:
                     seen.add(outcome.sha256)
-                    accepted.append(_Accepted(index, outcome.sha256, cell))
+                    accepted.append(_Accepted(index, outcome.sha256, tile))
                 outcomes[index] = outcome
         for index in range(next_index, len(covers)):
             outcomes[index] = CoverOutcome(
@@ -257,7 +259,7 @@ class CreatorPipeline:
         accepted.sort(key=lambda item: item.index)
         return accepted, outcomes
 
-    async def _fetch_cell(
+    async def _fetch_tile(
         self, cover: CoverRef, options: RunOptions
     ) -> tuple[CoverOutcome, Image.Image | None]:
         fetched = await self.fetcher.fetch(cover.url)
@@ -274,12 +276,12 @@ class CreatorPipeline:
             return base, None
         data = fetched.data
         try:
-            digest, cell = await self._run_cpu(_hash_and_decode, data, options)
+            digest, tile = await self._run_cpu(_hash_and_decode, data, options)
         except ImageError as exc:
             self.progress.cover_done(False)
             return replace(base, reason=exc.reason, detail=exc.detail, bytes=len(data)), None
         self.progress.cover_done(True)
-        return replace(base, ok=True, reason=None, sha256=digest, bytes=len(data)), cell
+        return replace(base, ok=True, reason=None, sha256=digest, bytes=len(data)), tile
 
     async def _run_cpu(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -321,10 +323,10 @@ class CreatorPipeline:
 
 
 def _hash_and_decode(data: bytes, options: RunOptions) -> tuple[str, Image.Image]:
-    cell = load_cell(
-        data, options.cell, max_pixels=options.max_pixels, min_size=options.min_image_size
+    tile = load_tile(
+        data, options.cell_size, max_pixels=options.max_pixels, min_size=options.min_image_size
     )
-    return content_hash(data), cell
+    return content_hash(data), tile
 
 
 def _json_bytes(document: dict[str, Any]) -> bytes:

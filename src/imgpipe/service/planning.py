@@ -27,13 +27,16 @@ __all__ = ["batch_identity", "new_batch_id", "plan_marker_key", "settings_snapsh
 
 # What shapes a batch's output; a change of any of these is a different batch.
 OUTPUT_SETTINGS = (
-    "rows", "cols", "cell", "quality", "max_images", "min_images", "min_image_size",
+    "rows", "cols", "cell_size", "quality", "max_images", "min_images", "min_image_size",
     "deduplicate", "force", "creator_column", "url_column",
 )  # fmt: skip
 SNAPSHOT_SETTINGS = (
-    "rows", "cols", "cell", "quality", "max_images", "min_images", "concurrency",
+    "rows", "cols", "cell_size", "quality", "max_images", "min_images", "concurrency",
     "max_workers", "timeout", "retries", "force",
 )  # fmt: skip
+
+
+_PUBLIC = {"cell_size": "cell"}  # --cell, and the batch records written before
 
 
 def new_batch_id(now: datetime) -> str:
@@ -42,8 +45,8 @@ def new_batch_id(now: datetime) -> str:
 
 
 def settings_snapshot(options: RunOptions) -> dict[str, Any]:
-    """The settings a batch record shows."""
-    return {name: getattr(options, name) for name in SNAPSHOT_SETTINGS}
+    """The settings a batch record shows, under their public names (``cell``)."""
+    return {_PUBLIC.get(name, name): getattr(options, name) for name in SNAPSHOT_SETTINGS}
 
 
 def batch_identity(content_sha256: str, options: RunOptions, *, source: str = "") -> str:
