@@ -20,6 +20,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -62,6 +63,20 @@ class Delayed:
         self.inner.respond(exchange)
 
 
+@dataclass(frozen=True)
+class Gated:
+    """``inner``'s answer once ``gate`` is set (closing the server ends the wait)."""
+
+    inner: Behaviour
+    gate: threading.Event
+
+    def respond(self, exchange: Exchange) -> None:
+        while not self.gate.is_set():
+            if exchange.wait(0.02):
+                return
+        self.inner.respond(exchange)
+
+
 def cover_bytes(n: int) -> bytes:
     """A small JPEG, distinct for every n < 343: colours 40 apart survive JPEG's rounding
     (1 apart they do not, and equal bytes would be dropped as duplicates)."""
@@ -96,11 +111,12 @@ def serve_corpus(
     missing: dict[int, int] | None = None,
     cache_control: Callable[[int], str | None] = lambda n: None,
     delay: float = DELAY,
+    wrap: Callable[[int, Behaviour], Behaviour] = lambda index, behaviour: behaviour,
 ) -> Corpus:
     """``counts[i]`` covers for creator i; ``missing[i]`` of them (the last ones) 404.
 
     Covers carry an ETag, so the cover cache revalidates them instead of
-    downloading them again.
+    downloading them again. ``wrap(i, behaviour)`` may change creator i's answers.
     """
     corpus = Corpus(csv_path)
     rows: list[tuple[str, str]] = []
@@ -121,7 +137,7 @@ def serve_corpus(
                 )
             n += 1
             corpus.covers[creator].append(path)
-            rows.append((creator, server.add(path, behaviour)))
+            rows.append((creator, server.add(path, wrap(index, behaviour))))
     write_csv(csv_path, rows)
     return corpus
 
@@ -198,10 +214,10 @@ class Run:
         return self.wait()
 
 
-def run_args(corpus: Corpus, out: Path, *extra: str) -> tuple[str | Path, ...]:
+def run_args(corpus: Corpus, out: Path, *extra: str, timeout: float = 5) -> tuple[str | Path, ...]:
     return (
         "run", corpus.csv, "--out", out, "--json", "--quiet", "--workers", "4",
-        "--cell", str(CELL), "--timeout", "5", "--retries", "0", *ALLOW, *extra,
+        "--cell", str(CELL), "--timeout", str(timeout), "--retries", "0", *ALLOW, *extra,
     )  # fmt: skip
 
 
@@ -347,7 +363,8 @@ def test_kill_9_at_seven_points_then_one_batch_finishes(tmp_path: Path) -> None:
                 shown = {b["batch_id"]: b["status"] for b in cli.status()}
                 assert list(shown.values()) == ["interrupted"], (what, shown)
         assert final_after[0] == set() and final_after[1] == set()
-        assert all(len(final_after[2 + i]) >= 40 * p // 100 for i, p in enumerate((5, 20, 40)))
+        reached = [len(done) for done in final_after[2:]]
+        assert reached == sorted(reached) and reached[0] >= 2 and reached[-1] >= 32, reached
         assert len(final_after[-1]) < 40  # the last kill still left work to do
 
         last = cli.run(*args)
@@ -480,13 +497,19 @@ def test_new_batch_after_an_interruption_starts_a_second_batch(tmp_path: Path) -
 def test_a_second_process_on_a_running_batch_refuses_naming_it(tmp_path: Path) -> None:
     out = tmp_path / "out"
     cli = Cli(tmp_path, out)
+    gate = threading.Event()  # creators 2.. wait for it: the first run cannot end early
+
+    def held(index: int, behaviour: Behaviour) -> Behaviour:
+        return behaviour if index < 2 else Gated(behaviour, gate)
+
     with FaultServer() as server:
-        corpus = serve_corpus(server, tmp_path / "covers.csv", [5] * 16)
-        args = run_args(corpus, out)
+        corpus = serve_corpus(server, tmp_path / "covers.csv", [5] * 8, wrap=held)
+        args = run_args(corpus, out, timeout=60)
         first = cli.start(*args)
         wait_for(lambda: len(final_creators(out)) >= 1, first, "a creator final")
         second = cli.run(*args)
         still_running = first.process.poll() is None
+        gate.set()
         first.wait()
 
     [(batch_id, status)] = batches(out)
