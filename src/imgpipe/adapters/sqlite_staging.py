@@ -180,7 +180,11 @@ class StagedManifest:
 
     def _cursor(self, sql: str, args: tuple[object, ...]) -> Iterator[tuple[Any, ...]]:
         try:
-            yield from self._db.execute(sql, args)
+            # Not ``yield from``: it would close the cursor when this generator is
+            # closed, and a run stopped by a signal drops its jobs unfinished, so
+            # they are closed (collected) after the manifest: "closed database".
+            for row in self._db.execute(sql, args):  # noqa: UP028 (see above)
+                yield row
         except sqlite3.Error as exc:
             raise StorageError(f"cannot read staged manifest {self.path}: {exc}") from exc
 

@@ -46,7 +46,8 @@ OutOption = Annotated[
 
 
 def _fail(console: Console, message: str, code: int = EXIT_INPUT) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    # soft_wrap: one message, one line, whatever the width (stderr is often a file)
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -143,7 +144,7 @@ def run(
                     handle_signals=True,
                 )  # fmt: skip
     except BatchInterruptedError as exc:
-        console.print(f"[bold yellow]interrupted:[/] {exc}", highlight=False)
+        console.print(f"[bold yellow]interrupted:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(128 + exc.signal if exc.signal else EXIT_UNFINISHED) from None
     except ImgpipeError as exc:
         raise _fail(console, str(exc), _exit_code(exc)) from None

@@ -231,6 +231,12 @@ class BatchRunner:
         if lock is None:
             raise BatchLockedError(f"batch {batch_id} is running in another process")
         try:
+            # The marker before the batch record: killed after it, the rerun finds the
+            # batch (or, if its record is not written yet, nothing, and plans anew); a
+            # creator whose pending record is missing is claimed on its own. Written
+            # last, a kill after the batch record left a batch no rerun would continue.
+            marker = json.dumps({"batch_id": batch_id}).encode()
+            self.ledger.plans.put(plan_marker_key(identity), marker)
             context = self.ledger.open_batch(
                 batch_id,
                 source=source,
@@ -240,8 +246,6 @@ class BatchRunner:
                 owner=self.owner,
             )
             self.ledger.add_pending(context, planned.jobs())
-            marker = json.dumps({"batch_id": batch_id}).encode()
-            self.ledger.plans.put(plan_marker_key(identity), marker)
         except BaseException:
             lock.release()
             raise
