@@ -250,7 +250,8 @@ def run_csv(
     monitor = monitor or MemoryMonitor(
         warning=options.memory_warning, critical=options.memory_critical
     )
-    scratch = _scratch_dir(backend) / f"{identity}.sqlite3"
+    # Per process: a second run of the same input (refused later) must not touch ours.
+    scratch = _scratch_dir(backend) / f"{identity}-{os.getpid()}.sqlite3"
     with stage_csv(path, options, scratch) as staged:
         try:
             stats = plan_stats(staged.rows_read, staged.duplicate_rows, staged.problems())

@@ -20,7 +20,7 @@ from imgpipe.adapters.memory import InMemoryObjectStore, InMemoryStateStore, InP
 from imgpipe.domain.keys import creator_key
 from imgpipe.domain.manifest import CoverRef, CreatorJob, Manifest
 from imgpipe.domain.records import CreatorStatus
-from imgpipe.errors import StorageError
+from imgpipe.errors import BatchLockedError, StorageError
 from imgpipe.fetch.downloader import FetchResult
 from imgpipe.ports import ObjectStore, StateStore
 from imgpipe.service.batch import BatchInterruptedError, BatchRunner, InMemoryJobs
@@ -327,3 +327,23 @@ def test_deduplication_can_be_turned_off(ports) -> None:  # type: ignore[no-unty
     collage = store.get(off.creators[0]["collage_key"])
     assert close_to(cell_colour(collage, 0), RED) and close_to(cell_colour(collage, 1), RED)
     assert close_to(cell_colour(collage, 2), BLUE)
+
+
+def test_an_input_being_planned_elsewhere_is_refused(ports) -> None:  # type: ignore[no-untyped-def]
+    store, state = ports
+    locks = InProcessBatchLocks()
+    held = locks.acquire("plan-test")  # another process is planning the same input
+    assert held is not None
+    ledger = BatchLedger(state, store, store, clock=SteppingClock())
+    runner = BatchRunner(ledger, DictFetcher({"a": jpeg(RED)}), locks=locks)
+    planned = InMemoryJobs(manifest(job("Ann", ["a"])))
+    with pytest.raises(BatchLockedError, match="planned by another process"):
+        asyncio.run(
+            runner.run(planned, planned.stats(), options(), source="t.csv", identity="test")
+        )
+    assert state.list_batches() == []
+    held.release()
+    summary = asyncio.run(
+        runner.run(planned, planned.stats(), options(), source="t.csv", identity="test")
+    )
+    assert summary.totals["completed"] == 1

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 
 from imgpipe.domain.keys import check_batch_id
 from imgpipe.errors import StateError
 
 __all__ = ["FileBatchLocks", "FileLock"]
+
+PROBE_WAIT_SECONDS = 0.5
 
 
 class FileLock:
@@ -47,25 +50,35 @@ class FileBatchLocks:
         check_batch_id(batch_id)
         return self.folder / f"{batch_id}.lock"
 
-    def acquire(self, batch_id: str) -> FileLock | None:
+    def acquire(self, batch_id: str, *, wait: float = PROBE_WAIT_SECONDS) -> FileLock | None:
+        """The lock, or None when another process still holds it after ``wait`` seconds.
+
+        The short wait outlasts :meth:`is_held`'s probe of another ``imgpipe status``,
+        which holds the lock for microseconds; a running batch holds it for good.
+        """
         path = self._path(batch_id)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise StateError(f"cannot open the batch lock {path}: {exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    return None
+                time.sleep(0.02)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         return FileLock(fd, path)
 
     def is_held(self, batch_id: str) -> bool:
         """True while some process holds the batch's lock."""
-        lock = self.acquire(batch_id)
+        lock = self.acquire(batch_id, wait=0.0)
         if lock is None:
             return True
         lock.release()

@@ -211,6 +211,28 @@ class BatchRunner:
         batch_id: str | None,
         new_batch: bool,
     ) -> _Started:
+        # Two processes started on the same input at once must not both plan it:
+        # whoever holds the input's planning lock decides, the other one is told.
+        planning = self.locks.acquire(f"plan-{identity}")
+        if planning is None:
+            raise BatchLockedError("this input is being planned by another process right now")
+        try:
+            return self._plan_or_resume(
+                planned, stats, options, source, identity, batch_id, new_batch
+            )
+        finally:
+            planning.release()
+
+    def _plan_or_resume(
+        self,
+        planned: PlannedJobs,
+        stats: PlanStats,
+        options: RunOptions,
+        source: str,
+        identity: str,
+        batch_id: str | None,
+        new_batch: bool,
+    ) -> _Started:
         previous = None if new_batch or batch_id else self._unfinished(identity)
         if previous is not None:
             lock = self.locks.acquire(previous.batch_id)
