@@ -72,7 +72,15 @@ class ObjectStore(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
+    def size(self, key: str) -> int:
+        """The object's size in bytes without reading it; StorageError if missing."""
+        ...
+
     def delete(self, key: str) -> None: ...
+
+    def move(self, source: str, target: str) -> None:
+        """Rename ``source`` to ``target`` (S3: server-side copy, then delete)."""
+        ...
 
     def list(self, prefix: str = "") -> Iterator[str]:
         """Keys under ``prefix``, sorted."""

@@ -203,3 +203,15 @@ def test_open_reader_keeps_its_bytes_while_the_key_is_replaced(store: LocalObjec
 
 def test_get_range(store: LocalObjectStore) -> None:
     check_get_range(store)
+
+
+def test_move_renames_within_the_folder_and_size_reads_no_bytes(store: LocalObjectStore) -> None:
+    store.put("csv-files/a b.csv", b"creator,url\n")
+    assert store.size("csv-files/a b.csv") == 12
+    store.move("csv-files/a b.csv", "archived/processed/a b.csv")
+    assert not store.exists("csv-files/a b.csv")
+    assert store.get("archived/processed/a b.csv") == b"creator,url\n"
+    with pytest.raises(StorageError, match="no such key"):
+        store.move("csv-files/a b.csv", "archived/again.csv")
+    with pytest.raises(StorageError, match="no such key"):
+        store.size("csv-files/a b.csv")

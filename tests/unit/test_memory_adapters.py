@@ -119,3 +119,15 @@ def test_claim_race_in_the_fake() -> None:
 def test_open_and_get_range_keep_the_store_contract() -> None:
     check_open_streams_a_csv(InMemoryObjectStore())
     check_get_range(InMemoryObjectStore())
+
+
+def test_move_and_size() -> None:
+    store = InMemoryObjectStore()
+    store.put("csv-files/a.csv", b"abc", content_type="text/csv")
+    assert store.size("csv-files/a.csv") == 3
+    store.move("csv-files/a.csv", "archived/processed/a.csv")
+    assert not store.exists("csv-files/a.csv")
+    assert store.get("archived/processed/a.csv") == b"abc"
+    assert store.content_types["archived/processed/a.csv"] == "text/csv"
+    with pytest.raises(StorageError):
+        store.move("csv-files/a.csv", "elsewhere.csv")

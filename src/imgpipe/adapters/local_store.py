@@ -128,6 +128,24 @@ class LocalObjectStore:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError as exc:
+            raise StorageError(f"no such key: {key}") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot stat {key}: {exc.strerror or exc}") from exc
+
+    def move(self, source: str, target: str) -> None:
+        old, new = self._path(source), self._path(target)
+        try:
+            new.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(old, new)
+        except FileNotFoundError as exc:
+            raise StorageError(f"no such key: {source}") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot move {source}: {exc.strerror or exc}") from exc
+
     def delete(self, key: str) -> None:
         path = self._path(key)
         try:

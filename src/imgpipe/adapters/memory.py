@@ -79,6 +79,17 @@ class InMemoryObjectStore:
         with self._lock:
             return key in self._objects
 
+    def size(self, key: str) -> int:
+        return len(self.get(key))
+
+    def move(self, source: str, target: str) -> None:
+        check_key(target)
+        data = self.get(source)
+        with self._lock:
+            self._objects[target] = data
+            self.content_types[target] = self.content_types.pop(source, "")
+            del self._objects[source]
+
     def delete(self, key: str) -> None:
         check_key(key)
         with self._lock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,12 +14,15 @@ from rich.table import Table
 from imgpipe.errors import ImgpipeError
 from imgpipe.settings import Settings
 
+if TYPE_CHECKING:  # boto3 stays out of the CLI's import
+    from imgpipe.adapters.sqs_queue import SqsWorkQueue
+
 __all__ = ["register"]
 
 dlq_app = typer.Typer(help="Inspect and replay the dead-letter queue.", no_args_is_help=True)
 
 
-def _queues(settings: Settings) -> tuple[object, object]:
+def _queues(settings: Settings) -> tuple[SqsWorkQueue, SqsWorkQueue]:
     from imgpipe.adapters.sqs_queue import SqsWorkQueue
 
     if not settings.sqs_dlq_url:
@@ -88,7 +91,7 @@ def dlq_list(
 ) -> None:
     """Show dead-lettered messages without consuming them."""
     _, dlq = _queues(Settings())
-    messages = dlq.peek(limit)  # type: ignore[attr-defined]
+    messages = dlq.peek(limit)
     if as_json:
         print(json.dumps([{"id": m.message_id, "body": m.body} for m in messages]))
         return
@@ -104,7 +107,7 @@ def dlq_redrive(
 ) -> None:
     """Move dead-lettered messages back to the work queue."""
     queue, dlq = _queues(Settings())
-    moved = dlq.redrive_to(queue, limit)  # type: ignore[attr-defined]
+    moved = dlq.redrive_to(queue, limit)
     print(json.dumps({"redriven": moved}))
 
 

@@ -63,7 +63,6 @@ class StoreRelativeFetcher:
     def _read(self, key: str) -> bytes | None:
         """The object's bytes, or None when it is too large (checked before reading
         where the store can tell the size, as S3 can)."""
-        size = getattr(self.store, "size", None)
-        if callable(size) and size(key) > self.max_bytes:
+        if self.store.size(key) > self.max_bytes:
             return None
         return self.store.get(key)

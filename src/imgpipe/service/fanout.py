@@ -362,12 +362,7 @@ class FanOut:
         name = csv_key.removeprefix(self.settings.csv_prefix)
         target = folder + name
         try:
-            move = getattr(self.ports.inputs, "move", None)
-            if callable(move):
-                move(csv_key, target)
-            else:
-                self.ports.inputs.put(target, self.ports.inputs.get(csv_key))
-                self.ports.inputs.delete(csv_key)
+            self.ports.inputs.move(csv_key, target)
         except StorageError as exc:  # the batch is done; a stuck CSV must not undo that
             log.warning("could not archive %s to %s: %s", csv_key, target, exc)
 
