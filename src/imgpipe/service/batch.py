@@ -128,6 +128,19 @@ class InMemoryJobs:
         return plan_stats(m.rows_read, m.duplicate_rows, m.problems)
 
 
+@dataclass(frozen=True)
+class _Request:
+    """What a run was asked to do (see :meth:`BatchRunner.run`)."""
+
+    planned: PlannedJobs
+    stats: PlanStats
+    options: RunOptions
+    source: str
+    identity: str
+    batch_id: str | None
+    new_batch: bool
+
+
 @dataclass
 class _Started:
     context: BatchContext
@@ -179,9 +192,8 @@ class BatchRunner:
         stop: asyncio.Event | None = None,
     ) -> BatchSummary:
         """Run (or continue) the batch; BatchInterruptedError when ``stop`` is set first."""
-        started = await asyncio.to_thread(
-            self._start, planned, stats, options, source, identity, batch_id, new_batch
-        )
+        request = _Request(planned, stats, options, source, identity, batch_id, new_batch)
+        started = await asyncio.to_thread(self._start, request)
         try:
             context = started.context
             left, covers = await asyncio.to_thread(
@@ -201,38 +213,21 @@ class BatchRunner:
         finally:
             started.lock.release()
 
-    def _start(
-        self,
-        planned: PlannedJobs,
-        stats: PlanStats,
-        options: RunOptions,
-        source: str,
-        identity: str,
-        batch_id: str | None,
-        new_batch: bool,
-    ) -> _Started:
+    def _start(self, request: _Request) -> _Started:
         # Two processes started on the same input at once must not both plan it:
         # whoever holds the input's planning lock decides, the other one is told.
-        planning = self.locks.acquire(f"plan-{identity}")
+        planning = self.locks.acquire(f"plan-{request.identity}")
         if planning is None:
             raise BatchLockedError("this input is being planned by another process right now")
         try:
-            return self._plan_or_resume(
-                planned, stats, options, source, identity, batch_id, new_batch
-            )
+            return self._plan_or_resume(request)
         finally:
             planning.release()
 
-    def _plan_or_resume(
-        self,
-        planned: PlannedJobs,
-        stats: PlanStats,
-        options: RunOptions,
-        source: str,
-        identity: str,
-        batch_id: str | None,
-        new_batch: bool,
-    ) -> _Started:
+    def _plan_or_resume(self, request: _Request) -> _Started:
+        planned, stats, options = request.planned, request.stats, request.options
+        source, identity, batch_id = request.source, request.identity, request.batch_id
+        new_batch = request.new_batch
         previous = None if new_batch or batch_id else self._unfinished(identity)
         if previous is not None:
             lock = self.locks.acquire(previous.batch_id)
