@@ -13,7 +13,7 @@ Example::
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -115,6 +115,22 @@ class RunOptions:
             quality=min(self.quality, 75),
             max_images=min(self.max_images, 20),
         )
+
+    def to_spec(self) -> dict[str, Any]:
+        """JSON-ready: what a planner stores so every worker renders with exactly this."""
+        spec = asdict(self)
+        spec["allowed_networks"] = [str(n) for n in self.allowed_networks]
+        return spec
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], **trusted: Any) -> RunOptions:
+        """The options a planner stored; ``trusted`` (the worker's own network
+        allowances) replaces what the plan says, unknown keys are ignored."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in spec.items() if k in known}
+        values["allowed_networks"] = parse_networks(values.get("allowed_networks") or ())
+        values.update(trusted)
+        return cls(**values)
 
     def with_overrides(self, **overrides: Any) -> RunOptions:
         """Apply only the overrides that were actually given (not None)."""

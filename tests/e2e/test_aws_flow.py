@@ -213,3 +213,35 @@ def imgpipe_cli(env: dict[str, str], *args: str, cwd: Path | None = None) -> str
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def test_workers_render_with_the_spec_that_was_planned(
+    deployed: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker whose own settings differ still renders what the planner resolved."""
+    with FaultServer() as server:
+        url = server.add("/r.jpg", Serve(solid_jpeg(RED)))
+        other = server.add("/g.jpg", Serve(solid_jpeg(GREEN)))
+        deployed.upload_csv("csv-files/spec.csv", [("Spec", url), ("Spec", other)])
+        (notification,) = deployed.queue.receive(wait_seconds=1)
+        deployed.queue.delete(notification)
+        planning = {
+            "processing_type": "csv_s3",
+            "s3_key": "csv-files/spec.csv",
+            "processing_config": {"rows": 1, "cols": 2, "quality": 60},
+        }
+        aws_lambda.handle_record_body(json.dumps(planning))
+        (message,) = deployed.queue.receive(wait_seconds=1)
+        # The worker runs elsewhere with other defaults: 3 x 3 cells of 50 px.
+        monkeypatch.setenv("DEFAULT_ROWS", "3")
+        monkeypatch.setenv("DEFAULT_COLS", "3")
+        monkeypatch.setenv("IMGPIPE_CELL_SIZE", "50")
+        aws_lambda._runtime.cache_clear()
+        aws_lambda.handle_record_body(message.body)
+
+    (summary,) = deployed.summaries()
+    assert summary["settings"]["rows"] == 1 and summary["settings"]["cell"] == 200
+    collage = Image.open(io.BytesIO(deployed.outputs.get(summary["creators"][0]["collage_key"])))
+    assert collage.size == (400, 200)  # 1 x 2 cells of the planned 200 px, not 3 x 3 of 50
+    assert color_close(collage.getpixel((100, 100)), RED)
+    assert color_close(collage.getpixel((300, 100)), GREEN)

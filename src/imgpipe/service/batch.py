@@ -260,6 +260,7 @@ class BatchRunner:
                 total=planned.creators,
                 settings=settings_snapshot(options),
                 stats=stats,
+                spec=options.to_spec(),
                 owner=self.owner,
             )
             self.ledger.add_pending(context, planned.jobs())

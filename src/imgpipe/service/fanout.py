@@ -174,6 +174,7 @@ class FanOut:
                 total=len(manifest.jobs),
                 settings=settings_snapshot(options),
                 stats=plan_stats(manifest.rows_read, manifest.duplicate_rows, manifest.problems),
+                spec=options.to_spec(),
             )
         else:
             context = self.ledger.context_for(batch_id, batch.created_at)
@@ -290,8 +291,7 @@ class FanOut:
         """
         context, creator, key, csv_key, overrides = _parse_creator_message(message)
         job = CreatorJob(creator, key, self._covers(message, key))
-        options = self.settings.run_options(**options_from_config(overrides))
-        options = replace(options, allow_local_files=False)  # never read the worker's disk
+        options = await asyncio.to_thread(self._options, context.batch_id, overrides)
         note = {"message": {k: v for k, v in message.items() if k != "covers"}}
         async with self.fetcher_factory(options, csv_key) as fetcher:
             pipeline = self._pipeline(fetcher)
@@ -300,6 +300,20 @@ class FanOut:
             )
         await asyncio.to_thread(self.finalize, context.batch_id)
         return result
+
+    def _options(self, batch_id: str, overrides: dict[str, Any]) -> RunOptions:
+        """Exactly the options the batch was planned with; the network allowances are
+        this worker's own, and a worker never reads its own disk."""
+        own = self.settings.run_options()
+        spec = self.ledger.planned_spec(batch_id)
+        if not spec:  # planned by an earlier version: rebuild from the message
+            return replace(
+                self.settings.run_options(**options_from_config(overrides)),
+                allow_local_files=False,
+            )
+        return RunOptions.from_spec(
+            spec, allowed_networks=own.allowed_networks, allow_local_files=False
+        )
 
     def _covers(self, message: Mapping[str, Any], key: str) -> tuple[CoverRef, ...]:
         try:

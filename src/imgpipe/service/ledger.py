@@ -87,6 +87,7 @@ class BatchLedger:
         self.clock = clock
         self.sleep = sleep
         self.summary_wait_seconds = 30.0
+        self._specs: dict[str, dict[str, Any]] = {}
         self._retrying = Retrying(
             retry=retry_if_exception_type(ConflictError),
             wait=wait_random_exponential(multiplier=0.05, max=2.0),
@@ -111,15 +112,18 @@ class BatchLedger:
         total: int,
         settings: dict[str, Any],
         stats: PlanStats,
+        spec: dict[str, Any] | None = None,
         owner: str = "",
         created_at: datetime | None = None,
     ) -> BatchContext:
-        """Record a new batch (status running, TTL set) and its plan statistics."""
+        """Record a new batch (status running, TTL set), its statistics and its spec:
+        the resolved options every worker of the batch renders with."""
         started = created_at or self.clock()
         context = self.context_for(batch_id, started.isoformat(timespec="microseconds"))
+        plan = {"source": source, "stats": asdict(stats), "spec": spec or {}}
         self.plans.put(
             plan_key(batch_id),
-            json.dumps({"source": source, "stats": asdict(stats)}, ensure_ascii=False).encode(),
+            json.dumps(plan, ensure_ascii=False).encode(),
             content_type="application/json",
         )
         batch = BatchRecord(
@@ -377,6 +381,24 @@ class BatchLedger:
             f"batch {batch.batch_id}: the state index still lags the counters; "
             "the summary is written on a later try"
         )
+
+    def planned_spec(self, batch_id: str) -> dict[str, Any]:
+        """The options the batch was planned with ({} for plans of earlier versions).
+
+        Kept per process for the last few batches: a worker reads its batch's plan
+        once, not once per creator.
+        """
+        cached = self._specs.get(batch_id)
+        if cached is not None:
+            return cached
+        try:
+            spec = dict(json.loads(self.plans.get(plan_key(batch_id))).get("spec") or {})
+        except (StorageError, ValueError, AttributeError):
+            spec = {}
+        if len(self._specs) >= 64:
+            self._specs.pop(next(iter(self._specs)))
+        self._specs[batch_id] = spec
+        return spec
 
     def _plan_stats(self, batch_id: str, source: str) -> tuple[PlanStats, str]:
         try:
