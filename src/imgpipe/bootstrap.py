@@ -17,14 +17,14 @@ import signal
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from imgpipe.adapters.sqlite_staging import StagedManifest, stage_manifest
 from imgpipe.domain.manifest import Manifest
 from imgpipe.errors import ConfigError, InputError, ManifestError
 from imgpipe.fetch.cover_cache import CoverCache
-from imgpipe.fetch.downloader import Downloader, FetchPolicy
+from imgpipe.fetch.downloader import Downloader
 from imgpipe.fetch.store_source import StoreRelativeFetcher
 from imgpipe.ports import BatchLocks, ObjectStore, StateStore
 from imgpipe.service.batch import (
@@ -41,7 +41,7 @@ from imgpipe.service.planning import batch_identity
 from imgpipe.service.progress import ProgressSink
 from imgpipe.service.results import PlanStats
 from imgpipe.service.summary import BatchSummary
-from imgpipe.settings import RunOptions, Settings
+from imgpipe.settings import BatchSpec, Settings
 
 __all__ = [
     "STATE_FILE",
@@ -174,9 +174,9 @@ def make_fanout(settings: Settings, ports: DistributedPorts | None = None) -> Fa
     cache = cover_cache(settings, settings.data_dir)
 
     @asynccontextmanager
-    async def fetcher(options: RunOptions, csv_key: str) -> AsyncIterator[StoreRelativeFetcher]:
-        async with Downloader(FetchPolicy.from_options(options), cache=cache) as downloader:
-            yield StoreRelativeFetcher(downloader, ports.inputs, csv_key, options.max_bytes)
+    async def fetcher(options: BatchSpec, csv_key: str) -> AsyncIterator[StoreRelativeFetcher]:
+        async with Downloader(options.fetch, cache=cache) as downloader:
+            yield StoreRelativeFetcher(downloader, ports.inputs, csv_key, options.fetch.max_bytes)
 
     ledger = make_ledger(settings, ports.state, ports.outputs, ports.work)
     return FanOut(ports, ledger, settings, fetcher)
@@ -189,7 +189,7 @@ def cover_cache(settings: Settings, root: Path) -> CoverCache:
 
 def run_inline(
     manifest: Manifest,
-    options: RunOptions,
+    options: BatchSpec,
     ports: DistributedPorts,
     settings: Settings,
     *,
@@ -200,12 +200,14 @@ def run_inline(
     """A whole batch in this process on the distributed stores (direct invocation)."""
     from imgpipe.adapters.memory import InProcessBatchLocks
 
-    options = replace(options, allow_local_files=False)
+    options = options.with_overrides(allow_local_files=False)
     ledger = make_ledger(settings, ports.state, ports.outputs, ports.work)
 
     async def run() -> BatchSummary:
-        async with Downloader(FetchPolicy.from_options(options)) as downloader:
-            fetcher = StoreRelativeFetcher(downloader, ports.inputs, csv_key, options.max_bytes)
+        async with Downloader(options.fetch) as downloader:
+            fetcher = StoreRelativeFetcher(
+                downloader, ports.inputs, csv_key, options.fetch.max_bytes
+            )
             runner = BatchRunner(ledger, fetcher, locks=InProcessBatchLocks())
             planned = InMemoryJobs(manifest)
             return await runner.run(
@@ -231,7 +233,7 @@ def file_digest(path: Path) -> str:
 
 def run_csv(
     path: Path,
-    options: RunOptions,
+    options: BatchSpec,
     backend: Backend,
     *,
     progress: ProgressSink | None = None,
@@ -283,7 +285,7 @@ def _scratch_dir(backend: Backend) -> Path:
     return folder
 
 
-def stage_csv(path: Path, options: RunOptions, scratch: Path) -> StagedManifest:
+def stage_csv(path: Path, options: BatchSpec, scratch: Path) -> StagedManifest:
     """Stage a CSV file; InputError names the file when it cannot be read."""
     try:
         with path.open(encoding="utf-8-sig", newline="") as stream:
@@ -306,7 +308,7 @@ def stage_csv(path: Path, options: RunOptions, scratch: Path) -> StagedManifest:
 async def _run(
     planned: PlannedJobs,
     stats: PlanStats,
-    options: RunOptions,
+    options: BatchSpec,
     backend: Backend,
     path: Path,
     progress: ProgressSink | None,
@@ -317,7 +319,7 @@ async def _run(
     new_batch: bool,
     handle_signals: bool,
 ) -> BatchSummary:
-    policy = FetchPolicy.from_options(options)
+    policy = options.fetch
     cache = cover_cache(backend.settings, Path(backend.location))
     stop = asyncio.Event()
     received: list[int] = []

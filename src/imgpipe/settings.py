@@ -7,137 +7,33 @@ plus ``IMGPIPE_*`` for what is new. CLI flags override settings through
 Example::
 
     settings = Settings()                      # reads the environment
-    options = settings.run_options(rows=3)     # a flag overrides DEFAULT_ROWS
+    options = settings.batch_spec(rows=3)     # a flag overrides DEFAULT_ROWS
 """
 
 from __future__ import annotations
 
-import ipaddress
-from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from imgpipe.errors import ConfigError
+from imgpipe.domain.spec import (
+    BatchSpec,
+    CollectSpec,
+    FetchPolicy,
+    IPNetwork,
+    RenderSpec,
+    parse_networks,
+)
 
-__all__ = ["IPNetwork", "RunOptions", "Settings", "parse_networks"]
+__all__ = ["BatchSpec", "IPNetwork", "Settings", "parse_networks"]
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def parse_networks(value: str | list[str] | tuple[str, ...] | None) -> tuple[IPNetwork, ...]:
-    """``"127.0.0.0/8, ::1"`` -> networks; a clear ConfigError names a bad entry."""
-    if value is None:
-        return ()
-    items = value.split(",") if isinstance(value, str) else list(value)
-    networks: list[IPNetwork] = []
-    for raw in items:
-        text = raw.strip()
-        if not text:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(text, strict=False))
-        except ValueError as exc:
-            raise ConfigError(f"allowed private network {text!r} is not a CIDR: {exc}") from exc
-    return tuple(networks)
+_RENDER, _COLLECT, _FETCH, _BATCH = RenderSpec(), CollectSpec(), FetchPolicy(), BatchSpec()
 
 
 def _env(*names: str) -> Any:
     return AliasChoices(*names)
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """Everything one batch run needs to know; settings with flags applied."""
-
-    rows: int = 5
-    cols: int = 7
-    cell_size: int = 200  # px of one square cell (--cell, IMGPIPE_CELL_SIZE)
-    quality: int = 95
-    max_images: int = 35
-    min_images: int = 1
-    min_image_size: int = 50
-    concurrency: int = 8  # downloads in flight, all creators together
-    per_host_concurrency: int = 8
-    max_workers: int = 8  # creators in flight
-    timeout: float = 30.0
-    retries: int = 3
-    backoff_base: float = 0.5
-    backoff_max: float = 20.0
-    max_bytes: int = 20 * 1024 * 1024
-    max_pixels: int = 64_000_000
-    max_redirects: int = 5
-    allowed_networks: tuple[IPNetwork, ...] = ()
-    allow_local_files: bool = True
-    creator_column: str | None = None
-    url_column: str | None = None
-    force: bool = False
-    deduplicate: bool = True
-    collision_check: bool = True
-    memory_warning: float = 80.0
-    memory_critical: float = 90.0
-    record_ttl_days: int = 30
-    user_agent: str = "imgpipe/0.1 (+https://github.com/imgpipe/imgpipe)"
-
-    def __post_init__(self) -> None:
-        checks = {
-            "rows": self.rows >= 1,
-            "cols": self.cols >= 1,
-            "cell_size": 8 <= self.cell_size <= 2000,
-            "quality": 1 <= self.quality <= 100,
-            "max_images": self.max_images >= 1,
-            "min_images": self.min_images >= 1,
-            "concurrency": self.concurrency >= 1,
-            "per_host_concurrency": self.per_host_concurrency >= 1,
-            "max_workers": self.max_workers >= 1,
-            "timeout": self.timeout > 0,
-            "retries": self.retries >= 0,
-            "max_bytes": self.max_bytes > 0,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
-            raise ConfigError(f"invalid option value: {values}")
-
-    @property
-    def images_per_collage(self) -> int:
-        """At most ``max_images`` and never more than the grid holds."""
-        return min(self.max_images, self.rows * self.cols)
-
-    def safe_mode(self) -> RunOptions:
-        """The original system's fallback under memory pressure."""
-        return replace(
-            self,
-            max_workers=max(1, self.max_workers // 2),
-            concurrency=max(1, self.concurrency // 2),
-            quality=min(self.quality, 75),
-            max_images=min(self.max_images, 20),
-        )
-
-    def to_spec(self) -> dict[str, Any]:
-        """JSON-ready: what a planner stores so every worker renders with exactly this."""
-        spec = asdict(self)
-        spec["allowed_networks"] = [str(n) for n in self.allowed_networks]
-        return spec
-
-    @classmethod
-    def from_spec(cls, spec: dict[str, Any], **trusted: Any) -> RunOptions:
-        """The options a planner stored; ``trusted`` (the worker's own network
-        allowances) replaces what the plan says, unknown keys are ignored."""
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in spec.items() if k in known}
-        values["allowed_networks"] = parse_networks(values.get("allowed_networks") or ())
-        values.update(trusted)
-        return cls(**values)
-
-    def with_overrides(self, **overrides: Any) -> RunOptions:
-        """Apply only the overrides that were actually given (not None)."""
-        given = {k: v for k, v in overrides.items() if v is not None}
-        if "allowed_networks" in given and not isinstance(given["allowed_networks"], tuple):
-            given["allowed_networks"] = parse_networks(given["allowed_networks"])
-        return replace(self, **given)
 
 
 class Settings(BaseSettings):
@@ -166,38 +62,54 @@ class Settings(BaseSettings):
     metrics_namespace: str = Field("imgpipe", validation_alias=_env("IMGPIPE_METRICS_NAMESPACE"))
 
     # rendering
-    default_rows: int = Field(5, validation_alias=_env("DEFAULT_ROWS"))
-    default_cols: int = Field(7, validation_alias=_env("DEFAULT_COLS"))
-    default_cell: int = Field(200, validation_alias=_env("IMGPIPE_CELL_SIZE"))
-    default_quality: int = Field(95, validation_alias=_env("DEFAULT_QUALITY"))
+    default_rows: int = Field(_RENDER.rows, validation_alias=_env("DEFAULT_ROWS"))
+    default_cols: int = Field(_RENDER.cols, validation_alias=_env("DEFAULT_COLS"))
+    default_cell: int = Field(_RENDER.cell_size, validation_alias=_env("IMGPIPE_CELL_SIZE"))
+    default_quality: int = Field(_RENDER.quality, validation_alias=_env("DEFAULT_QUALITY"))
     default_max_images_per_creator: int = Field(
-        35, validation_alias=_env("DEFAULT_MAX_IMAGES_PER_CREATOR")
+        _COLLECT.max_images, validation_alias=_env("DEFAULT_MAX_IMAGES_PER_CREATOR")
     )
-    min_images_per_creator: int = Field(1, validation_alias=_env("IMGPIPE_MIN_IMAGES"))
-    min_image_size: int = Field(50, validation_alias=_env("MIN_IMAGE_SIZE"))
+    min_images_per_creator: int = Field(
+        _COLLECT.min_images, validation_alias=_env("IMGPIPE_MIN_IMAGES")
+    )
+    min_image_size: int = Field(_COLLECT.min_image_size, validation_alias=_env("MIN_IMAGE_SIZE"))
     max_image_size: int = Field(800, validation_alias=_env("MAX_IMAGE_SIZE"))
 
     # fetching
-    default_max_workers: int = Field(8, validation_alias=_env("DEFAULT_MAX_WORKERS"))
-    default_timeout: float = Field(30.0, validation_alias=_env("DEFAULT_TIMEOUT"))
-    default_max_retries: int = Field(3, validation_alias=_env("DEFAULT_MAX_RETRIES"))
-    max_concurrent_downloads: int = Field(8, validation_alias=_env("MAX_CONCURRENT_DOWNLOADS"))
-    per_host_concurrency: int = Field(8, validation_alias=_env("IMGPIPE_PER_HOST_CONCURRENCY"))
-    max_download_bytes: int = Field(
-        20 * 1024 * 1024, validation_alias=_env("IMGPIPE_MAX_DOWNLOAD_BYTES")
+    default_max_workers: int = Field(
+        _BATCH.max_workers, validation_alias=_env("DEFAULT_MAX_WORKERS")
     )
-    max_image_pixels: int = Field(64_000_000, validation_alias=_env("IMGPIPE_MAX_IMAGE_PIXELS"))
+    default_timeout: float = Field(_FETCH.timeout, validation_alias=_env("DEFAULT_TIMEOUT"))
+    default_max_retries: int = Field(_FETCH.retries, validation_alias=_env("DEFAULT_MAX_RETRIES"))
+    max_concurrent_downloads: int = Field(
+        _FETCH.concurrency, validation_alias=_env("MAX_CONCURRENT_DOWNLOADS")
+    )
+    per_host_concurrency: int = Field(
+        _FETCH.per_host_concurrency, validation_alias=_env("IMGPIPE_PER_HOST_CONCURRENCY")
+    )
+    max_download_bytes: int = Field(
+        _FETCH.max_bytes, validation_alias=_env("IMGPIPE_MAX_DOWNLOAD_BYTES")
+    )
+    max_image_pixels: int = Field(
+        _COLLECT.max_pixels, validation_alias=_env("IMGPIPE_MAX_IMAGE_PIXELS")
+    )
     allow_private_networks: str = Field("", validation_alias=_env("IMGPIPE_ALLOW_PRIVATE_NETWORKS"))
     allow_local_files: bool = Field(True, validation_alias=_env("IMGPIPE_ALLOW_LOCAL_FILES"))
 
     # behaviour
-    memory_warning_threshold: float = Field(80.0, validation_alias=_env("MEMORY_WARNING_THRESHOLD"))
+    memory_warning_threshold: float = Field(
+        _BATCH.memory_warning, validation_alias=_env("MEMORY_WARNING_THRESHOLD")
+    )
     memory_critical_threshold: float = Field(
-        90.0, validation_alias=_env("MEMORY_CRITICAL_THRESHOLD")
+        _BATCH.memory_critical, validation_alias=_env("MEMORY_CRITICAL_THRESHOLD")
     )
     # false: a cover whose bytes equal an earlier one's of the same creator fills a cell too
-    enable_deduplication: bool = Field(True, validation_alias=_env("ENABLE_DEDUPLICATION"))
-    collision_check_enabled: bool = Field(True, validation_alias=_env("COLLISION_CHECK_ENABLED"))
+    enable_deduplication: bool = Field(
+        _COLLECT.deduplicate, validation_alias=_env("ENABLE_DEDUPLICATION")
+    )
+    collision_check_enabled: bool = Field(
+        _COLLECT.collision_check, validation_alias=_env("COLLISION_CHECK_ENABLED")
+    )
 
     # batch engine: how long a claim on a creator lives without a heartbeat (on Lambda,
     # the worker function's timeout), and the cover cache of reruns (0 turns it off)
@@ -240,9 +152,9 @@ class Settings(BaseSettings):
     cors_origins: str = Field("", validation_alias=_env("IMGPIPE_CORS_ORIGINS"))
     readiness_url: str = Field("", validation_alias=_env("IMGPIPE_READINESS_URL"))
 
-    def run_options(self, **overrides: Any) -> RunOptions:
-        """Settings as :class:`RunOptions`, with the given non-None overrides applied."""
-        base = RunOptions(
+    def batch_spec(self, **overrides: Any) -> BatchSpec:
+        """The settings as a :class:`BatchSpec`, with the given non-None flat overrides."""
+        return BatchSpec.of(
             rows=self.default_rows,
             cols=self.default_cols,
             cell_size=self.default_cell,
@@ -263,5 +175,4 @@ class Settings(BaseSettings):
             collision_check=self.collision_check_enabled,
             memory_warning=self.memory_warning_threshold,
             memory_critical=self.memory_critical_threshold,
-        )
-        return base.with_overrides(**overrides)
+        ).with_overrides(**overrides)

@@ -15,7 +15,7 @@ import pytest
 from imgpipe.fetch.downloader import FetchPolicy
 from imgpipe.fetch.netguard import IPAddress, ResolutionError
 from imgpipe.fetch.responses import parse_retry_after
-from imgpipe.settings import RunOptions
+from imgpipe.settings import BatchSpec
 from tests.integration.conftest import Fetch, PolicyFactory
 from tests.support.http_server import (
     HTML_ERROR_PAGE,
@@ -375,8 +375,8 @@ def test_refused_sources_are_not_attempted(
     assert result.detail
 
 
-def test_policy_from_run_options() -> None:
-    options = RunOptions(
+def test_flat_fetch_options_land_in_the_fetch_policy() -> None:
+    options = BatchSpec.of(
         timeout=7.5,
         retries=5,
         backoff_base=0.2,
@@ -389,6 +389,6 @@ def test_policy_from_run_options() -> None:
         allow_local_files=False,
         user_agent="ua/1",
     )
-    assert FetchPolicy.from_options(options) == FetchPolicy(
+    assert options.fetch == FetchPolicy(
         7.5, 5, 0.2, 3.0, 1234, 2, 11, 3, (ip_network("10.0.0.0/8"),), False, "ua/1"
     )

@@ -28,7 +28,7 @@ from imgpipe.service.ledger import BatchLedger
 from imgpipe.service.memory import MemoryMonitor
 from imgpipe.service.results import BatchContext
 from imgpipe.service.summary import BatchSummary
-from imgpipe.settings import RunOptions
+from imgpipe.settings import BatchSpec
 from tests.support.images import jpeg, png
 
 RED, GREEN, BLUE, YELLOW = (220, 20, 20), (20, 200, 20), (20, 20, 220), (230, 230, 20)
@@ -71,10 +71,10 @@ def manifest(*jobs: CreatorJob) -> Manifest:
     return Manifest(list(jobs), [], "creator", "url", rows_read=sum(len(j.covers) for j in jobs))
 
 
-def options(**overrides: object) -> RunOptions:
-    return RunOptions(rows=2, cols=3, cell_size=40, max_images=6, min_image_size=10).with_overrides(
-        **overrides
-    )
+def options(**overrides: object) -> BatchSpec:
+    return BatchSpec.of(
+        rows=2, cols=3, cell_size=40, max_images=6, min_image_size=10
+    ).with_overrides(**overrides)
 
 
 def make_runner(
@@ -85,7 +85,7 @@ def make_runner(
     return BatchRunner(ledger, fetcher, locks=InProcessBatchLocks(), **kwargs)
 
 
-def run(runner: BatchRunner, m: Manifest, opts: RunOptions) -> BatchSummary:
+def run(runner: BatchRunner, m: Manifest, opts: BatchSpec) -> BatchSummary:
     planned = InMemoryJobs(m)
     return asyncio.run(
         runner.run(planned, planned.stats(), opts, source="test.csv", identity="test")
@@ -253,7 +253,7 @@ def test_memory_pressure_retries_in_safe_mode(ports) -> None:  # type: ignore[no
     runner = make_runner(
         store, state, DictFetcher(responses), monitor=monitor, clock=SteppingClock()
     )
-    opts = RunOptions(rows=5, cols=7, cell_size=20, max_images=35, min_image_size=10)
+    opts = BatchSpec.of(rows=5, cols=7, cell_size=20, max_images=35, min_image_size=10)
     summary = run(runner, manifest(job("big", urls)), opts)
 
     creator = summary.creators[0]

@@ -302,7 +302,7 @@ def _inline(event: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
     from imgpipe.service.planning import batch_identity
 
     _, fanout = _runtime()
-    options = settings.run_options(**options_from_config(event.get("processing_config") or {}))
+    options = settings.batch_spec(**options_from_config(event.get("processing_config") or {}))
     if "csv_text" in event:
         data, key, source = (
             str(event["csv_text"]).encode(),

@@ -104,7 +104,7 @@ def run(
     _configure_logging(quiet)
     try:
         settings = Settings()
-        options = settings.run_options(
+        options = settings.batch_spec(
             rows=rows,
             cols=cols,
             cell_size=cell,

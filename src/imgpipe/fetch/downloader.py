@@ -20,7 +20,7 @@ bytes), and a 200 image replaces it (see :mod:`.cover_reuse`, :mod:`.revalidatio
 
 Example::
 
-    policy = FetchPolicy.from_options(options)
+    policy = spec.fetch
     cache = CoverCache(data_dir / "cache" / "covers", settings.cache_max_bytes)
     async with Downloader(policy, base_dir=csv_path.parent, cache=cache) as downloader:
         results = await asyncio.gather(*(downloader.fetch(u) for u in urls))
@@ -37,7 +37,7 @@ import random
 import weakref
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
@@ -46,6 +46,7 @@ import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt
 
 from imgpipe.domain.records import Reason
+from imgpipe.domain.spec import FetchPolicy
 from imgpipe.errors import BlockedAddressError, FetchError
 from imgpipe.fetch import revalidation, sources
 from imgpipe.fetch.cover_cache import CachedCover, CoverCache
@@ -53,7 +54,6 @@ from imgpipe.fetch.cover_reuse import CoverReuse
 from imgpipe.fetch.netguard import AddressGuard, GuardedTransport, ResolutionError, Resolver
 from imgpipe.fetch.responses import Outcome, describe, image_outcome, read_response
 from imgpipe.fetch.results import FetchCounts, FetchResult
-from imgpipe.settings import IPNetwork, RunOptions
 
 # FetchResult and FetchCounts live in .results; re-exported for existing imports.
 __all__ = ["Downloader", "FetchCounts", "FetchPolicy", "FetchResult"]
@@ -61,28 +61,6 @@ __all__ = ["Downloader", "FetchCounts", "FetchPolicy", "FetchResult"]
 log = logging.getLogger(__name__)
 
 POOL_SIZE = 8  # connections per httpx pool (see Downloader.__init__)
-
-
-@dataclass(frozen=True)
-class FetchPolicy:
-    """Limits for fetching: time, retries, size, redirects, concurrency, networks."""
-
-    timeout: float = 30.0  # seconds per request: connect + headers + whole body
-    retries: int = 3  # retries after the first attempt
-    backoff_base: float = 0.5
-    backoff_max: float = 20.0  # also caps Retry-After
-    max_bytes: int = 20 * 1024 * 1024
-    max_redirects: int = 5
-    concurrency: int = 8  # requests in flight, all hosts together
-    per_host_concurrency: int = 8
-    allowed_networks: tuple[IPNetwork, ...] = ()  # private ranges that may be fetched
-    allow_local_files: bool = True
-    user_agent: str = "imgpipe/0.1"
-
-    @classmethod
-    def from_options(cls, options: RunOptions) -> FetchPolicy:
-        """The fetch-related fields of a run's options (every field has its namesake there)."""
-        return cls(**{spec.name: getattr(options, spec.name) for spec in fields(cls)})
 
 
 def _retryable(outcome: Outcome) -> bool:

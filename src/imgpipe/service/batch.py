@@ -49,7 +49,7 @@ from imgpipe.service.planning import new_batch_id, plan_marker_key, settings_sna
 from imgpipe.service.progress import NullProgress, ProgressSink
 from imgpipe.service.results import BatchContext, CreatorResult, PlanStats
 from imgpipe.service.summary import BatchSummary
-from imgpipe.settings import RunOptions
+from imgpipe.settings import BatchSpec
 
 __all__ = [
     "BatchInterruptedError",
@@ -134,7 +134,7 @@ class _Request:
 
     planned: PlannedJobs
     stats: PlanStats
-    options: RunOptions
+    options: BatchSpec
     source: str
     identity: str
     batch_id: str | None
@@ -183,7 +183,7 @@ class BatchRunner:
         self,
         planned: PlannedJobs,
         stats: PlanStats,
-        options: RunOptions,
+        options: BatchSpec,
         *,
         source: str,
         identity: str,
@@ -284,7 +284,7 @@ class BatchRunner:
         self,
         jobs: Iterator[CreatorJob],
         context: BatchContext,
-        options: RunOptions,
+        options: BatchSpec,
         owner_is_gone: bool,
         stop: asyncio.Event | None,
     ) -> bool:
@@ -321,7 +321,7 @@ class BatchRunner:
         return True
 
     async def _process_safely(
-        self, job: CreatorJob, context: BatchContext, options: RunOptions, owner_is_gone: bool
+        self, job: CreatorJob, context: BatchContext, options: BatchSpec, owner_is_gone: bool
     ) -> CreatorResult | None:
         try:
             return await self.pipeline.process(

@@ -24,7 +24,7 @@ import io
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,7 +39,7 @@ from imgpipe.service.pipeline import CreatorPipeline, Fetcher
 from imgpipe.service.planning import new_batch_id, plan_marker_key, settings_snapshot
 from imgpipe.service.results import BatchContext, CreatorResult
 from imgpipe.service.summary import BatchSummary
-from imgpipe.settings import RunOptions, Settings
+from imgpipe.settings import BatchSpec, Settings
 
 __all__ = [
     "CREATOR_MESSAGE",
@@ -60,7 +60,7 @@ ARCHIVE_FAILED = "archived/failed/"
 BACKFILL_FACTOR = 3
 PLAN_CHUNK = 500  # creators per plan object, pending-record batch and checkpoint
 
-# The original system's processing_config names (and ours) -> RunOptions fields.
+# The original system's processing_config names (and ours) -> BatchSpec fields.
 _CONFIG_FIELDS = {
     "rows": ("rows", int),
     "cols": ("cols", int),
@@ -78,7 +78,7 @@ _CONFIG_FIELDS = {
 
 
 def options_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """RunOptions overrides from a message's ``processing_config``.
+    """BatchSpec overrides from a message's ``processing_config``.
 
     Unknown keys (``group_by_creator``...) are ignored; a known key with a value
     of the wrong type is a MessageError naming it. Network allowances never come
@@ -117,7 +117,7 @@ class PlanOutcome:
     row_problems: list[dict[str, Any]] = field(default_factory=list)
 
 
-FetcherFactory = Callable[[RunOptions, str], Any]  # -> async context manager of a Fetcher
+FetcherFactory = Callable[[BatchSpec, str], Any]  # -> async context manager of a Fetcher
 Heartbeat = Callable[[], Awaitable[None]]
 
 
@@ -158,7 +158,7 @@ class FanOut:
             data = self.ports.inputs.get(csv_key)
         except StorageError as exc:
             raise MessageError(f"CSV {csv_key!r} cannot be read: {exc}") from exc
-        options = self.settings.run_options(**dict(overrides or {}))
+        options = self.settings.batch_spec(**dict(overrides or {}))
         try:
             manifest = parse_csv_bytes(data, options, csv_key)
         except InputError as exc:
@@ -224,7 +224,7 @@ class FanOut:
         context: BatchContext,
         csv_key: str,
         overrides: dict[str, Any],
-        options: RunOptions,
+        options: BatchSpec,
         heartbeat: Callable[[], None] | None,
     ) -> int:
         """Chunk by chunk: plan object, pending records, messages, checkpoint."""
@@ -301,18 +301,17 @@ class FanOut:
         await asyncio.to_thread(self.finalize, context.batch_id)
         return result
 
-    def _options(self, batch_id: str, overrides: dict[str, Any]) -> RunOptions:
+    def _options(self, batch_id: str, overrides: dict[str, Any]) -> BatchSpec:
         """Exactly the options the batch was planned with; the network allowances are
         this worker's own, and a worker never reads its own disk."""
-        own = self.settings.run_options()
+        own = self.settings.batch_spec()
         spec = self.ledger.planned_spec(batch_id)
         if not spec:  # planned by an earlier version: rebuild from the message
-            return replace(
-                self.settings.run_options(**options_from_config(overrides)),
-                allow_local_files=False,
+            return self.settings.batch_spec(
+                **options_from_config(overrides), allow_local_files=False
             )
-        return RunOptions.from_spec(
-            spec, allowed_networks=own.allowed_networks, allow_local_files=False
+        return BatchSpec.from_spec(
+            spec, allowed_networks=own.fetch.allowed_networks, allow_local_files=False
         )
 
     def _covers(self, message: Mapping[str, Any], key: str) -> tuple[CoverRef, ...]:
@@ -381,7 +380,7 @@ class FanOut:
             log.warning("could not archive %s to %s: %s", csv_key, target, exc)
 
 
-def parse_csv_bytes(data: bytes, options: RunOptions, csv_key: str) -> Manifest:
+def parse_csv_bytes(data: bytes, options: BatchSpec, csv_key: str) -> Manifest:
     """A CSV read from an object store -> manifest; InputError names the key."""
     try:
         text = data.decode("utf-8-sig")

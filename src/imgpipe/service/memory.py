@@ -2,7 +2,7 @@
 
 The batch asks the monitor before starting a creator and before rendering; a
 creator that meets the critical level is retried once in safe mode
-(:meth:`imgpipe.settings.RunOptions.safe_mode`) before it is failed.
+(:meth:`imgpipe.settings.BatchSpec.safe_mode`) before it is failed.
 
 Example::
 

@@ -46,7 +46,7 @@ from imgpipe.service.ledger import BatchLedger
 from imgpipe.service.memory import MemoryMonitor, MemoryPressureError
 from imgpipe.service.progress import NullProgress, ProgressSink
 from imgpipe.service.results import BatchContext, CreatorResult
-from imgpipe.settings import RunOptions
+from imgpipe.settings import BatchSpec
 
 __all__ = ["CreatorPipeline", "Fetcher", "Heartbeat"]
 
@@ -94,7 +94,7 @@ class CreatorPipeline:
         self,
         job: CreatorJob,
         context: BatchContext,
-        options: RunOptions,
+        options: BatchSpec,
         *,
         owner: str,
         owner_is_gone: bool = False,
@@ -152,7 +152,7 @@ class CreatorPipeline:
                 log.warning("creator %s: heartbeat failed", job.key, exc_info=True)
 
     async def _work(
-        self, job: CreatorJob, context: BatchContext, options: RunOptions
+        self, job: CreatorJob, context: BatchContext, options: BatchSpec
     ) -> CreatorResult:
         try:
             return await self._attempt(job, context, options)
@@ -187,7 +187,7 @@ class CreatorPipeline:
     # -- work ------------------------------------------------------------------
 
     async def _attempt(
-        self, job: CreatorJob, context: BatchContext, options: RunOptions
+        self, job: CreatorJob, context: BatchContext, options: BatchSpec
     ) -> CreatorResult:
         self.monitor.check()
         accepted, outcomes = await self._collect(job.covers, options)
@@ -196,23 +196,23 @@ class CreatorPipeline:
             outcomes[item.index] = replace(outcomes[item.index], cell=position)
         result.covers = [outcomes[i] for i in sorted(outcomes)]
         result.images_used = len(accepted)
-        if len(accepted) < options.min_images:
+        if len(accepted) < options.collect.min_images:
             reasons = sorted({c.reason or "" for c in result.failures})
             result.error = (
-                f"{len(accepted)} usable cover(s), at least {options.min_images} needed"
+                f"{len(accepted)} usable cover(s), at least {options.collect.min_images} needed"
                 + (f" (failures: {', '.join(reasons)})" if reasons else "")
             )
             return result
         result.fingerprint = collage_fingerprint(
             [item.sha256 for item in accepted],
-            rows=options.rows,
-            cols=options.cols,
-            cell_size=options.cell_size,
-            quality=options.quality,
+            rows=options.render.rows,
+            cols=options.render.cols,
+            cell_size=options.render.cell_size,
+            quality=options.render.quality,
         )
         previous = (
             None
-            if options.force
+            if options.collect.force
             else await asyncio.to_thread(self._unchanged, job.key, result.fingerprint, context)
         )
         if previous is not None:
@@ -221,10 +221,13 @@ class CreatorPipeline:
             return result
         self.monitor.check()
         grid = plan_grid(
-            len(accepted), rows=options.rows, cols=options.cols, cell_size=options.cell_size
+            len(accepted),
+            rows=options.render.rows,
+            cols=options.render.cols,
+            cell_size=options.render.cell_size,
         )
         tiles = [item.tile for item in accepted]
-        data = await self._run_cpu(render_collage, tiles, grid, quality=options.quality)
+        data = await self._run_cpu(render_collage, tiles, grid, quality=options.render.quality)
         result.collage_key = await asyncio.to_thread(
             self._store_collage, job.key, data, context, options
         )
@@ -232,7 +235,7 @@ class CreatorPipeline:
         return result
 
     async def _collect(
-        self, covers: Sequence[CoverRef], options: RunOptions
+        self, covers: Sequence[CoverRef], options: BatchSpec
     ) -> tuple[list[_Accepted], dict[int, CoverOutcome]]:
         """Fetch covers in CSV order until the grid is full, backfilling failures."""
         target = options.images_per_collage
@@ -245,7 +248,7 @@ class CreatorPipeline:
             next_index = wave.stop
             results = await asyncio.gather(*(self._fetch_tile(covers[i], options) for i in wave))
             for index, (outcome, tile) in zip(wave, results, strict=True):
-                if tile is not None and options.deduplicate and outcome.sha256 in seen:
+                if tile is not None and options.collect.deduplicate and outcome.sha256 in seen:
                     outcome = replace(outcome, ok=False, reason=Reason.DUPLICATE.value)
                     tile = None
                 if tile is not None and outcome.sha256 is not None:
@@ -260,7 +263,7 @@ class CreatorPipeline:
         return accepted, outcomes
 
     async def _fetch_tile(
-        self, cover: CoverRef, options: RunOptions
+        self, cover: CoverRef, options: BatchSpec
     ) -> tuple[CoverOutcome, Image.Image | None]:
         fetched = await self.fetcher.fetch(cover.url)
         base = CoverOutcome(
@@ -303,7 +306,7 @@ class CreatorPipeline:
         return None
 
     def _store_collage(
-        self, key: str, data: bytes, context: BatchContext, options: RunOptions
+        self, key: str, data: bytes, context: BatchContext, options: BatchSpec
     ) -> str:
         """Under the batch's start time: a retried render finds its own earlier object
         (same bytes: rendering is deterministic) and keeps it instead of adding one."""
@@ -312,7 +315,10 @@ class CreatorPipeline:
             candidate = collage_key(key, when, suffix)
             try:
                 self.store.put(
-                    candidate, data, content_type="image/jpeg", if_absent=options.collision_check
+                    candidate,
+                    data,
+                    content_type="image/jpeg",
+                    if_absent=options.collect.collision_check,
                 )
                 return candidate
             except KeyCollisionError:
@@ -322,9 +328,12 @@ class CreatorPipeline:
         raise StorageError(f"no free collage key for {key} after {MAX_KEY_SUFFIX} tries")
 
 
-def _hash_and_decode(data: bytes, options: RunOptions) -> tuple[str, Image.Image]:
+def _hash_and_decode(data: bytes, options: BatchSpec) -> tuple[str, Image.Image]:
     tile = load_tile(
-        data, options.cell_size, max_pixels=options.max_pixels, min_size=options.min_image_size
+        data,
+        options.render.cell_size,
+        max_pixels=options.collect.max_pixels,
+        min_size=options.collect.min_image_size,
     )
     return content_hash(data), tile
 

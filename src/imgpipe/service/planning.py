@@ -5,11 +5,11 @@ the settings that shape the output (those in the collage fingerprint), never
 concurrency or timeouts. A rerun with the same identity continues an unfinished
 batch instead of starting over.
 
-    >>> from imgpipe.settings import RunOptions
-    >>> a = batch_identity("ab" * 32, RunOptions())
-    >>> a == batch_identity("ab" * 32, RunOptions(max_workers=2, timeout=5))
+    >>> from imgpipe.settings import BatchSpec
+    >>> a = batch_identity("ab" * 32, BatchSpec())
+    >>> a == batch_identity("ab" * 32, BatchSpec.of(max_workers=2, timeout=5))
     True
-    >>> a == batch_identity("ab" * 32, RunOptions(rows=3))
+    >>> a == batch_identity("ab" * 32, BatchSpec.of(rows=3))
     False
 """
 
@@ -21,7 +21,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from imgpipe.settings import RunOptions
+from imgpipe.settings import BatchSpec
 
 __all__ = ["batch_identity", "new_batch_id", "plan_marker_key", "settings_snapshot"]
 
@@ -44,14 +44,16 @@ def new_batch_id(now: datetime) -> str:
     return f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
-def settings_snapshot(options: RunOptions) -> dict[str, Any]:
+def settings_snapshot(options: BatchSpec) -> dict[str, Any]:
     """The settings a batch record shows, under their public names (``cell``)."""
-    return {_PUBLIC.get(name, name): getattr(options, name) for name in SNAPSHOT_SETTINGS}
+    flat = options.flat()
+    return {_PUBLIC.get(name, name): flat[name] for name in SNAPSHOT_SETTINGS}
 
 
-def batch_identity(content_sha256: str, options: RunOptions, *, source: str = "") -> str:
+def batch_identity(content_sha256: str, options: BatchSpec, *, source: str = "") -> str:
     """The input and the output-shaping settings, as one hex digest."""
-    shaping = {name: getattr(options, name) for name in OUTPUT_SETTINGS}
+    flat = options.flat()
+    shaping = {name: flat[name] for name in OUTPUT_SETTINGS}
     text = json.dumps([content_sha256, source, shaping], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 

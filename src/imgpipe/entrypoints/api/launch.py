@@ -59,7 +59,7 @@ class LocalLauncher:
 
     def launch(self, data: bytes, filename: str, overrides: dict[str, Any]) -> str:
         # An uploaded CSV is someone else's input: it must not read this server's files.
-        options = self.settings.run_options(**overrides, allow_local_files=False)
+        options = self.settings.batch_spec(**overrides, allow_local_files=False)
         parse_csv_bytes(data, options, filename)  # InputError -> 400 before anything starts
         batch_id = new_batch_id(datetime.now(UTC))
         self.uploads.mkdir(parents=True, exist_ok=True)
@@ -120,7 +120,7 @@ class AwsLauncher:
         self._lock = threading.Lock()
 
     def launch(self, data: bytes, filename: str, overrides: dict[str, Any]) -> str:
-        options = self.settings.run_options(**overrides)
+        options = self.settings.batch_spec(**overrides)
         parse_csv_bytes(data, options, filename)  # InputError -> 400 before anything starts
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         key = f"{self.PREFIX}{stamp}-{_SAFE_NAME.sub('_', filename)[:80] or 'upload.csv'}"

@@ -1,0 +1,210 @@
+"""A batch's resolved specification: how to render, which covers to collect, how to fetch.
+
+Built once from the settings and the flags (``Settings.batch_spec``), stored with
+the batch's plan, and used as it is by every worker of the batch. Each part has
+its defaults here and nowhere else; the settings read the same values::
+
+    >>> spec = BatchSpec.of(rows=3, timeout=5.0)
+    >>> (spec.render.rows, spec.render.cols, spec.fetch.timeout, spec.images_per_collage)
+    (3, 7, 5.0, 21)
+    >>> BatchSpec.from_spec(spec.to_spec()) == spec
+    True
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from imgpipe.errors import ConfigError
+
+__all__ = [
+    "BatchSpec",
+    "CollectSpec",
+    "FetchPolicy",
+    "IPNetwork",
+    "RenderSpec",
+    "parse_networks",
+]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+USER_AGENT = "imgpipe/0.1 (+https://github.com/imgpipe/imgpipe)"
+
+
+def parse_networks(value: str | list[str] | tuple[Any, ...] | None) -> tuple[IPNetwork, ...]:
+    """``"127.0.0.0/8, ::1"`` -> networks; a clear ConfigError names a bad entry."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else list(value)
+    networks: list[IPNetwork] = []
+    for raw in items:
+        text = str(raw).strip()
+        if not text:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError as exc:
+            raise ConfigError(f"allowed private network {text!r} is not a CIDR: {exc}") from exc
+    return tuple(networks)
+
+
+def _check(part: object, checks: dict[str, bool]) -> None:
+    bad = [name for name, ok in checks.items() if not ok]
+    if bad:
+        values = ", ".join(f"{name}={getattr(part, name)!r}" for name in bad)
+        raise ConfigError(f"invalid option value: {values}")
+
+
+@dataclass(frozen=True)
+class RenderSpec:
+    """The collage's look: a ``rows`` x ``cols`` grid of ``cell_size`` px, JPEG ``quality``."""
+
+    rows: int = 5
+    cols: int = 7
+    cell_size: int = 200  # px of one square cell (--cell, IMGPIPE_CELL_SIZE)
+    quality: int = 95
+
+    def __post_init__(self) -> None:
+        _check(
+            self,
+            {
+                "rows": self.rows >= 1,
+                "cols": self.cols >= 1,
+                "cell_size": 8 <= self.cell_size <= 2000,
+                "quality": 1 <= self.quality <= 100,
+            },
+        )
+
+
+@dataclass(frozen=True)
+class CollectSpec:
+    """Which covers make a collage, and when a creator is rendered at all."""
+
+    max_images: int = 35
+    min_images: int = 1
+    min_image_size: int = 50  # px; smaller covers are too_small
+    max_pixels: int = 64_000_000  # refused before decoding
+    deduplicate: bool = True  # equal bytes count once
+    force: bool = False  # render even when the fingerprint is unchanged
+    collision_check: bool = True  # a collage never overwrites an object it did not write
+
+    def __post_init__(self) -> None:
+        _check(self, {"max_images": self.max_images >= 1, "min_images": self.min_images >= 1})
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """Limits for fetching: time, retries, size, redirects, concurrency, networks."""
+
+    timeout: float = 30.0  # seconds per request: connect + headers + whole body
+    retries: int = 3  # retries after the first attempt
+    backoff_base: float = 0.5
+    backoff_max: float = 20.0  # also caps Retry-After
+    max_bytes: int = 20 * 1024 * 1024
+    max_redirects: int = 5
+    concurrency: int = 8  # requests in flight, all hosts together
+    per_host_concurrency: int = 8
+    allowed_networks: tuple[IPNetwork, ...] = ()  # private ranges that may be fetched
+    allow_local_files: bool = True
+    user_agent: str = USER_AGENT
+
+    def __post_init__(self) -> None:
+        _check(
+            self,
+            {
+                "timeout": self.timeout > 0,
+                "retries": self.retries >= 0,
+                "max_bytes": self.max_bytes > 0,
+                "concurrency": self.concurrency >= 1,
+                "per_host_concurrency": self.per_host_concurrency >= 1,
+            },
+        )
+
+
+_PARTS = {"render": RenderSpec, "collect": CollectSpec, "fetch": FetchPolicy}
+# Every flat option name (a flag, a processing_config key) -> the part that holds it.
+_PART_OF = {f.name: part for part, kind in _PARTS.items() for f in fields(kind)}
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """Everything one batch needs to know, in three small parts and a few run limits."""
+
+    render: RenderSpec = field(default_factory=RenderSpec)
+    collect: CollectSpec = field(default_factory=CollectSpec)
+    fetch: FetchPolicy = field(default_factory=FetchPolicy)
+    max_workers: int = 8  # creators in flight (bounds memory)
+    creator_column: str | None = None
+    url_column: str | None = None
+    memory_warning: float = 80.0
+    memory_critical: float = 90.0
+    record_ttl_days: int = 30
+
+    def __post_init__(self) -> None:
+        _check(self, {"max_workers": self.max_workers >= 1})
+
+    @classmethod
+    def of(cls, **flat: Any) -> BatchSpec:
+        """A spec from flat option names (``rows=3``, ``timeout=5``...), defaults elsewhere."""
+        return cls().with_overrides(**flat)
+
+    @property
+    def images_per_collage(self) -> int:
+        """At most ``max_images`` and never more than the grid holds."""
+        return min(self.collect.max_images, self.render.rows * self.render.cols)
+
+    def with_overrides(self, **flat: Any) -> BatchSpec:
+        """Apply the flat overrides that were actually given (not None)."""
+        given = {k: v for k, v in flat.items() if v is not None}
+        if "allowed_networks" in given and not isinstance(given["allowed_networks"], tuple):
+            given["allowed_networks"] = parse_networks(given["allowed_networks"])
+        unknown = sorted(set(given) - set(_PART_OF) - {f.name for f in fields(self)} - {*_PARTS})
+        if unknown:
+            raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
+        parts = {
+            part: replace(getattr(self, part), **{k: v for k, v in given.items() if k in names})
+            for part, names in _names_by_part().items()
+            if any(k in names for k in given)
+        }
+        own = {k: v for k, v in given.items() if k not in _PART_OF}
+        return replace(self, **own, **parts)
+
+    def flat(self) -> dict[str, Any]:
+        """Every option under its flat name (what snapshots and identities list)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _PARTS}
+        for part in _PARTS:
+            values.update(asdict(getattr(self, part)))
+        values["allowed_networks"] = tuple(self.fetch.allowed_networks)
+        return values
+
+    def safe_mode(self) -> BatchSpec:
+        """The original system's fallback under memory pressure."""
+        return self.with_overrides(
+            max_workers=max(1, self.max_workers // 2),
+            concurrency=max(1, self.fetch.concurrency // 2),
+            quality=min(self.render.quality, 75),
+            max_images=min(self.collect.max_images, 20),
+        )
+
+    def to_spec(self) -> dict[str, Any]:
+        """JSON-ready: what a planner stores so every worker renders with exactly this."""
+        data = asdict(self)
+        data["fetch"]["allowed_networks"] = [str(n) for n in self.fetch.allowed_networks]
+        return data
+
+    @classmethod
+    def from_spec(cls, data: dict[str, Any], **trusted: Any) -> BatchSpec:
+        """The spec a planner stored; ``trusted`` flat values (the worker's own network
+        allowances) replace what the plan says; unknown keys are ignored."""
+        own = {f.name for f in fields(cls)} - set(_PARTS)
+        flat = {k: v for k, v in data.items() if k in own}
+        for part, names in _names_by_part().items():
+            stored = data.get(part) or {}
+            flat.update({k: v for k, v in stored.items() if k in names})
+        flat.update(trusted)
+        return cls.of(**flat)
+
+
+def _names_by_part() -> dict[str, set[str]]:
+    return {part: {f.name for f in fields(kind)} for part, kind in _PARTS.items()}
