@@ -310,6 +310,11 @@ class DynamoStateStore:
                 ExpressionAttributeValues={f":{n}": item[n] for n in names},
             )
         except Exception as exc:
+            # The batch item is in every finish's transaction: an update meeting one
+            # is refused with TransactionConflict, a contention like any other.
+            code = aws_error_code(exc)
+            if code in _CONTENTION:
+                raise ConflictError(f"cannot write batch {batch.batch_id!r} now ({code})") from exc
             raise StateError(f"cannot write batch {batch.batch_id!r}: {exc}") from exc
 
     def get_batch(self, batch_id: str) -> BatchRecord | None:

@@ -347,7 +347,9 @@ class BatchLedger:
         stats, source = self._plan_stats(batch_id, batch.source)
         batch.source = source
         writer = self._write_summary(batch, stats, peak_memory_percent)
-        summary = writer.publish(self.state, batch)
+        # Retried like every write of ours: a refused closing write would leave the
+        # summary claimed and unwritten until its lease ends.
+        summary = self._retry(lambda: writer.publish(self.state, batch))
         log.info("batch %s complete: %s", batch_id, summary.totals)
         return summary
 
