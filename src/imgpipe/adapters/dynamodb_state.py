@@ -227,6 +227,23 @@ class DynamoStateStore:
             raise StateError(f"cannot claim the summary of batch {batch_id!r}: {exc}") from exc
         return True
 
+    def release_summary(self, batch_id: str, *, claimed_at: float) -> None:
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=_batch_key(batch_id),
+                UpdateExpression="REMOVE summary_claimed",
+                ConditionExpression="summary_claimed = :mine",
+                ExpressionAttributeValues={":mine": {"N": f"{claimed_at:.3f}"}},
+            )
+        except Exception as exc:
+            code = aws_error_code(exc)
+            if code == _CONDITION_FAILED:
+                return  # not ours any more: nothing to give up
+            if code in _CONTENTION:
+                raise ConflictError(f"cannot release the summary of {batch_id!r} now") from exc
+            raise StateError(f"cannot release the summary of {batch_id!r}: {exc}") from exc
+
     def get_creator(self, creator_name: str, batch_id: str) -> CreatorRecord | None:
         # The base table's partition, read strongly consistent (never the index).
         items = self._query(

@@ -190,6 +190,11 @@ class InMemoryStateStore:
             self._claimed[batch_id] = now
             return True
 
+    def release_summary(self, batch_id: str, *, claimed_at: float) -> None:
+        with self._lock:
+            if self._claimed.get(batch_id) == claimed_at:
+                del self._claimed[batch_id]
+
     def get_creator(self, creator_name: str, batch_id: str) -> CreatorRecord | None:
         with self._lock:
             return copy.deepcopy(self._creators.get((creator_name, batch_id)))

@@ -252,6 +252,13 @@ class SqliteStateStore:
             )
             return cursor.rowcount == 1
 
+    def release_summary(self, batch_id: str, *, claimed_at: float) -> None:
+        with self._session(f"summary release of batch {batch_id!r}") as conn:
+            conn.execute(
+                "UPDATE batches SET summary_claimed = 0 WHERE batch_id = ? AND summary_claimed = ?",
+                (batch_id, claimed_at),
+            )
+
     def get_creator(self, creator_name: str, batch_id: str) -> CreatorRecord | None:
         rows = self._query(
             f"SELECT {_CREATOR_COLUMNS} FROM creators WHERE creator_name = ? AND batch_id = ?",

@@ -336,20 +336,26 @@ class BatchLedger:
             return None
         if batch.completed + batch.failed + batch.skipped < batch.total_creators:
             return None
+        now = self.now()
+        lease = 0.0 if takeover else SUMMARY_LEASE_SECONDS
         claimed = self._retry(
-            lambda: self.state.claim_summary(
-                batch_id, now=self.now(), lease_seconds=0.0 if takeover else SUMMARY_LEASE_SECONDS
-            )
+            lambda: self.state.claim_summary(batch_id, now=now, lease_seconds=lease)
         )
         if not claimed:
             self._await_summary(batch_id)
             return None
-        stats, source = self._plan_stats(batch_id, batch.source)
-        batch.source = source
-        writer = self._write_summary(batch, stats, peak_memory_percent)
-        # Retried like every write of ours: a refused closing write would leave the
-        # summary claimed and unwritten until its lease ends.
-        summary = self._retry(lambda: writer.publish(self.state, batch))
+        try:
+            stats, source = self._plan_stats(batch_id, batch.source)
+            batch.source = source
+            writer = self._write_summary(batch, stats, peak_memory_percent)
+            # Retried like every write of ours: a refused closing write would leave
+            # the summary claimed and unwritten until its lease ends.
+            summary = self._retry(lambda: writer.publish(self.state, batch))
+        except Exception:
+            # Failed, not dead (a lagging index, a store error): give the claim back so
+            # the next try writes the summary at once instead of after the lease.
+            self.state.release_summary(batch_id, claimed_at=now)
+            raise
         log.info("batch %s complete: %s", batch_id, summary.totals)
         return summary
 
