@@ -179,7 +179,8 @@ def make_fanout(settings: Settings, ports: DistributedPorts | None = None) -> Fa
             yield StoreRelativeFetcher(downloader, ports.inputs, csv_key, options.fetch.max_bytes)
 
     ledger = make_ledger(settings, ports.state, ports.outputs, ports.work)
-    return FanOut(ports, ledger, settings, fetcher)
+    scratch = settings.data_dir.resolve() / "processing" / "staging"
+    return FanOut(ports, ledger, settings, fetcher, stage=stage_manifest, scratch_dir=scratch)
 
 
 def cover_cache(settings: Settings, root: Path) -> CoverCache:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from pathlib import Path
+from typing import BinaryIO, Protocol, TextIO
 
+from imgpipe.domain.manifest import CreatorJob, RowProblem
 from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
 
 __all__ = [
@@ -23,6 +25,8 @@ __all__ = [
     "Metrics",
     "ObjectStore",
     "QueueMessage",
+    "StagedCsv",
+    "Stager",
     "StateStore",
     "StoredObject",
     "WorkQueue",
@@ -179,6 +183,40 @@ class StateStore(Protocol):
     def list_batches(self, limit: int = 50) -> list[BatchRecord]:
         """Newest first."""
         ...
+
+
+class StagedCsv(Protocol):
+    """A CSV grouped by creator off-heap (a SQLite scratch file): read a chunk at a time."""
+
+    @property
+    def creators(self) -> int: ...
+
+    @property
+    def rows_read(self) -> int: ...
+
+    @property
+    def duplicate_rows(self) -> int: ...
+
+    def jobs(self, start: int = 0) -> Iterator[CreatorJob]:
+        """Creators in order of first appearance, from ordinal ``start``."""
+        ...
+
+    def problems(self) -> Iterator[RowProblem]: ...
+
+    def close(self) -> None: ...
+
+
+class Stager(Protocol):
+    """Stages a CSV text stream into ``path`` (``adapters.sqlite_staging.stage_manifest``)."""
+
+    def __call__(
+        self,
+        stream: TextIO,
+        *,
+        path: Path,
+        creator_column: str | None = None,
+        url_column: str | None = None,
+    ) -> StagedCsv: ...
 
 
 class BatchLock(Protocol):

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from imgpipe.adapters.memory import InMemoryObjectStore, InMemoryStateStore, InMemoryWorkQueue
+from imgpipe.adapters.sqlite_staging import stage_manifest
 from imgpipe.domain.keys import creator_key
 from imgpipe.domain.manifest import CreatorJob
 from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
@@ -120,7 +121,7 @@ def engine(
     )
     ledger.summary_wait_seconds = 0.0  # a claimed summary not written: fail at once
     ports = DistributedPorts(inputs, outputs, work, state, queue)
-    fanout = FanOut(ports, ledger, Settings(), fetchers, clock=clock)
+    fanout = FanOut(ports, ledger, Settings(), fetchers, stage=stage_manifest, clock=clock)
     return Engine(fanout, queue, state, outputs, work, fetcher, clock, sleeps)
 
 

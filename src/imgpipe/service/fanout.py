@@ -20,19 +20,24 @@ written with a conditional put, so a redelivered event never starts a second one
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 import logging
+import tempfile
+import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from itertools import islice
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from imgpipe.domain.fingerprints import content_hash
 from imgpipe.domain.manifest import CoverRef, CreatorJob, Manifest, parse_manifest
 from imgpipe.domain.records import CreatorStatus
 from imgpipe.errors import InputError, KeyCollisionError, MessageError, StorageError
-from imgpipe.ports import ObjectStore, StateStore, WorkQueue
+from imgpipe.ports import ObjectStore, StagedCsv, Stager, StateStore, WorkQueue
 from imgpipe.service.batch import local_owner, plan_stats
 from imgpipe.service.ledger import BatchLedger
 from imgpipe.service.pipeline import CreatorPipeline, Fetcher
@@ -59,6 +64,7 @@ ARCHIVE_FAILED = "archived/failed/"
 # the rest are recorded as not attempted.
 BACKFILL_FACTOR = 3
 PLAN_CHUNK = 500  # creators per plan object, pending-record batch and checkpoint
+MAX_REPORTED_PROBLEMS = 100  # row problems an outcome lists (all are in the summary's count)
 
 # The original system's processing_config names (and ours) -> BatchSpec fields.
 _CONFIG_FIELDS = {
@@ -131,13 +137,23 @@ class FanOut:
         settings: Settings,
         fetcher_factory: FetcherFactory,
         *,
+        stage: Stager,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        scratch_dir: Path | None = None,
     ) -> None:
         self.ports = ports
         self.ledger = ledger
         self.settings = settings
         self.fetcher_factory = fetcher_factory
         self.clock = clock
+        self.stage = stage
+        # Where a CSV is staged while planning (a Lambda's /tmp); made on first use.
+        self._scratch_dir = scratch_dir or Path(tempfile.gettempdir()) / "imgpipe-staging"
+
+    @property
+    def scratch_dir(self) -> Path:
+        self._scratch_dir.mkdir(parents=True, exist_ok=True)
+        return self._scratch_dir
 
     # -- planning ----------------------------------------------------------------
 
@@ -154,40 +170,82 @@ class FanOut:
         ``heartbeat`` is called after every chunk (the planner extends its planning
         message); ``batch_id`` is the id the API reserved for the upload.
         """
-        try:
-            data = self.ports.inputs.get(csv_key)
-        except StorageError as exc:
-            raise MessageError(f"CSV {csv_key!r} cannot be read: {exc}") from exc
         options = self.settings.batch_spec(**dict(overrides or {}))
+        scratch = self.scratch_dir / f"plan-{uuid.uuid4().hex}.sqlite3"
         try:
-            manifest = parse_csv_bytes(data, options, csv_key)
+            staged, identity = self._stage(csv_key, options, scratch)
         except InputError as exc:
             log.warning("CSV %s is unusable: %s", csv_key, exc)
             self._archive(csv_key, ARCHIVE_FAILED)
             return PlanOutcome(None, csv_key, error=str(exc))
-        batch_id, replayed = self.reserve(csv_key, data, batch_id)
+        try:
+            return self._plan_staged(
+                staged, identity, csv_key, options, dict(overrides or {}), heartbeat, batch_id
+            )
+        finally:
+            staged.close()
+            scratch.unlink(missing_ok=True)
+
+    def _stage(self, csv_key: str, options: BatchSpec, scratch: Path) -> tuple[StagedCsv, str]:
+        """Stream the CSV from the store into a scratch SQLite file, hashing it on the way:
+        a million-row export never sits in memory (it did: 4 GB)."""
+        identity = hashlib.sha256(csv_key.encode() + b"\0")
+        try:
+            raw = self.ports.inputs.open(csv_key)
+        except StorageError as exc:
+            raise MessageError(f"CSV {csv_key!r} cannot be read: {exc}") from exc
+        try:
+            hashing = io.BufferedReader(_Hashing(raw, identity))
+            with io.TextIOWrapper(hashing, encoding="utf-8-sig", newline="") as text:
+                staged = self.stage(
+                    text,
+                    path=scratch,
+                    creator_column=options.creator_column,
+                    url_column=options.url_column,
+                )
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"{csv_key}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from exc
+        except InputError as exc:
+            raise InputError(f"{csv_key}: {exc}") from exc
+        except StorageError as exc:
+            raise MessageError(f"CSV {csv_key!r} cannot be read: {exc}") from exc
+        return staged, identity.hexdigest()[:32]
+
+    def _plan_staged(
+        self,
+        staged: StagedCsv,
+        identity: str,
+        csv_key: str,
+        options: BatchSpec,
+        overrides: dict[str, Any],
+        heartbeat: Callable[[], None] | None,
+        batch_id: str | None,
+    ) -> PlanOutcome:
+        batch_id, replayed = self._reserve_identity(identity, batch_id)
         batch = self.ports.state.get_batch(batch_id)
         if batch is None:
             context = self.ledger.open_batch(
                 batch_id,
                 source=csv_key,
-                total=len(manifest.jobs),
+                total=staged.creators,
                 settings=settings_snapshot(options),
-                stats=plan_stats(manifest.rows_read, manifest.duplicate_rows, manifest.problems),
+                stats=plan_stats(staged.rows_read, staged.duplicate_rows, staged.problems()),
                 spec=options.to_spec(),
             )
         else:
             context = self.ledger.context_for(batch_id, batch.created_at)
-        sent = self._fan_out(manifest, context, csv_key, dict(overrides or {}), options, heartbeat)
+        sent = self._fan_out(staged, context, csv_key, overrides, options, heartbeat)
         outcome = PlanOutcome(
             batch_id,
             csv_key,
-            creators=len(manifest.jobs),
+            creators=staged.creators,
             messages_sent=sent,
             replayed=replayed,
-            row_problems=[p.to_dict() for p in manifest.problems],
+            row_problems=[p.to_dict() for p in islice(staged.problems(), MAX_REPORTED_PROBLEMS)],
         )
-        if not manifest.jobs:  # nothing to fan out: the batch is complete already
+        if not staged.creators:  # nothing to fan out: the batch is complete already
             outcome.summary = self.finalize(batch_id)
         return outcome
 
@@ -210,6 +268,9 @@ class FanOut:
     def reserve(self, csv_key: str, data: bytes, batch_id: str | None = None) -> tuple[str, bool]:
         """The batch id of this CSV (key + content): a new one, or the one planned before."""
         identity = content_hash(csv_key.encode() + b"\0" + data)[:32]
+        return self._reserve_identity(identity, batch_id)
+
+    def _reserve_identity(self, identity: str, batch_id: str | None) -> tuple[str, bool]:
         marker = plan_marker_key(identity)
         wanted = batch_id or new_batch_id(self.clock())
         try:
@@ -220,7 +281,7 @@ class FanOut:
 
     def _fan_out(
         self,
-        manifest: Manifest,
+        staged: StagedCsv,
         context: BatchContext,
         csv_key: str,
         overrides: dict[str, Any],
@@ -235,9 +296,9 @@ class FanOut:
             done = 0
         keep = options.images_per_collage * BACKFILL_FACTOR
         sent = 0
-        for number, jobs in enumerate(_chunks(manifest.jobs, PLAN_CHUNK)):
-            if number < done:
-                continue  # planned and sent by an earlier attempt
+        # Chunks an earlier attempt planned and sent are skipped without reading them.
+        jobs_left = staged.jobs(start=done * PLAN_CHUNK)
+        for number, jobs in enumerate(_chunks(jobs_left, PLAN_CHUNK), start=done):
             plan_object = f"processing/{context.batch_id}/creators/{number:05}.jsonl"
             refs = self._write_plan(plan_object, jobs, keep)
             messages = {
@@ -396,9 +457,29 @@ def parse_csv_bytes(data: bytes, options: BatchSpec, csv_key: str) -> Manifest:
         raise InputError(f"{csv_key}: {exc}") from exc
 
 
-def _chunks(jobs: Sequence[CreatorJob], size: int) -> Iterator[Sequence[CreatorJob]]:
-    for start in range(0, len(jobs), size):
-        yield jobs[start : start + size]
+def _chunks(jobs: Iterator[CreatorJob], size: int) -> Iterator[list[CreatorJob]]:
+    while chunk := list(islice(jobs, size)):
+        yield chunk
+
+
+class _Hashing(io.RawIOBase):
+    """A readable stream that feeds what passes through it to a hash."""
+
+    def __init__(self, raw: BinaryIO, digest: Any) -> None:
+        self._raw, self._digest = raw, digest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._raw.read(len(buffer))
+        self._digest.update(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 def _creator_message(
