@@ -38,22 +38,27 @@ RSS_LIMIT_MB = 512
 TIME_RATIO_LIMIT = 20
 
 
-def cover_url(creator: int, cover: int) -> str:
+CDN_HOST = "p16-sign.cdn.example.com"
+
+
+def cover_url(creator: int, cover: int, host: str = CDN_HOST) -> str:
     """A 250-character URL shaped like a CDN's signed link; the same for the same inputs."""
-    head = f"https://p16-sign.cdn.example.com/obj/tos-maliva-p-0068/{creator:05d}{cover:02d}.jpeg"
+    head = f"https://{host}/obj/tos-maliva-p-0068/{creator:05d}{cover:02d}.jpeg"
     signature = hashlib.sha256(f"{creator}/{cover}".encode()).hexdigest()
     tail = f"?x-expires=1767312000&x-signature={signature}{signature}"
     return (head + tail)[:URL_LENGTH].ljust(URL_LENGTH, "0")
 
 
-def write_csv(path: Path, creators: int) -> int:
+def write_csv(path: Path, creators: int, host: str = CDN_HOST) -> int:
     rows = [(c, j) for c in range(creators) for j in range(COVERS_PER_CREATOR)]
     random.Random(SEED).shuffle(rows)
     with path.open("w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
         writer.writerow(["id", "creator_name", "cover_url", "views"])
         for i, (c, j) in enumerate(rows):
-            writer.writerow([i, f"creator {c:05d}", cover_url(c, j), (c * 7919 + j) % 100_000])
+            writer.writerow(
+                [i, f"creator {c:05d}", cover_url(c, j, host), (c * 7919 + j) % 100_000]
+            )
     return len(rows)
 
 
