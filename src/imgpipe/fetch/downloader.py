@@ -115,6 +115,7 @@ class Downloader:
         )
         guard = AddressGuard(policy.allowed_networks, resolver)
         self._guard = guard
+        self._literal_verdicts: dict[str, str | None] = {}  # host -> _literal_refusal's answer
         self._reuse: CoverReuse | None = None
         if cache is not None and cache.enabled:
             self._reuse = CoverReuse(
@@ -214,14 +215,26 @@ class Downloader:
         every URL pointed at 10.0.0.1. Names still go through DNS in the transport.
         """
         try:
-            host = urlsplit(text).hostname
-            ip = ipaddress.ip_address(host or "")
+            host = urlsplit(text).hostname or ""
         except ValueError:
             return None
-        why = self._guard.refusal(ip)
-        if why is None:
-            return None
-        return f"refused to connect to {ip}: {why} address outside the allowed networks"
+        if host in self._literal_verdicts:  # a batch's URLs share a few hosts
+            return self._literal_verdicts[host]
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            verdict = None
+        else:
+            why = self._guard.refusal(ip)
+            verdict = (
+                None
+                if why is None
+                else (f"refused to connect to {ip}: {why} address outside the allowed networks")
+            )
+        if len(self._literal_verdicts) >= 4096:
+            self._literal_verdicts.clear()
+        self._literal_verdicts[host] = verdict
+        return verdict
 
     async def _fetch_local(self, url: str, text: str) -> FetchResult:
         if not self._policy.allow_local_files:
