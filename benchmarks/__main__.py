@@ -2,7 +2,7 @@
 
 Each module has ``main(argv) -> int``; modules run in name order with ``bench_render``
 first, and the exit status is the first non-zero one. ``make bench`` runs them all:
-render, e2e, scale, aws, compare and million (staging a 1,000,000-row CSV; set
+render, e2e, scale, aws, compare, decode_budget and million (staging a 1,000,000-row CSV; set
 ``IMGPIPE_BENCH_MILLION_CREATORS`` to a small number for a quick run).
 """
 
