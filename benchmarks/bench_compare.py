@@ -58,9 +58,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    data_dir: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = {**os.environ, "IMGPIPE_BACKEND": "local", "IMGPIPE_API_KEY": ""}
+    env = {**os.environ, "IMGPIPE_BACKEND": "local", "IMGPIPE_API_KEY": "", **(env or {})}
     process = subprocess.Popen(
         [sys.executable, "-m", "imgpipe", "serve", "--port", str(port), "--out", str(data_dir),
          "--log-level", "warning"],

@@ -26,6 +26,7 @@ from imgpipe.errors import ConfigError, InputError, ManifestError
 from imgpipe.fetch.cover_cache import CoverCache
 from imgpipe.fetch.downloader import Downloader
 from imgpipe.fetch.store_source import StoreRelativeFetcher
+from imgpipe.imaging.budget import DecodeBudget, return_freed_blocks
 from imgpipe.ports import BatchLocks, ObjectStore, StateStore
 from imgpipe.service.batch import (
     BatchInterruptedError,
@@ -34,6 +35,8 @@ from imgpipe.service.batch import (
     PlannedJobs,
     plan_stats,
 )
+from imgpipe.service.compare import Comparator, ComparisonConfig, make_comparator
+from imgpipe.service.compress import CompressOptions, Compressor
 from imgpipe.service.fanout import DistributedPorts, FanOut
 from imgpipe.service.ledger import BatchLedger
 from imgpipe.service.memory import MemoryMonitor
@@ -46,6 +49,8 @@ from imgpipe.settings import BatchSpec, Settings
 __all__ = [
     "STATE_FILE",
     "Backend",
+    "ImageTools",
+    "make_image_tools",
     "make_fanout",
     "make_ledger",
     "open_backend",
@@ -77,6 +82,29 @@ class Backend:
         close = getattr(self.state, "close", None)
         if callable(close):
             close()
+
+
+@dataclass
+class ImageTools:
+    """Compression and comparison for one process, drawing on one decode budget."""
+
+    budget: DecodeBudget
+    compressor: Compressor
+    comparator: Comparator
+    compare_config: ComparisonConfig
+
+    def close(self) -> None:
+        self.compressor.close()
+
+
+def make_image_tools(settings: Settings) -> ImageTools:
+    """The HTTP service's image tools; ``IMGPIPE_DECODE_BUDGET_PIXELS`` bounds both."""
+    return_freed_blocks()  # so that the pixel count bounds the process's memory
+    budget = DecodeBudget(settings.decode_budget_pixels)
+    config = ComparisonConfig.from_settings(settings)
+    compressor = Compressor(CompressOptions.from_settings(settings), budget)
+    comparator = make_comparator(config, settings, budget=budget)
+    return ImageTools(budget, compressor, comparator, config)
 
 
 def make_ledger(

@@ -144,6 +144,12 @@ class Settings(BaseSettings):
     processing_timeout: float = Field(60.0, validation_alias=_env("PROCESSING_TIMEOUT"))
     compare_workers: int = Field(0, ge=0, validation_alias=_env("IMGPIPE_COMPARE_WORKERS"))
 
+    # decoded pixels held at once by compression and comparison together (0: unbounded);
+    # the largest allowed image (IMGPIPE_MAX_IMAGE_PIXELS) fits alone: 256 MB as RGBA
+    decode_budget_pixels: int = Field(
+        64_000_000, ge=0, validation_alias=_env("IMGPIPE_DECODE_BUDGET_PIXELS")
+    )
+
     # HTTP service
     api_key: str = Field("", validation_alias=_env("IMGPIPE_API_KEY"))
     max_upload_bytes: int = Field(

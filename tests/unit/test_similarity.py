@@ -143,13 +143,13 @@ def test_concurrent_comparisons_decode_no_more_images_than_the_pool_allows(
     in_flight, peak, lock = 0, 0, threading.Lock()
     real_prepare = compare_module.prepare
 
-    def counting_prepare(*args: object) -> object:
+    def counting_prepare(*args: object, **kwargs: object) -> object:
         nonlocal in_flight, peak
         with lock:
             in_flight += 1
             peak = max(peak, in_flight)
         try:
-            return real_prepare(*args)  # type: ignore[arg-type]
+            return real_prepare(*args, **kwargs)  # type: ignore[arg-type]
         finally:
             with lock:
                 in_flight -= 1

@@ -1,10 +1,13 @@
 """Two images in, a similarity report out: built-in metrics or a vision-language model.
 
 Memory stays bounded whatever arrives: the byte size is checked before decoding,
-the pixel count from the header, JPEGs decode at reduced scale, and each image
-becomes an RGB preview within ``max_image_size`` before anything else happens::
+the pixel count from the header, each decode waits for room in the process's
+:class:`~imgpipe.imaging.budget.DecodeBudget` (shared with compression), JPEGs
+decode at reduced scale, and each image becomes an RGB preview before anything
+else happens: within ``max_image_size`` for the model, within 256 px for the
+built-in metrics (which look at 128 px at most)::
 
-    comparator = make_comparator(ComparisonConfig.from_settings(settings))
+    comparator = make_comparator(ComparisonConfig.from_settings(settings), budget=budget)
     report = await comparator.compare(data_a, data_b)
     report.similarity, report.similar, report.scores
 """
@@ -24,6 +27,7 @@ from PIL import Image
 
 from imgpipe.domain.records import Reason
 from imgpipe.errors import ComparisonError, ImageError
+from imgpipe.imaging.budget import DecodeBudget
 from imgpipe.imaging.decode import load_fitted
 from imgpipe.imaging.formats import SNIFF_BYTES, sniff_format
 from imgpipe.settings import Settings
@@ -40,6 +44,8 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+
+BUILTIN_PREVIEW_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -104,8 +110,18 @@ class ComparisonReport:
         return asdict(self)
 
 
-def prepare(data: bytes, config: ComparisonConfig, label: str) -> Prepared:
-    """Size check, safe decode to a preview, JPEG re-encode; ImageError names ``label``."""
+def prepare(
+    data: bytes,
+    config: ComparisonConfig,
+    label: str,
+    size: int | None = None,
+    budget: DecodeBudget | None = None,
+) -> Prepared:
+    """Size check, safe decode to a preview, JPEG re-encode; ImageError names ``label``.
+
+    The preview fits in ``size`` (default ``config.max_image_size``); with a
+    ``budget`` the decode waits for room for its pixels.
+    """
     if len(data) > config.max_bytes:
         raise ImageError(
             Reason.TOO_LARGE, f"{label}: {len(data)} bytes, over {config.max_bytes} allowed"
@@ -115,7 +131,9 @@ def prepare(data: bytes, config: ComparisonConfig, label: str) -> Prepared:
         raise ImageError(Reason.NOT_AN_IMAGE, f"{label}: not an image (JPEG, PNG, WebP, GIF...)")
     try:
         # load_fitted checks bytes and pixels before decoding; only then read the header again.
-        preview = load_fitted(data, config.max_image_size, max_pixels=config.max_pixels)
+        preview = load_fitted(
+            data, size or config.max_image_size, max_pixels=config.max_pixels, budget=budget
+        )
         with Image.open(io.BytesIO(data)) as header:
             original = header.size
     except ImageError as exc:
@@ -136,8 +154,9 @@ class _Base:
 
     backend = "builtin"
 
-    def __init__(self, config: ComparisonConfig) -> None:
+    def __init__(self, config: ComparisonConfig, budget: DecodeBudget | None = None) -> None:
         self.config = config
+        self.budget = budget or DecodeBudget(0)
         # Decoding is CPU-bound: more threads than cores add no speed, only decoded
         # images held at once. Requests beyond the pool wait holding just their bytes.
         workers = config.workers or os.cpu_count() or 1
@@ -159,8 +178,17 @@ class _Base:
         report.images = [_describe(first), _describe(second)]
         return report
 
+    @property
+    def preview_size(self) -> int:
+        """Longest side of the previews this backend judges."""
+        return self.config.max_image_size
+
     def _prepare_pair(self, a: bytes, b: bytes) -> tuple[Prepared, Prepared]:
-        return prepare(a, self.config, "image 1"), prepare(b, self.config, "image 2")
+        size, budget = self.preview_size, self.budget
+        return (
+            prepare(a, self.config, "image 1", size, budget),
+            prepare(b, self.config, "image 2", size, budget),
+        )
 
     async def _judge(self, a: Prepared, b: Prepared) -> ComparisonReport:
         raise NotImplementedError
@@ -182,6 +210,12 @@ class _Base:
 class BuiltinComparator(_Base):
     """pHash, dHash, SSIM, colour histograms, size and aspect; no model needed."""
 
+    @property
+    def preview_size(self) -> int:
+        # The metrics resize to 128 px at most; 2x that keeps LANCZOS honest, and lets
+        # a 1600x1600 JPEG decode at 1/4 scale (0.16 MP) instead of 1/2 (0.64 MP).
+        return min(self.config.max_image_size, BUILTIN_PREVIEW_SIZE)
+
     async def _judge(self, a: Prepared, b: Prepared) -> ComparisonReport:
         from imgpipe.imaging.similarity import similarity_scores
 
@@ -198,8 +232,10 @@ class VisionLanguageComparator(_Base):
 
     backend = "vlm"
 
-    def __init__(self, config: ComparisonConfig, client: Any) -> None:
-        super().__init__(config)
+    def __init__(
+        self, config: ComparisonConfig, client: Any, budget: DecodeBudget | None = None
+    ) -> None:
+        super().__init__(config, budget)
         self.client = client
 
     async def _judge(self, a: Prepared, b: Prepared) -> ComparisonReport:
@@ -229,8 +265,16 @@ def _describe(p: Prepared) -> dict[str, Any]:
     }
 
 
-def make_comparator(config: ComparisonConfig, settings: Settings | None = None) -> Comparator:
-    """The configured backend: built-in metrics, or the model when IMGPIPE_COMPARE_BACKEND=vlm."""
+def make_comparator(
+    config: ComparisonConfig,
+    settings: Settings | None = None,
+    *,
+    budget: DecodeBudget | None = None,
+) -> Comparator:
+    """The configured backend: built-in metrics, or the model when IMGPIPE_COMPARE_BACKEND=vlm.
+
+    ``budget`` bounds the pixels its decodes hold (unbounded when None).
+    """
     if settings is not None and settings.compare_backend == "vlm":
         from imgpipe.adapters.vl_client import VisionLanguageClient
 
@@ -241,5 +285,5 @@ def make_comparator(config: ComparisonConfig, settings: Settings | None = None) 
             timeout=config.processing_timeout,
             max_in_flight=settings.vlm_max_in_flight,
         )
-        return VisionLanguageComparator(config, client)
-    return BuiltinComparator(config)
+        return VisionLanguageComparator(config, client, budget)
+    return BuiltinComparator(config, budget)

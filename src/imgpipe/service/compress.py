@@ -5,14 +5,25 @@ upload events (``uploads/photo.png`` -> ``compressed/uploads/photo.png``)::
 
     result = compress_image(data, CompressOptions.from_settings(settings))
     result.kept_original  # True when re-encoding would not have saved bytes
+
+The HTTP service compresses through a :class:`Compressor`: its own bounded pool
+of threads, and a :class:`~imgpipe.imaging.budget.DecodeBudget` shared with
+comparison, so concurrent requests never hold more decoded pixels than the budget::
+
+    compressor = Compressor(CompressOptions.from_settings(settings), budget)
+    result = await compressor.compress(data)
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from imgpipe.imaging.budget import DecodeBudget
 from imgpipe.imaging.decode import load_fitted
 from imgpipe.imaging.formats import media_type
 from imgpipe.ports import ObjectStore
@@ -24,6 +35,7 @@ __all__ = [
     "COMPRESSED_PREFIX",
     "CompressOptions",
     "CompressResult",
+    "Compressor",
     "compress_image",
     "compress_object",
     "compressed_key",
@@ -77,15 +89,45 @@ class CompressResult:
         }
 
 
-def compress_image(data: bytes, options: CompressOptions = CompressOptions()) -> CompressResult:
-    """Fit inside ``max_size`` and encode as optimized progressive JPEG; ImageError if unusable."""
-    image = load_fitted(data, options.max_size, max_pixels=options.max_pixels)
+def compress_image(
+    data: bytes, options: CompressOptions = CompressOptions(), budget: DecodeBudget | None = None
+) -> CompressResult:
+    """Fit inside ``max_size`` and encode as optimized progressive JPEG; ImageError if unusable.
+
+    With a ``budget``, the decode first waits for room for its pixels (blocking).
+    """
+    image = load_fitted(data, options.max_size, max_pixels=options.max_pixels, budget=budget)
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=options.quality, optimize=True, progressive=True)
     encoded = buffer.getvalue()
     if len(encoded) >= len(data):
         return CompressResult(data, len(data), len(data), *image.size, kept_original=True)
     return CompressResult(encoded, len(data), len(encoded), *image.size, kept_original=False)
+
+
+class Compressor:
+    """:func:`compress_image` for the event loop: on its own threads, within a decode budget.
+
+    Decoding is CPU-bound, so the pool has one thread per CPU (``workers=0``);
+    requests beyond it wait holding only their bytes. The pool's threads wait
+    for the budget, never the event loop or the default executor.
+    """
+
+    def __init__(self, options: CompressOptions, budget: DecodeBudget, workers: int = 0) -> None:
+        self.options = options
+        self.budget = budget
+        self._pool = ThreadPoolExecutor(
+            max_workers=workers or os.cpu_count() or 1, thread_name_prefix="compress"
+        )
+
+    async def compress(self, data: bytes) -> CompressResult:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._pool, compress_image, data, self.options, self.budget
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def is_compressible_key(key: str, prefix: str) -> bool:

@@ -19,11 +19,10 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from imgpipe.adapters.prometheus_metrics import PrometheusMetrics
-from imgpipe.bootstrap import Backend, open_backend
+from imgpipe.bootstrap import Backend, make_image_tools, open_backend
 from imgpipe.entrypoints.api.auth import require_api_key
 from imgpipe.entrypoints.api.launch import BatchLauncher, make_launcher
 from imgpipe.errors import ImgpipeError
-from imgpipe.service.compare import ComparisonConfig, make_comparator
 from imgpipe.settings import Settings
 
 __all__ = ["create_app"]
@@ -47,6 +46,7 @@ def create_app(
     backend = backend or open_backend(settings, out_dir=root)
     metrics = PrometheusMetrics()
     launcher = launcher or make_launcher(settings, backend, root, metrics)
+    tools = make_image_tools(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
@@ -54,6 +54,7 @@ def create_app(
         close = getattr(launcher, "close", None)
         if callable(close):
             close()
+        tools.close()
         backend.close()
 
     app = FastAPI(
@@ -66,9 +67,10 @@ def create_app(
     app.state.backend = backend
     app.state.launcher = launcher
     app.state.metrics = metrics
-    config = ComparisonConfig.from_settings(settings)
-    app.state.compare_config = config
-    app.state.comparator = make_comparator(config, settings)
+    app.state.compare_config = tools.compare_config
+    app.state.comparator = tools.comparator
+    app.state.compressor = tools.compressor
+    app.state.decode_budget = tools.budget  # shared by both; its counters are for tests
 
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:

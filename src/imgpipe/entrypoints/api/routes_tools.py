@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, HTTPException, Request, UploadFile
@@ -11,7 +10,6 @@ from fastapi.responses import JSONResponse, Response
 from imgpipe.entrypoints.api.uploads import read_limited
 from imgpipe.errors import ComparisonError, ImageError
 from imgpipe.imaging.formats import SNIFF_BYTES, media_type, sniff_format
-from imgpipe.service.compress import CompressOptions, compress_image
 
 router = APIRouter(tags=["images"])
 
@@ -80,9 +78,7 @@ async def compress(
     if sniff_format(data[:SNIFF_BYTES]) is None:
         raise HTTPException(400, f"{file.filename or 'file'}: not an image")
     try:
-        result = await asyncio.to_thread(
-            compress_image, data, CompressOptions.from_settings(settings)
-        )
+        result = await request.app.state.compressor.compress(data)
     except ImageError as exc:
         request.app.state.metrics.incr("failures", kind="compress", reason=exc.reason)
         raise HTTPException(400, f"{exc.reason}: {exc.detail}") from exc
