@@ -8,6 +8,7 @@ so services and entry points only ever catch ``ImgpipeError`` subclasses::
     ├── ConfigError            bad settings or flags
     ├── InputError             unusable input as a whole (missing file, no usable column)
     │   └── ManifestError
+    │       └── ColumnError    no creator or URL column (carries the role)
     ├── FetchError             one URL could not be fetched (carries a reason code)
     │   └── BlockedAddressError
     ├── ImageError             bytes are not a usable image (carries a reason code)
@@ -30,7 +31,9 @@ __all__ = [
     "BatchLockedError",
     "BlockedAddressError",
     "ClaimBusyError",
+    "ColumnError",
     "ComparisonError",
+    "column_role",
     "ConditionFailedError",
     "ConflictError",
     "ConfigError",
@@ -62,6 +65,28 @@ class InputError(ImgpipeError):
 
 class ManifestError(InputError):
     """The CSV cannot be read or has no usable creator/URL column."""
+
+
+class ColumnError(ManifestError):
+    """The CSV has no column for ``role`` (``creator`` or ``url``).
+
+    The message names no CLI flag or form field: each entry point adds how its
+    users choose the column (``--creator-column``, the form field ``creator_column``).
+    """
+
+    def __init__(self, message: str, role: str) -> None:
+        super().__init__(message)
+        self.role = role
+
+
+def column_role(exc: BaseException) -> str | None:
+    """The role of the ColumnError behind ``exc`` (re-raised with a file name), if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ColumnError):
+            return seen.role
+        seen = seen.__cause__
+    return None
 
 
 class _ReasonError(ImgpipeError):

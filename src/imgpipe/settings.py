@@ -153,8 +153,13 @@ class Settings(BaseSettings):
     # HTTP service
     api_key: str = Field("", validation_alias=_env("IMGPIPE_API_KEY"))
     max_upload_bytes: int = Field(
-        50 * 1024 * 1024, validation_alias=_env("IMGPIPE_MAX_UPLOAD_BYTES")
+        50 * 1024 * 1024, ge=1, validation_alias=_env("IMGPIPE_MAX_UPLOAD_BYTES")
     )
+    # Signs the dashboard's session cookie; empty: derived from the API key, so every
+    # process (each Lambda container) agrees without more configuration.
+    session_secret: str = Field("", validation_alias=_env("IMGPIPE_SESSION_SECRET"))
+    # true: /metrics answers without the key (a scraper on a private network)
+    public_metrics: bool = Field(False, validation_alias=_env("IMGPIPE_PUBLIC_METRICS"))
     cors_origins: str = Field("", validation_alias=_env("IMGPIPE_CORS_ORIGINS"))
     readiness_url: str = Field("", validation_alias=_env("IMGPIPE_READINESS_URL"))
 

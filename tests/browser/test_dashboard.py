@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -151,3 +152,22 @@ def test_compare_shows_both_images_and_the_scores(
     )
     page.click("#compare-form button[type=submit]")
     expect(page.locator("#compare-msg")).to_have_text(re.compile("not_an_image: image 2"))
+
+
+def test_signing_in_keeps_a_session_not_the_key(page: Page, tmp_path: Path) -> None:
+    key = "browser-s3cret"
+    app = create_app(api_settings(api_key=key), out_dir=tmp_path / "keyed")
+    with ApiServer(app) as keyed:
+        first = page.goto(keyed.url("/compare"))
+        assert first is not None and first.status == 401  # the page itself is not served
+        page.fill("#key", key)
+        page.click("form.login button[type=submit]")
+        page.wait_for_url(keyed.url("/compare"))
+        (cookie,) = page.context.cookies()
+        # the page's own fetch() calls ride on the same cookie
+        listed = page.evaluate("fetch('/v1/batches').then((r) => r.status)")
+
+    assert cookie["name"] == "imgpipe_session" and key not in cookie["value"]
+    assert cookie["httpOnly"] is True and cookie["sameSite"] == "Lax"
+    assert 0 < cookie["expires"] - time.time() <= 12 * 3600 + 60
+    assert listed == 200

@@ -105,6 +105,7 @@ def test_exit_codes(tmp_path: Path) -> None:
     no_column = write_csv(tmp_path / "cols.csv", [("x", "a.jpg")], header=("who", "what"))
     bad = imgpipe("run", no_column, "--out", tmp_path / "o")
     assert bad.returncode == 2 and "creator" in bad.stderr and "who" in bad.stderr
+    assert "--creator-column" in bad.stderr  # the CLI says how to choose the column
 
     renamed = imgpipe(
         "run", no_column, "--out", tmp_path / "o", "--creator-column", "who",

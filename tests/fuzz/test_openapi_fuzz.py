@@ -1,7 +1,9 @@
 """Schema-driven fuzz of the whole API (schemathesis over /openapi.json): no input gets a 5xx.
 
 Each operation of the schema gets a bounded number of generated requests, sent
-over HTTP to a uvicorn server; Hypothesis's database is off so runs repeat.
+over HTTP to a uvicorn server, once open and once with an API key set (the key
+sent, so requests get past the guard). Hypothesis is derandomised and its
+database is off, so every run sends the same requests.
 (schemathesis' own pytest plugin does not run on this pytest, so the operations
 are driven through its strategies directly.)
 """
@@ -24,16 +26,27 @@ from tests.support.api_server import ApiServer
 EXAMPLES_PER_OPERATION = 40
 
 
-@pytest.fixture(scope="module")
-def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+KEY = "fuzz-key"
+
+
+@pytest.fixture(scope="module", params=["open", "keyed"])
+def api_schema(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
     data_dir: Path = tmp_path_factory.mktemp("fuzz")
+    key = KEY if request.param == "keyed" else ""
     # No private networks allowed: generated CSVs must not reach anything on this machine.
     app = create_app(
-        api_settings(allow_private_networks="", default_timeout=1.0, max_upload_bytes=256_000),
+        api_settings(
+            allow_private_networks="", default_timeout=1.0, max_upload_bytes=256_000, api_key=key
+        ),
         out_dir=data_dir,
     )
+    headers = {"Authorization": f"Bearer {KEY}"} if key else {}
     with ApiServer(app) as server:
-        yield schemathesis.openapi.from_url(server.url("/openapi.json"))
+        schema = schemathesis.openapi.from_url(server.url("/openapi.json"), headers=headers)
+        schema.fuzz_headers = headers
+        yield schema
 
 
 def _operations(schema: Any) -> list[Any]:
@@ -59,14 +72,14 @@ def test_schema_lists_every_route(api_schema: Any) -> None:
 def test_no_operation_answers_5xx(api_schema: Any) -> None:
     statuses: dict[str, set[int]] = {}
     for operation in _operations(api_schema):
-        _fuzz(operation, statuses.setdefault(operation.label, set()))
+        _fuzz(operation, statuses.setdefault(operation.label, set()), api_schema.fuzz_headers)
     # Every operation was really exercised, and the uploads were really parsed.
     assert all(statuses.values())
     assert statuses["POST /v1/compare"] & {200, 400}
     assert statuses["POST /v1/batches"] & {202, 400, 422}
 
 
-def _fuzz(operation: Any, seen: set[int]) -> None:
+def _fuzz(operation: Any, seen: set[int], headers: dict[str, str]) -> None:
     """Send the operation's generated requests; record each status, fail on any 5xx."""
 
     @given(case=operation.as_strategy())
@@ -74,10 +87,11 @@ def _fuzz(operation: Any, seen: set[int]) -> None:
         max_examples=EXAMPLES_PER_OPERATION,
         deadline=None,
         database=None,
+        derandomize=True,
         suppress_health_check=list(HealthCheck),
     )
     def exercise(case: Any) -> None:
-        response = case.call_and_validate(checks=[not_a_server_error], timeout=30)
+        response = case.call_and_validate(checks=[not_a_server_error], timeout=30, headers=headers)
         seen.add(response.status_code)
         assert response.status_code < 500
 

@@ -34,7 +34,7 @@ from typing import Any, NamedTuple, TextIO
 from urllib.parse import urlsplit
 
 from imgpipe.domain.keys import unique_key
-from imgpipe.errors import ManifestError
+from imgpipe.errors import ColumnError, ManifestError
 
 __all__ = [
     "CREATOR_ALIASES",
@@ -371,12 +371,9 @@ def _find_column(
         return found
     cells = [cell.strip() for cell in header]
     if explicit is not None:
-        raise ManifestError(
-            f"no {role} column {explicit!r} (--{role}-column): header has {cells!r}"
-        )
-    raise ManifestError(
-        f"no {role} column: header has {cells!r}; "
-        f"expected one of {', '.join(aliases)} or --{role}-column"
+        raise ColumnError(f"no {role} column {explicit!r}: header has {cells!r}", role)
+    raise ColumnError(
+        f"no {role} column: header has {cells!r}; expected one of {', '.join(aliases)}", role
     )
 
 

@@ -21,7 +21,7 @@ from imgpipe.bootstrap import open_backend, reconcile_stale_batches, run_csv
 from imgpipe.entrypoints import cli_aws, cli_service
 from imgpipe.entrypoints.progress import LogProgress, RichProgress
 from imgpipe.entrypoints.report import print_batch, print_batches, print_summary
-from imgpipe.errors import ConfigError, ImgpipeError, InputError
+from imgpipe.errors import ConfigError, ImgpipeError, InputError, column_role
 from imgpipe.service.batch import BatchInterruptedError
 from imgpipe.service.progress import NullProgress, ProgressSink
 from imgpipe.settings import Settings
@@ -147,7 +147,9 @@ def run(
         console.print(f"[bold yellow]interrupted:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(128 + exc.signal if exc.signal else EXIT_UNFINISHED) from None
     except ImgpipeError as exc:
-        raise _fail(console, str(exc), _exit_code(exc)) from None
+        role = column_role(exc)
+        hint = f" (choose it with --{role}-column)" if role else ""
+        raise _fail(console, f"{exc}{hint}", _exit_code(exc)) from None
     finally:
         backend.close()
 

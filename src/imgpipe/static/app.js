@@ -120,10 +120,7 @@ async function submitWith(form, msg, busyText, failedText, send) {
 }
 
 function describeError(response, body) {
-  if (body && typeof body.detail === "string") return body.detail;
-  if (body && Array.isArray(body.detail)) {
-    return body.detail.map((d) => `${(d.loc || []).slice(-1)[0]}: ${d.msg}`).join("; ");
-  }
+  // Every JSON error is the envelope {code, msg, data}; msg names the field or file.
   if (body && body.msg) return body.msg;
   return `The server answered ${response.status}.`;
 }

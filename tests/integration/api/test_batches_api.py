@@ -131,10 +131,10 @@ def test_not_found_answers_name_what_is_missing(api: ApiFactory) -> None:
     outside = server.http.get("/v1/collages/state.db")
     escape = server.http.get("/v1/collages/collages/..%2F..%2Fstate.db")
 
-    assert batch.status_code == 404 and "20990101-000000-deadbeef" in batch.json()["detail"]
-    assert creator.status_code == 404 and "nobody" in creator.json()["detail"]
-    assert collage.status_code == 404 and "collage.jpg" in collage.json()["detail"]
-    assert outside.status_code == 404 and "only collages/" in outside.json()["detail"]
+    assert batch.status_code == 404 and "20990101-000000-deadbeef" in batch.json()["msg"]
+    assert creator.status_code == 404 and "nobody" in creator.json()["msg"]
+    assert collage.status_code == 404 and "collage.jpg" in collage.json()["msg"]
+    assert outside.status_code == 404 and "only collages/" in outside.json()["msg"]
     assert escape.status_code == 404
     assert escape.headers["content-type"].startswith("application/json")
 
@@ -149,8 +149,8 @@ def test_unusable_csv_is_a_400_and_starts_no_batch(api: ApiFactory) -> None:
 
     for answer in (no_columns, not_text, empty):
         assert answer.status_code == 400, answer.text
-        assert "covers.csv" in answer.json()["detail"] or "column" in answer.json()["detail"]
-    assert "column" in no_columns.json()["detail"]
+        assert "covers.csv" in answer.json()["msg"] or "column" in answer.json()["msg"]
+    assert "column" in no_columns.json()["msg"]
     assert server.http.get("/v1/batches").json() == []
 
 
@@ -160,9 +160,9 @@ def test_form_validation_and_missing_file_are_422(api: ApiFactory) -> None:
     bad_rows = upload(server, "creator,url\na,https://example.com/a.jpg\n", rows="0")
 
     assert no_file.status_code == 422
-    assert any(e["loc"][-1] == "file" for e in no_file.json()["detail"])
+    assert any(e["loc"][-1] == "file" for e in no_file.json()["data"])
     assert bad_rows.status_code == 422
-    assert any(e["loc"][-1] == "rows" for e in bad_rows.json()["detail"])
+    assert any(e["loc"][-1] == "rows" for e in bad_rows.json()["data"])
 
 
 def test_upload_over_the_limit_is_413(api: ApiFactory) -> None:
@@ -172,7 +172,7 @@ def test_upload_over_the_limit_is_413(api: ApiFactory) -> None:
     answer = upload(server, big)
 
     assert answer.status_code == 413
-    assert "2048" in answer.json()["detail"]
+    assert "2048" in answer.json()["msg"]
     assert server.http.get("/v1/batches").json() == []
 
 
@@ -189,3 +189,76 @@ def test_uploaded_csv_cannot_read_server_files(
     mallory = batch["creators"][0]
     assert mallory["status"] == "failed"
     assert {f["reason"] for f in mallory["failed_urls"]} == {"unsupported_scheme"}
+
+
+def test_every_error_is_the_envelope_and_an_outage_is_503(api: ApiFactory) -> None:
+    server = api()
+    unknown = server.http.get("/v1/nothing-here")
+    wrong_method = server.http.delete("/v1/batches")
+    invalid = server.http.get("/v1/batches", params={"limit": "many"})
+    server.app.state.backend.state.close()  # the state store went away
+    outage = server.http.get("/v1/batches/20990101-000000-deadbeef")
+
+    for answer, status in ((unknown, 404), (wrong_method, 405), (invalid, 422), (outage, 503)):
+        body = answer.json()
+        assert answer.status_code == status and set(body) == {"code", "msg", "data"}
+        assert body["code"] == status and body["msg"]
+    assert invalid.json()["msg"].startswith("limit: ")
+
+
+def test_columns_are_named_by_form_fields_and_errors_name_no_cli_flag(
+    api: ApiFactory, covers: FaultServer
+) -> None:
+    server = api()
+    red = covers.add("/red.jpg", Serve(solid_jpeg(RED, (300, 400))))
+    csv_text = f"who,what\nalice,{red}\n"
+
+    unnamed = upload(server, csv_text)
+    named = upload(server, csv_text, creator_column="who", url_column="what")
+
+    assert unnamed.status_code == 400
+    assert "--" not in unnamed.json()["msg"] and "creator_column" in unnamed.json()["msg"]
+    assert named.status_code == 202, named.text
+    batch = wait_for_batch(server, named.json()["batch_id"])
+    assert batch["completed"] == 1
+    # The batch names its file, never the server's folder it was stored in.
+    assert batch["source"].endswith("covers.csv") and "/" not in batch["source"]
+    assert server.http.get("/v1/batches").json()[0]["source"] == batch["source"]
+
+
+def test_a_creator_is_found_by_display_name_or_key(api: ApiFactory, covers: FaultServer) -> None:
+    server = api()
+    red = covers.add("/red.jpg", Serve(solid_jpeg(RED, (300, 400))))
+    csv_text = f"creator,url\nDIY Dave,{red}\n"
+    first = wait_for_batch(server, upload(server, csv_text).json()["batch_id"])
+    second = wait_for_batch(server, upload(server, csv_text).json()["batch_id"])
+
+    by_name = server.http.get("/v1/creators/DIY Dave")
+    key = by_name.json()[0]["key"]
+    by_key = server.http.get(f"/v1/creators/{key}")
+
+    assert by_name.status_code == 200 and key != "DIY Dave"
+    assert [h["batch_id"] for h in by_name.json()] == [second["batch_id"], first["batch_id"]]
+    assert by_key.json() == by_name.json()
+    assert server.http.get("/v1/creators/DIY Dan").status_code == 404
+
+
+def test_batches_are_paged_with_a_stated_cap(api: ApiFactory, covers: FaultServer) -> None:
+    server = api()
+    red = covers.add("/red.jpg", Serve(solid_jpeg(RED, (300, 400))))
+    ids = [
+        wait_for_batch(server, upload(server, f"creator,url\nc{i},{red}\n").json()["batch_id"])[
+            "batch_id"
+        ]
+        for i in range(3)
+    ]
+    first = server.http.get("/v1/batches", params={"limit": 2})
+    rest = server.http.get("/v1/batches", params={"limit": 2, "offset": 2})
+    over = server.http.get("/v1/batches", params={"limit": 501})
+
+    listed = [b["batch_id"] for b in server.http.get("/v1/batches").json()]
+    assert sorted(listed) == sorted(ids)
+    assert [b["batch_id"] for b in first.json()] == listed[:2]
+    assert first.headers["link"] == '</v1/batches?offset=2&limit=2>; rel="next"'
+    assert [b["batch_id"] for b in rest.json()] == listed[2:] and "link" not in rest.headers
+    assert over.status_code == 422  # refused, no longer silently capped

@@ -200,10 +200,10 @@ def test_compress_never_returns_a_larger_file(api: ApiFactory) -> None:
 def test_compress_rejects_bad_input(api: ApiFactory, data: bytes, message: str) -> None:
     answer = api().http.post("/v1/compress", files={"file": ("x.jpg", data, "image/jpeg")})
     assert answer.status_code == 400
-    assert message in answer.json()["detail"]
+    assert message in answer.json()["msg"]
 
 
 def test_compress_without_a_file_is_400(api: ApiFactory) -> None:
     answer = api().http.post("/v1/compress", data={"nothing": "here"})
     assert answer.status_code == 400
-    assert "'file'" in answer.json()["detail"]
+    assert "'file'" in answer.json()["msg"]

@@ -8,21 +8,22 @@ One app for ``imgpipe serve`` (uvicorn) and Lambda behind API Gateway (Mangum)::
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imgpipe.adapters.prometheus_metrics import PrometheusMetrics
 from imgpipe.bootstrap import Backend, make_image_tools, open_backend
-from imgpipe.entrypoints.api.auth import require_api_key
+from imgpipe.entrypoints.api.auth import documented_security
+from imgpipe.entrypoints.api.docs import install_docs
+from imgpipe.entrypoints.api.envelope import ERROR_RESPONSES, install_error_handlers
+from imgpipe.entrypoints.api.guard import Guard
 from imgpipe.entrypoints.api.launch import BatchLauncher, make_launcher
-from imgpipe.errors import ImgpipeError
 from imgpipe.settings import Settings
 
 __all__ = ["create_app"]
@@ -60,8 +61,10 @@ def create_app(
     app = FastAPI(
         title="imgpipe",
         version="0.1.0",
-        description="Collages from creator CSVs, image comparison and compression.",
+        description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served from local assets by install_docs
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.backend = backend
@@ -72,6 +75,10 @@ def create_app(
     app.state.compressor = tools.compressor
     app.state.decode_budget = tools.budget  # shared by both; its counters are for tests
 
+    # Added last = outermost: CORS answers preflights (which carry no key), then the
+    # guard checks the key and caps the body before anything reads it.
+    app.add_middleware(_Measure, metrics=metrics)
+    app.add_middleware(Guard, settings=settings, login_page=dashboard.login_form)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
         app.add_middleware(
@@ -80,54 +87,75 @@ def create_app(
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],
         )
-    app.middleware("http")(_limit_and_measure)
+    install_error_handlers(app)
 
-    @app.exception_handler(ImgpipeError)
-    async def imgpipe_error(request: Request, exc: ImgpipeError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
-
-    secured = [Depends(require_api_key)]
-    app.include_router(routes_batches.router, prefix=API_PREFIX, dependencies=secured)
-    app.include_router(routes_tools.router, prefix=API_PREFIX, dependencies=secured)
+    secured = [Depends(documented_security)]  # for the docs; the guard checks
+    for router in (routes_batches.router, routes_tools.router):
+        app.include_router(
+            router, prefix=API_PREFIX, dependencies=secured, responses=ERROR_RESPONSES
+        )
     app.include_router(routes_health.router)
     app.include_router(dashboard.router)
+    install_docs(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
 
-async def _limit_and_measure(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    """413 for a declared body over the limit (streamed bodies are checked while read)."""
-    limit = request.app.state.settings.max_upload_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return JSONResponse(
-            {"detail": f"request body of {declared} bytes exceeds the limit of {limit}"},
-            status_code=413,
-        )
-    started = time.perf_counter()
-    response = await call_next(request)
-    request.app.state.metrics.observe(
-        "http_request",
-        time.perf_counter() - started,
-        method=request.method,
-        route=_route_of(request),
-        status=str(response.status_code),
-    )
-    return response
+DESCRIPTION = """Collages from creator CSVs, image comparison and compression.
+
+Every JSON error is `{"code": <HTTP status>, "msg": "<what went wrong>", "data": ...}`.
+With `IMGPIPE_API_KEY` set every route but `/healthz`, `/readyz` and `/login` needs
+`Authorization: Bearer <key>` (or the dashboard's session cookie); request bodies
+are capped at `IMGPIPE_MAX_UPLOAD_BYTES` (413).
+"""
 
 
-def _route_of(request: Request) -> str:
+class _Measure:
+    """Requests and latencies by route template and status, for /metrics.
+
+    Pure ASGI: Starlette's BaseHTTPMiddleware runs ``receive`` in a task group, which
+    wraps the guard's 413 in an ExceptionGroup that FastAPI then reports as a 400.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: PrometheusMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the server answers if the app raises before responding
+
+        async def watched(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        finally:
+            self.metrics.observe(
+                "http_request",
+                time.perf_counter() - started,
+                method=scope["method"],
+                route=_route_of(scope),
+                status=str(status),
+            )
+
+
+def _route_of(scope: Scope) -> str:
     """The route template (``/v1/batches/{batch_id}``), so labels stay few.
 
     FastAPI records the matched route in the scope with its path relative to the
     router it was included in, so the ``/v1`` prefix is put back here.
     """
-    route = request.scope.get("route")
+    route = scope.get("route")
     path = getattr(route, "path", None)
     if path is None:
         return "unmatched"
-    if request.url.path.startswith(API_PREFIX + "/") and not path.startswith(API_PREFIX + "/"):
+    if scope["path"].startswith(API_PREFIX + "/") and not path.startswith(API_PREFIX + "/"):
         return API_PREFIX + str(path)
     return str(path)

@@ -16,10 +16,16 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from imgpipe.domain.records import CreatorStatus
-from imgpipe.entrypoints.api.auth import API_KEY_COOKIE, key_matches, signed_in
+from imgpipe.entrypoints.api.auth import (
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    issue_session,
+    key_matches,
+    session_secret,
+)
 from imgpipe.entrypoints.api.routes_batches import batch_detail, batch_view, creator_view
 
-__all__ = ["router"]
+__all__ = ["login_form", "router"]
 
 TEMPLATES = Jinja2Templates(Path(__file__).resolve().parents[2] / "templates" / "dashboard")
 router = APIRouter(include_in_schema=False)
@@ -27,9 +33,7 @@ PAGE_SIZE = 100  # creators per batch page: tiles and table rows
 
 
 def _page(request: Request, template: str, status: int = 200, **context: Any) -> Response:
-    if not signed_in(request):
-        target = quote(request.url.path)
-        return RedirectResponse(f"/login?next={target}", status_code=303)
+    # Signed in or no key set: the guard middleware let the request through.
     settings = request.app.state.settings
     context.setdefault("title", "imgpipe")
     context["backend"] = settings.backend
@@ -87,27 +91,47 @@ def compare_page(request: Request) -> Response:
     return _page(request, "compare.html", config=config, title="Compare · imgpipe")
 
 
+def _local(target: str) -> str:
+    """Only a path on this site, so the sign-in form is no open redirect."""
+    return target if target.startswith("/") and not target.startswith(("//", "/\\")) else "/"
+
+
+def _login(request: Request, next: str, failed: bool, status: int) -> Response:
+    context = {"next": _local(next), "failed": failed, "title": "Sign in · imgpipe", "backend": ""}
+    return TEMPLATES.TemplateResponse(request, "login.html", context, status_code=status)
+
+
+def login_form(request: Request) -> Response:
+    """The guard's answer to a browser asking for a page without a session: 401 and the form."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return _login(request, target, failed=False, status=401)
+
+
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, next: str = "/", failed: bool = False) -> Response:
-    safe_next = next if next.startswith("/") and not next.startswith("//") else "/"
-    return TEMPLATES.TemplateResponse(
-        request,
-        "login.html",
-        {"next": safe_next, "failed": failed, "title": "Sign in · imgpipe", "backend": ""},
-        status_code=401 if failed else 200,
-    )
+    return _login(request, next, failed, status=401 if failed else 200)
 
 
 @router.post("/login")
 def login(
     request: Request, key: Annotated[str, Form()], next: Annotated[str, Form()] = "/"
 ) -> Response:
-    safe_next = next if next.startswith("/") and not next.startswith("//") else "/"
-    expected = request.app.state.settings.api_key
-    if expected and not key_matches(key, expected):
+    safe_next = _local(next)
+    settings = request.app.state.settings
+    if not settings.api_key:
+        return RedirectResponse(safe_next, status_code=303)  # nothing to sign in to
+    if not key_matches(key, settings.api_key):
         return RedirectResponse(f"/login?failed=true&next={quote(safe_next)}", status_code=303)
     response = RedirectResponse(safe_next, status_code=303)
+    # A signed, expiring token, never the key: a stolen cookie dies in 12 h and
+    # cannot be replayed as the Bearer key.
+    token = issue_session(session_secret(settings.session_secret, settings.api_key))
     response.set_cookie(
-        API_KEY_COOKIE, key, httponly=True, samesite="strict", secure=request.url.scheme == "https"
+        SESSION_COOKIE,
+        token,
+        max_age=SESSION_SECONDS,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
     )
     return response

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import asdict
 from typing import Annotated, Any
@@ -9,9 +10,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 
+from imgpipe.domain.keys import creator_key
 from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
-from imgpipe.entrypoints.api.uploads import read_limited
-from imgpipe.errors import ConfigError, InputError, StorageError
+from imgpipe.errors import InputError, StorageError, column_role
 from imgpipe.service.results import NOT_FAILURES
 
 router = APIRouter(tags=["batches"])
@@ -24,8 +25,18 @@ _TYPES = {
 }
 
 
+MAX_PAGE = 500  # batches per page of GET /v1/batches
+MAX_OFFSET = 10_000  # deeper pages cost a read of every batch before them
+
+
+def file_name(source: str) -> str:
+    """``/srv/data/uploads/x.csv`` or ``s3://b/api-uploads/x.csv`` -> ``x.csv``: no server paths."""
+    return re.split(r"[\\/]", source)[-1]
+
+
 def batch_view(batch: BatchRecord) -> dict[str, Any]:
     data = asdict(batch)
+    data["source"] = file_name(batch.source)
     data["status"] = batch.status.value
     data["done"] = batch.completed + batch.failed + batch.skipped
     return data
@@ -63,28 +74,55 @@ async def create_batch(
     max_images: Annotated[int | None, Form(ge=1, le=2500)] = None,
     min_images: Annotated[int | None, Form(ge=1, le=2500)] = None,
     force: Annotated[bool | None, Form()] = None,
+    creator_column: Annotated[
+        str | None, Form(max_length=200, description="the creator column's header")
+    ] = None,
+    url_column: Annotated[
+        str | None, Form(max_length=200, description="the cover URL column's header")
+    ] = None,
 ) -> dict[str, Any]:
-    settings = request.app.state.settings
-    data = await read_limited(file, settings.max_upload_bytes)
+    # The guard middleware has capped the body at IMGPIPE_MAX_UPLOAD_BYTES already.
+    data = await file.read()
     overrides = {
         k: v
         for k, v in {
             "rows": rows, "cols": cols, "quality": quality, "max_images": max_images,
-            "min_images": min_images, "force": force,
+            "min_images": min_images, "force": force, "creator_column": creator_column,
+            "url_column": url_column,
         }.items()
         if v is not None
     }  # fmt: skip
     try:
         batch_id = request.app.state.launcher.launch(data, file.filename or "upload.csv", overrides)
-    except (InputError, ConfigError) as exc:
-        raise HTTPException(400, str(exc)) from exc
+    except InputError as exc:
+        role = column_role(exc)
+        hint = f" (choose it with the form field {role}_column)" if role else ""
+        raise HTTPException(400, f"{exc}{hint}") from exc
     return {"batch_id": batch_id, "status": "queued", "links": {"self": f"/v1/batches/{batch_id}"}}
 
 
-@router.get("/batches", summary="Recent batches, newest first")
-def list_batches(request: Request, limit: int = 50) -> list[dict[str, Any]]:
-    limit = max(1, min(limit, 500))
-    return [batch_view(b) for b in request.app.state.backend.state.list_batches(limit)]
+@router.get(
+    "/batches",
+    summary="Recent batches, newest first, a page at a time",
+    description=(
+        f"`limit` batches (1 to {MAX_PAGE}) from `offset` (0 to {MAX_OFFSET}), newest first. "
+        'A full page carries a `Link: <...>; rel="next"` header to the next one.'
+    ),
+)
+def list_batches(
+    request: Request,
+    response: Response,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> list[dict[str, Any]]:
+    # The state port lists newest first without a cursor; reading offset + limit is
+    # bounded by MAX_OFFSET + MAX_PAGE records.
+    batches = request.app.state.backend.state.list_batches(offset + limit)[offset:]
+    if len(batches) == limit:
+        response.headers["Link"] = (
+            f'</v1/batches?offset={offset + limit}&limit={limit}>; rel="next"'
+        )
+    return [batch_view(b) for b in batches]
 
 
 def batch_detail(
@@ -109,7 +147,8 @@ def batch_detail(
         if pending is None:
             return None
         empty: dict[str, Any] = {"creators": [], "creators_total": 0, "counts": {}}
-        return {**pending, **empty, "failures_by_reason": {}}
+        source = file_name(str(pending.get("source", "")))
+        return {**pending, **empty, "source": source, "failures_by_reason": {}}
     if not include_creators:
         return batch_view(batch)
     creators = [creator_view(r) for r in state.creators_in_batch(batch_id)]
@@ -151,12 +190,36 @@ def get_batch(
     return detail
 
 
-@router.get("/creators/{name}", summary="A creator's records across batches")
-def creator_history(request: Request, name: str, limit: int = 50) -> list[dict[str, Any]]:
-    records = request.app.state.backend.state.creator_history(name, max(1, min(limit, 500)))
+@router.get(
+    "/creators/{name}",
+    summary="A creator's records across batches, newest first",
+    description="`name` is the creator's key (as in `key`) or display name (as in the CSV).",
+)
+def creator_history(
+    request: Request, name: str, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> list[dict[str, Any]]:
+    records = find_creator(request.app.state.backend.state, name, limit)
     if not records:
         raise HTTPException(404, f"no records for creator {name!r}")
     return [creator_view(r) for r in records]
+
+
+def find_creator(state: Any, name: str, limit: int) -> list[CreatorRecord]:
+    """Records under the key ``name``, else those whose display name is ``name``.
+
+    A display name maps to its sanitised key, or (after a collision within a batch)
+    to the key with the full hash; both are read and filtered on the name itself.
+    """
+    records: list[CreatorRecord] = state.creator_history(name, limit)
+    if records:
+        return records
+    found: list[CreatorRecord] = []
+    for key in dict.fromkeys([creator_key(name), creator_key(name, full_hash=True)]):
+        if key != name:
+            found += state.creator_history(key, limit)
+    named = [r for r in found if r.metadata.get("display_name") == name]
+    named.sort(key=lambda r: r.processing_date, reverse=True)
+    return named[:limit]
 
 
 @router.get(
@@ -173,9 +236,12 @@ def get_collage(request: Request, key: str) -> Response:
         url = store.url_for(key)
         if url.startswith(("http://", "https://")):
             return RedirectResponse(url, status_code=307)
-        data = store.get(key)
-    except StorageError as exc:
+        present = store.exists(key)
+    except StorageError as exc:  # a key the store refuses (``..``, reserved names)
         raise HTTPException(404, f"no object {key!r}") from exc
+    if not present:
+        raise HTTPException(404, f"no object {key!r}")
+    data = store.get(key)  # a StorageError now is an outage: 503
     suffix = key[key.rfind(".") :].lower() if "." in key else ""
     return Response(
         data,

@@ -8,8 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
+
+from imgpipe.entrypoints.api.auth import documented_security
 
 router = APIRouter(tags=["operations"])
 CHECK_TIMEOUT = 3.0
@@ -63,7 +65,12 @@ async def _network(url: str) -> dict[str, Any]:
     return {"ok": response.status_code < 500, "status": response.status_code, "ms": ms}
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (needs the key unless IMGPIPE_PUBLIC_METRICS=true)",
+    response_class=Response,
+    dependencies=[Depends(documented_security)],
+)
 def metrics(request: Request) -> Response:
     return Response(
         request.app.state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, File, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from imgpipe.entrypoints.api.uploads import read_limited
+from imgpipe.entrypoints.api.envelope import ErrorEnvelope, envelope
 from imgpipe.errors import ComparisonError, ImageError
 from imgpipe.imaging.formats import SNIFF_BYTES, media_type, sniff_format
 
@@ -16,18 +16,16 @@ router = APIRouter(tags=["images"])
 ENVELOPE_EXAMPLE = {"code": 200, "msg": "ok", "data": {"similarity": 0.97, "similar": True}}
 
 
-def envelope(code: int, msg: str, data: Any = None) -> JSONResponse:
-    """``{"code", "msg", "data"}`` with the HTTP status equal to ``code``."""
-    return JSONResponse({"code": code, "msg": msg, "data": data}, status_code=code)
-
-
 @router.post(
     "/compare",
     summary="Compare exactly two images",
     responses={
         200: {"content": {"application/json": {"example": ENVELOPE_EXAMPLE}}},
-        400: {"description": "wrong number of files, not an image, oversized or a bomb"},
-        500: {"description": "timeout or model failure"},
+        400: {
+            "model": ErrorEnvelope,
+            "description": "wrong number of files, not an image, oversized or a bomb",
+        },
+        500: {"model": ErrorEnvelope, "description": "timeout or model failure"},
     },
 )
 async def compare(
@@ -41,8 +39,7 @@ async def compare(
         return envelope(
             400, f"exactly two images are needed in the field 'files', got {len(given)}"
         )
-    limit = request.app.state.settings.max_upload_bytes
-    datas = [await read_limited(f, limit) for f in given]
+    datas = [await f.read() for f in given]  # the guard capped the body
     metrics = request.app.state.metrics
     try:
         report = await request.app.state.comparator.compare(*datas)
@@ -65,7 +62,7 @@ async def compare(
             "content": {"image/jpeg": {}},
             "description": "the image; sizes in X-Original-Size / X-Compressed-Size / X-Ratio",
         },
-        400: {"description": "not an image, or unusable"},
+        400: {"model": ErrorEnvelope, "description": "not an image, or unusable"},
     },
 )
 async def compress(
@@ -73,8 +70,7 @@ async def compress(
 ) -> Response:
     if file is None:
         raise HTTPException(400, "one image is needed in the field 'file'")
-    settings = request.app.state.settings
-    data = await read_limited(file, settings.max_upload_bytes)
+    data = await file.read()  # the guard capped the body
     if sniff_format(data[:SNIFF_BYTES]) is None:
         raise HTTPException(400, f"{file.filename or 'file'}: not an image")
     try:
