@@ -189,3 +189,13 @@ def test_uploaded_csv_cannot_read_server_files(
     mallory = batch["creators"][0]
     assert mallory["status"] == "failed"
     assert {f["reason"] for f in mallory["failed_urls"]} == {"unsupported_scheme"}
+
+
+def test_a_malformed_csv_is_a_400_naming_its_line(api: ApiFactory) -> None:
+    # Issue 10, finding 3: a header over the csv module's field limit was a 500.
+    server = api()
+    answer = upload(server, "\ncreator,url," + "x" * 140_000 + "\nalice,a.jpg\n")
+    assert answer.status_code == 400, answer.text[:500]
+    assert "line 2: unreadable CSV header" in answer.text
+    assert len(answer.text) < 2_000  # the error names the header, it does not echo it
+    assert server.http.get("/v1/batches").json() == []
