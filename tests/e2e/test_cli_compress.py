@@ -76,3 +76,16 @@ def test_a_phone_heic_becomes_a_bounded_jpeg(tmp_path: Path) -> None:
     assert result["kept_original"] is False and (result["width"], result["height"]) == (800, 600)
     with Image.open(tmp_path / "o" / "IMG_0001.jpg") as image:
         assert image.format == "JPEG" and image.size == (800, 600)
+
+
+def test_file_names_with_markup_are_printed_as_text(tmp_path: Path) -> None:
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    # No "/" in a file name, so no closing tag: as markup these were restyled, not shown.
+    (shots / "[bold]bad.jpg").write_bytes(html_page())  # an error row names it
+    (shots / "[italic]x.png").write_bytes(solid_png(size=(60, 60)))  # a result row names it
+
+    done = imgpipe("compress", shots, "--out", tmp_path / "out", env={"COLUMNS": "250"})
+
+    assert done.returncode == 3, done.stderr  # one file failed; the table was printed
+    assert "[bold]bad.jpg" in done.stdout and "[italic]x.png" in done.stdout, done.stdout

@@ -19,6 +19,7 @@ from tests.support.covers import (
     GREEN,
     RED,
     YELLOW,
+    bomb_png,
     color_close,
     html_page,
     solid_avif,
@@ -131,3 +132,23 @@ def test_without_an_allowance_nothing_reaches_a_private_address(tmp_path: Path) 
     assert {f["reason"] for f in summary["failed_urls"]} == {"blocked_address"}
     assert len(summary["failed_urls"]) == len(ALPHA) + 2
     assert summary["totals"]["failed"] == 2
+
+
+def test_a_cover_over_the_default_pixel_cap_is_too_large(tmp_path: Path) -> None:
+    # 9000 x 9000 = 81 MP in a 2 KB PNG: over the 64 MP default, and under Pillow's
+    # own bomb check (89 MP), so a pipeline that skipped our cap would try to decode
+    # it (and fail on its few rows as decode_error) instead of refusing it unread.
+    big = bomb_png(9_000, 9_000)
+    assert len(big) < 20 * 1024 * 1024  # the byte cap cannot be what refuses it
+    with FaultServer() as server:
+        rows = [("Ann", server.add("/big.png", Serve(big, "image/png")))]
+        rows += [("Ann", server.add("/ok.png", Serve(solid_png(GREEN), "image/png")))]
+        result = imgpipe(
+            "run", write_csv(tmp_path / "c.csv", rows), "--out", tmp_path, *FAST, *ALLOW
+        )
+
+    assert result.returncode == 0, result.stderr  # one good cover: Ann is rendered
+    summary = json.loads(result.stdout)
+    [failed] = summary["failed_urls"]
+    assert (failed["url"].rsplit("/", 1)[-1], failed["reason"]) == ("big.png", "too_large")
+    assert summary["creators"][0]["images_used"] == 1

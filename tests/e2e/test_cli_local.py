@@ -15,14 +15,26 @@ from tests.support.images import jpeg
 REPO = Path(__file__).resolve().parents[2]
 
 
-def imgpipe(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def imgpipe(
+    *args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m imgpipe ARGS`` in a clean environment, plus ``env``.
+
+    PYTHONPATH puts this checkout's ``src`` first: an editable install may point
+    at another checkout (a git worktree shares the main checkout's virtualenv).
+    """
     return subprocess.run(
         [sys.executable, "-m", "imgpipe", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd,
         timeout=300,
-        env={"PATH": "/usr/bin:/bin", "IMGPIPE_DATA_DIR": str(cwd or REPO)},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(REPO / "src"),
+            "IMGPIPE_DATA_DIR": str(cwd or REPO),
+            **(env or {}),
+        },
     )
 
 
@@ -122,3 +134,71 @@ def test_exit_codes(tmp_path: Path) -> None:
 
     bad_option = imgpipe("run", some_failed, "--out", tmp_path / "o", "--quality", "0")
     assert bad_option.returncode == 2 and "quality" in bad_option.stderr
+
+
+# Names that are Rich markup: printed as markup, the first one raised MarkupError
+# after the batch had rendered, the others were silently restyled or made a link.
+MARKUP_NAMES = ["bob [/]", "[bold]x", "[link=file:///etc/passwd]y[/link]"]
+
+
+def markup_batch(tmp_path: Path) -> tuple[Path, Path]:
+    """A CSV whose creator names, failed URLs and bad rows are all Rich markup."""
+    (tmp_path / "a.jpg").write_bytes(jpeg((200, 0, 0)))
+    rows = [(name, "a.jpg") for name in MARKUP_NAMES]
+    rows += [("[red]gone[/]", "[/]missing.jpg"), ("[i]ftp", "ftp://x/[/]")]
+    return write_csv(tmp_path / "markup.csv", rows), tmp_path / "out"
+
+
+def assert_literal(result: subprocess.CompletedProcess[str], *texts: str) -> None:
+    assert "Traceback" not in result.stderr and "MarkupError" not in result.stderr, result.stderr
+    for text in texts:
+        assert text in result.stdout, (text, result.stdout)
+
+
+def test_names_from_data_are_printed_as_text_not_markup(tmp_path: Path) -> None:
+    csv_path, out = markup_batch(tmp_path)
+    wide = {"COLUMNS": "250"}  # no table cell wraps, so each name shows whole
+
+    run = imgpipe("run", csv_path, "--out", out, env=wide)
+    assert run.returncode == 3, run.stderr  # rendered, and the missing cover failed
+    assert_literal(run, "[red]gone[/]", "[/]missing.jpg", "ftp://x/[/]")
+
+    batch_id = json.loads(imgpipe("status", "--out", out, "--json").stdout)[0]["batch_id"]
+    listed = imgpipe("status", "--out", out, env=wide)
+    shown = imgpipe("status", batch_id, "--out", out, env=wide)
+    assert (listed.returncode, shown.returncode) == (0, 0), shown.stderr
+    assert_literal(listed, batch_id)
+    assert_literal(shown, *MARKUP_NAMES, "[red]gone[/]")
+
+
+def test_progress_on_a_terminal_prints_names_as_text(tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").write_bytes(jpeg((200, 0, 0)))
+    csv_path = write_csv(tmp_path / "one.csv", [("bob [/]", "a.jpg")])  # the last one done
+    # TTY_COMPATIBLE=1 makes Rich treat the pipe as a terminal: the progress bars
+    # are drawn, and the finished creator's name goes into the bar's note.
+    env = {"TTY_COMPATIBLE": "1", "NO_COLOR": "1", "COLUMNS": "250"}
+    run = imgpipe("run", csv_path, "--out", tmp_path / "out", env=env)
+    assert run.returncode == 0, run.stderr
+    assert "last: bob [/]" in run.stderr
+
+
+def test_an_error_message_with_markup_is_printed_as_text(tmp_path: Path) -> None:
+    header_only = write_csv(tmp_path / "h.csv", [], header=("[bold]who", "[/]what"))
+    result = imgpipe("run", header_only, "--out", tmp_path / "o", env={"COLUMNS": "250"})
+    assert result.returncode == 2
+    assert "[bold]who" in result.stderr and "[/]what" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_malformed_csv_is_exit_2_with_its_line_not_a_traceback(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.csv"
+    huge.write_text("\ncreator,url," + "x" * 140_000 + "\nAnn,a.jpg\n", encoding="utf-8")
+    not_text = tmp_path / "latin1.csv"
+    not_text.write_bytes(b"creator,url\nZo\xeb,a.jpg\n")
+
+    for path, message in ((huge, "line 2: unreadable CSV header"), (not_text, "not UTF-8")):
+        result = imgpipe("run", path, "--out", tmp_path / "o", env={"COLUMNS": "250"})
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr and path.name in result.stderr
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr) < 2_000  # the error names the header, not all of it

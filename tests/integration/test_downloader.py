@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import socket
-import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from ipaddress import IPv4Address, ip_network
@@ -20,7 +19,9 @@ from tests.integration.conftest import Fetch, PolicyFactory
 from tests.support.http_server import (
     HTML_ERROR_PAGE,
     Behaviour,
+    Endless,
     FaultServer,
+    RawRedirect,
     Redirect,
     Reset,
     Sequence,
@@ -30,6 +31,7 @@ from tests.support.http_server import (
     Truncated,
 )
 from tests.support.images import encode, jpeg, png, solid, webp
+from tests.support.tls import TestCA
 
 JPEG = jpeg()
 
@@ -177,12 +179,14 @@ def test_connection_refused_is_a_connection_error(policy: PolicyFactory, fetch: 
 def test_slow_body_times_out(server: FaultServer, policy: PolicyFactory, fetch: Fetch) -> None:
     # One byte every 50 ms keeps every single read well inside the timeout;
     # only a deadline on the whole request stops it.
+    # Without the deadline the body would arrive whole (3,030 bytes, 150 s) and be
+    # used; with it, the client hangs up mid-body, which the server sees. No clock
+    # is read here, so a slow machine cannot fail this.
     url = server.add("/slow.jpg", SlowBody(JPEG, interval=0.05))
-    started = time.monotonic()
     [result] = fetch(policy(timeout=0.5, retries=0), url)
-    assert (result.reason, result.attempts) == ("timeout", 1)
+    assert (result.reason, result.attempts, result.data) == ("timeout", 1, None)
     assert "0.5 s" in result.detail
-    assert time.monotonic() - started < 3.0
+    assert server.hangups("/slow.jpg", wait_for=1) == 1
 
 
 def test_truncated_body_is_retried_then_connection_error(
@@ -392,3 +396,92 @@ def test_flat_fetch_options_land_in_the_fetch_policy() -> None:
     assert options.fetch == FetchPolicy(
         7.5, 5, 0.2, 3.0, 1234, 2, 11, 3, (ip_network("10.0.0.0/8"),), False, "ua/1"
     )
+
+
+# -- limits while streaming (issue 10: "the test suite's blind spots") -------------
+
+
+def test_the_default_cap_stops_an_endless_body_while_it_streams(
+    server: FaultServer, policy: PolicyFactory, fetch: Fetch
+) -> None:
+    # 200 MB without a Content-Length: a client that read it all and measured it
+    # afterwards would get the same reason, but the server would send every byte.
+    cap = FetchPolicy().max_bytes
+    assert cap == 20 * 1024 * 1024
+    body = Endless(JPEG[:16], limit=200_000_000)
+    url = server.add("/endless.jpg", body)
+    [result] = fetch(policy(timeout=30.0, max_bytes=cap), url)
+    assert (result.reason, result.attempts, result.data) == ("too_large", 1, None)
+    assert f"exceeds the limit of {cap} bytes" in result.detail
+    assert server.hangups("/endless.jpg", wait_for=1) == 1  # the client closed early
+    # What the server got out: the cap plus what the socket buffers held when the
+    # client closed (a few MB on loopback), far from the 200 MB on offer.
+    assert cap < body.sent < 2 * cap
+
+
+# -- malformed redirects and TLS (issue 10, finding 5) ------------------------------
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        rb"http:\\127.0.0.1:8766\r19",  # as reported: httpx raised InvalidURL on it
+        b"http://[::1",  # httpx: RemoteProtocolError "Invalid URL in location header"
+        b"http://xn--a/",  # an IDNA label that does not decode
+        b"http://a\x80b/",  # a byte that is no host character
+    ],
+)
+def test_a_malformed_redirect_is_an_invalid_url_logged_quietly(
+    server: FaultServer,
+    policy: PolicyFactory,
+    fetch: Fetch,
+    caplog: pytest.LogCaptureFixture,
+    location: bytes,
+) -> None:
+    url = server.add("/moved.jpg", RawRedirect(location))
+    with caplog.at_level("DEBUG", logger="imgpipe"):
+        [result] = fetch(policy(retries=2), url)
+    assert (result.reason, result.attempts) == ("invalid_url", 1)
+    assert "invalid URL" in result.detail
+    assert server.hits("/moved.jpg") == 1  # not retried: the Location will not get better
+    loud = [r for r in caplog.records if r.levelname in ("WARNING", "ERROR") or r.exc_info]
+    assert loud == []
+
+
+def test_a_url_whose_host_does_not_decode_is_invalid(policy: PolicyFactory, fetch: Fetch) -> None:
+    [result] = fetch(policy(), "http://xn--a/cover.jpg")
+    assert (result.reason, result.attempts) == ("invalid_url", 0)
+
+
+@pytest.fixture
+def trusted_ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TestCA:
+    """A test CA the downloader trusts (httpx reads SSL_CERT_FILE when it builds its
+    context), so the only fault left in a certificate is the one a test puts there."""
+    ca = TestCA()
+    (tmp_path / "ca.pem").write_bytes(ca.pem)
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    return ca
+
+
+def test_a_certificate_for_another_host_is_a_tls_error_not_retried(
+    trusted_ca: TestCA, tmp_path: Path, policy: PolicyFactory, fetch: Fetch
+) -> None:
+    with FaultServer(tls=trusted_ca.server_context(["127.0.0.1"], tmp_path)) as good:
+        [control] = fetch(policy(), good.add("/a.jpg", Serve(JPEG)))
+    assert control.ok, control.detail  # the CA is trusted: only the name can fail below
+
+    with FaultServer(tls=trusted_ca.server_context(["other.example"], tmp_path)) as wrong:
+        url = wrong.add("/a.jpg", Serve(JPEG))
+        [result] = fetch(policy(retries=2), url)
+        assert wrong.hits() == 0  # no request was ever sent over that connection
+    assert (result.reason, result.attempts) == ("tls_error", 1)
+    assert "mismatch" in result.detail and "127.0.0.1" in result.detail
+
+
+def test_an_untrusted_self_signed_certificate_is_a_tls_error(
+    tmp_path: Path, policy: PolicyFactory, fetch: Fetch
+) -> None:
+    with FaultServer(tls=TestCA().server_context(["127.0.0.1"], tmp_path)) as server:
+        [result] = fetch(policy(retries=2), server.add("/a.jpg", Serve(JPEG)))
+    assert (result.reason, result.attempts) == ("tls_error", 1)
+    assert "certificate" in result.detail

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from imgpipe.adapters import sqlite_staging
@@ -19,6 +19,7 @@ from imgpipe.adapters.sqlite_staging import StagedManifest, stage_manifest
 from imgpipe.domain.keys import creator_key
 from imgpipe.domain.manifest import Manifest, parse_manifest
 from imgpipe.errors import ManifestError, StorageError
+from tests.support.hostile_csv import HUGE, TEXTS
 
 # Names that collide by case, need a hash, or are blank; URLs that are fine, bad,
 # duplicated, carry the delimiter or a newline (quoted by the writer).
@@ -193,3 +194,32 @@ def test_a_failed_staging_leaves_no_file(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="connection reset"):
         stage_manifest(lines(), path=tmp_path / "s.db")
     assert list(tmp_path.iterdir()) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(TEXTS, st.binary(max_size=300).map(lambda data: data.decode("latin-1"))))
+@example("creator,url," + HUGE + "\nAnn,a.jpg\n")  # issue 10, finding 3
+@example('creator,url\nAnn,"' + HUGE + '"\nBo,b.jpg\n')
+def test_hostile_text_stages_like_parse_manifest_or_fails_leaving_no_file(text: str) -> None:
+    # tmp_path is per test, not per example: one folder per example here.
+    with tempfile.TemporaryDirectory() as tmp:
+        export, path = Csv(text, None), Path(tmp) / "s.db"
+        try:
+            parsed = export.parsed()
+        except ManifestError as expected:
+            with pytest.raises(ManifestError) as raised:
+                export.staged(path)
+            assert str(raised.value) == str(expected)
+            assert not path.exists()
+            return
+        with export.staged(path) as staged:
+            assert_same(staged, parsed)
+
+
+def test_bytes_that_are_not_utf8_fail_the_staging_and_leave_no_file(tmp_path: Path) -> None:
+    data = b"creator,url\n" + b"Ann,https://x/a.jpg\n" * 2_000 + b"Bo,\xff.jpg\n"
+    path = tmp_path / "s.db"
+    with io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="") as text:
+        with pytest.raises(ManifestError, match="not UTF-8 text"):
+            stage_manifest(text, path=path)
+    assert not path.exists()

@@ -19,7 +19,14 @@ Behaviours (frozen dataclasses, reusable across paths):
 * :class:`Redirect` -- 30x to a location (absolute or relative);
 * :class:`Reset` -- read the request, then reset the TCP connection (RST);
 * :class:`SlowBody` -- headers and a few bytes, then one byte per interval;
-* :class:`Truncated` -- ``Content-Length`` larger than what is sent, then close.
+* :class:`Truncated` -- ``Content-Length`` larger than what is sent, then close;
+* :class:`RawRedirect` -- a 302 whose ``Location`` line is written byte for byte;
+* :class:`Endless` -- a huge body without a length, counting what was sent.
+
+:meth:`FaultServer.hangups` counts clients that closed the connection mid-body.
+
+``FaultServer(tls=context)`` serves HTTPS with an ``ssl.SSLContext``
+(see :mod:`tests.support.tls`); the handshake runs in the connection's thread.
 
 Any object with ``respond(exchange)`` is a behaviour too (see :class:`Exchange`).
 Unknown paths answer 404; paths match without the query string, so
@@ -34,6 +41,7 @@ outlives the test (pytest runs with ``filterwarnings = error``).
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -48,9 +56,11 @@ from urllib.parse import urlsplit
 __all__ = [
     "HTML_ERROR_PAGE",
     "Behaviour",
+    "Endless",
     "FaultServer",
     "RecordedRequest",
     "SentResponse",
+    "RawRedirect",
     "Redirect",
     "Reset",
     "Sequence",
@@ -122,6 +132,10 @@ class Exchange:
         """Sleep unless the server is closing; True means "stop now"."""
         return self.stopping.wait(seconds)
 
+    def hung_up(self) -> None:
+        """Record that the client closed the connection before the body was complete."""
+        self.handler.server.owner._hung_up(self.path)
+
 
 class Behaviour(Protocol):
     """Answers one request."""
@@ -186,6 +200,49 @@ class Redirect:
 
 
 @dataclass(frozen=True)
+class RawRedirect:
+    """A 302 whose Location header line is ``location`` byte for byte.
+
+    ``send_header`` would encode a str; this writes what a broken server sends,
+    e.g. ``rb"http:\\127.0.0.1:8766\r19"`` or non-ASCII bytes.
+    """
+
+    location: bytes
+
+    def respond(self, exchange: Exchange) -> None:
+        handler = exchange.handler
+        head = b"HTTP/1.1 302 Found\r\nLocation: " + self.location + b"\r\n"
+        handler.wfile.write(head + b"Content-Length: 0\r\n\r\n")
+        handler.server.owner._sent(exchange.path, SentResponse(302, 0))
+
+
+class Endless:
+    """200 with ``head`` then zeros until the client hangs up, or ``limit`` bytes in all.
+
+    No Content-Length, so only the client's own cap can stop it; ``sent`` counts
+    the body bytes written to the socket, for tests to compare with that cap.
+    """
+
+    def __init__(self, head: bytes, limit: int, chunk_size: int = 64 * 1024) -> None:
+        self.head = head
+        self.limit = limit
+        self.chunk_size = chunk_size
+        self.sent = 0
+
+    def respond(self, exchange: Exchange) -> None:
+        exchange.send(200, b"", {"Content-Type": "image/jpeg"}, length=-1)
+        chunk = self.head + bytes(self.chunk_size - len(self.head))  # head: magic bytes
+        while self.sent < self.limit and not exchange.stopping.is_set():
+            try:
+                exchange.handler.wfile.write(chunk[: self.limit - self.sent])
+            except OSError:  # the client closed the connection: what a cap should do
+                exchange.hung_up()
+                return
+            self.sent += min(len(chunk), self.limit - self.sent)
+            chunk = bytes(self.chunk_size)
+
+
+@dataclass(frozen=True)
 class Reset:
     """No response: the connection is reset (SO_LINGER 0, so close sends RST)."""
 
@@ -214,6 +271,7 @@ class SlowBody:
             try:
                 exchange.handler.wfile.write(rest[index : index + 1])
             except OSError:  # the client gave up, as it should
+                exchange.hung_up()
                 return
 
 
@@ -250,14 +308,20 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, owner: FaultServer, host: str) -> None:
+    def __init__(self, owner: FaultServer, host: str, tls: ssl.SSLContext | None) -> None:
         self.owner = owner
+        self.tls = tls
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._workers: list[threading.Thread] = []
         self._open: set[socket.socket] = set()
         self._resets: set[socket.socket] = set()
         super().__init__((host, 0), _Handler)
+        if tls is not None:
+            # No handshake in accept(): a slow or failing client must not stall the others.
+            self.socket = tls.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
 
     def process_request(self, request: Any, client_address: Any) -> None:
         # Our own worker threads (not ThreadingMixIn's) so close() can join them.
@@ -272,6 +336,9 @@ class _Server(ThreadingHTTPServer):
 
     def _work(self, request: socket.socket, client_address: Any) -> None:
         try:
+            if isinstance(request, ssl.SSLSocket):
+                request.settimeout(_Handler.timeout)
+                request.do_handshake()  # an OSError (SSLError) is ignored by handle_error
             self.finish_request(request, client_address)
         except Exception:
             self.handle_error(request, client_address)
@@ -320,16 +387,19 @@ class FaultServer:
     :meth:`close`. All recording methods are thread-safe.
     """
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", *, tls: ssl.SSLContext | None = None) -> None:
         self._routes: dict[str, Behaviour] = {}
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._hits: Counter[str] = Counter()
         self._responses: defaultdict[str, list[SentResponse]] = defaultdict(list)
         self._in_flight: Counter[str] = Counter()
+        self._hangups: Counter[str] = Counter()
+        self._hangup = threading.Condition(self._lock)
         self._max_by_host: defaultdict[str, int] = defaultdict(int)
         self._max_total = 0
-        self._server = _Server(self, host)
+        self._server = _Server(self, host, tls)
+        self.scheme = "https" if tls is not None else "http"
         self.host = host
         self.port: int = self._server.server_address[1]
         self._thread = threading.Thread(
@@ -342,11 +412,11 @@ class FaultServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def url(self, path: str, host: str | None = None) -> str:
         """Absolute URL of ``path``; ``host`` swaps the host name (same port)."""
-        return f"http://{host or self.host}:{self.port}{path}"
+        return f"{self.scheme}://{host or self.host}:{self.port}{path}"
 
     def add(self, path: str, behaviour: Behaviour) -> str:
         """Answer requests for ``path`` with ``behaviour``; returns its URL."""
@@ -374,6 +444,21 @@ class FaultServer:
         """What was answered for ``path``, in order (resets and hang-ups send nothing)."""
         with self._lock:
             return list(self._responses[path])
+
+    def hangups(self, path: str, *, wait_for: int = 0, timeout: float = 10.0) -> int:
+        """How often a client closed the connection to ``path`` while its body was being
+        sent; with ``wait_for``, first wait (up to ``timeout`` s) until there were that many.
+
+        The server sees a hang-up at its next write, a moment after the client closed.
+        """
+        with self._hangup:
+            self._hangup.wait_for(lambda: self._hangups[path] >= wait_for, timeout)
+            return self._hangups[path]
+
+    def _hung_up(self, path: str) -> None:
+        with self._hangup:
+            self._hangups[path] += 1
+            self._hangup.notify_all()
 
     def _sent(self, path: str, response: SentResponse) -> None:
         with self._lock:

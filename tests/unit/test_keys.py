@@ -8,8 +8,16 @@ import unicodedata
 from datetime import datetime
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
-from imgpipe.domain.keys import collage_key, creator_key, metadata_key, summary_key
+from imgpipe.domain.keys import (
+    collage_key,
+    creator_key,
+    metadata_key,
+    summary_key,
+    unique_key,
+)
 
 
 def h8(name: str) -> str:
@@ -124,3 +132,46 @@ def test_raw_names_are_refused_where_a_key_is_expected(creator: str) -> None:
 def test_negative_suffix_is_refused() -> None:
     with pytest.raises(ValueError, match="suffix"):
         collage_key("Ann", datetime(2026, 1, 1), -1)
+
+
+# -- property-based: no name escapes its folder (issue 10, finding 3) -----------
+
+# Every kind of character a CSV can carry, weighted towards the dangerous ones.
+DANGEROUS = st.sampled_from(
+    ["/", "\\", ".", "..", " ", "\x00", "\n", "\r", "\t", "\x7f", "\u200d", "\u202e", "\ufeff",
+     "\u0301", "e\u0301", "\u00a0", "\u2028", ":", "*", "?", "CON", "-", "deadbeef"]
+)  # fmt: skip
+NAMES = st.lists(st.one_of(DANGEROUS, st.text(max_size=8)), max_size=12).map("".join)
+
+
+def assert_safe_key(key: str) -> None:
+    assert key and key not in (".", "..")
+    assert "/" not in key and "\\" not in key
+    assert not any(unicodedata.category(ch).startswith("C") for ch in key), repr(key)
+    assert key == key.strip(" ."), repr(key)
+    assert unicodedata.is_normalized("NFC", key), repr(key)
+    assert len(key.encode("utf-8")) <= 120
+    # The key is one segment under its folder, wherever the layout puts it.
+    when = datetime(2026, 1, 2, 3, 4, 5)
+    assert collage_key(key, when).split("/")[2] == key
+    assert metadata_key("b1", key) == f"results/metadata/b1/{key}.json"
+
+
+@given(NAMES)
+@example("e\u200d\u0301")  # a format character between a letter and its accent
+def test_any_name_gives_a_key_that_stays_in_its_folder(name: str) -> None:
+    assert_safe_key(creator_key(name))
+    assert_safe_key(creator_key(name, full_hash=True))
+
+
+@given(st.lists(NAMES, unique=True, max_size=30))
+@example(["Ann", "ann", "ANN", "a/b", "a_b", "Straße", "STRASSE", "deadbeef", ""])
+def test_distinct_names_get_distinct_keys_ignoring_case(names: list[str]) -> None:
+    taken: set[str] = set()
+    keys = [unique_key(name, taken) for name in names]
+    assert len({key.casefold() for key in keys}) == len(names)
+    for key in keys:
+        assert_safe_key(key)
+    # The same names in the same order give the same keys (every reader agrees).
+    again: set[str] = set()
+    assert [unique_key(name, again) for name in names] == keys

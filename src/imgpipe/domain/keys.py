@@ -69,9 +69,14 @@ def creator_key(name: str, *, full_hash: bool = False) -> str:
     'Zoë'
     >>> creator_key("a/b") != creator_key("a_b")
     True
+    >>> creator_key("e\u200d\u0301")  # the joiner dropped, the accent composed
+    'é-6b461262'
     """
     nfc = unicodedata.normalize("NFC", name)
     text = "".join(ch for ch in nfc if not unicodedata.category(ch).startswith("C"))
+    # Normalized again: a dropped format character (a zero-width joiner between a
+    # letter and its accent) can leave a pair that composes, and a key must be NFC.
+    text = unicodedata.normalize("NFC", text)
     text = _UNSAFE.sub("_", text).strip(" ._")
     budget = MAX_KEY_BYTES // 2 if full_hash else MAX_KEY_BYTES
     text = _cut_utf8(text, budget).rstrip(" ._")

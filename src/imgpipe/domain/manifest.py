@@ -150,10 +150,10 @@ class ManifestRecords:
         url_column: str | None = None,
         schemes: frozenset[str] = DEFAULT_SCHEMES,
     ) -> None:
-        lines, header_line = _peek_header(iter(stream))
+        lines, header_line, header_at = _peek_header(iter(stream))
         if header_line is None:
             raise ManifestError("empty CSV: no header row")
-        self.delimiter = _pick_delimiter(header_line, creator_column, url_column)
+        self.delimiter = _pick_delimiter(header_line, header_at, creator_column, url_column)
         reader = csv.reader(lines, delimiter=self.delimiter, skipinitialspace=True)
         header = _read_header(reader)
         creator_at = _find_column(header, "creator", CREATOR_ALIASES, creator_column)
@@ -184,7 +184,9 @@ class ManifestRecords:
                 row = next(reader)
             except StopIteration:
                 return
-            except csv.Error as exc:  # NUL byte, oversized field: lose the record, not the batch
+            except UnicodeDecodeError as exc:  # a text stream cannot resume after one
+                raise _not_text(exc, end) from exc
+            except csv.Error as exc:  # an oversized field: lose the record, not the batch
                 if reader.line_num < start:
                     return
                 end = reader.line_num
@@ -311,25 +313,40 @@ def check_cap(max_covers_per_creator: int | None) -> None:
         raise ValueError(f"max_covers_per_creator must be >= 1, got {max_covers_per_creator}")
 
 
-def _peek_header(lines: Iterator[str]) -> tuple[Iterator[str], str | None]:
-    """The first non-blank line (BOM removed) and an iterator that still yields everything."""
+def _peek_header(lines: Iterator[str]) -> tuple[Iterator[str], str | None, int]:
+    """The first non-blank line (BOM removed), its line number, and an iterator that
+    still yields everything."""
     taken: list[str] = []
     header: str | None = None
-    for line in lines:
-        if not taken:
-            line = line.removeprefix("\ufeff")  # in case the caller did not use utf-8-sig
-        taken.append(line)
-        if line.strip():
-            header = line
-            break
-    return itertools.chain(taken, lines), header
+    try:
+        for line in lines:
+            if not taken:
+                line = line.removeprefix("\ufeff")  # in case the caller did not use utf-8-sig
+            taken.append(line)
+            if line.strip():
+                header = line
+                break
+    except UnicodeDecodeError as exc:
+        raise _not_text(exc, len(taken)) from exc
+    return itertools.chain(taken, lines), header, len(taken)
 
 
-def _pick_delimiter(line: str, creator_column: str | None, url_column: str | None) -> str:
+def _pick_delimiter(
+    line: str, line_number: int, creator_column: str | None, url_column: str | None
+) -> str:
     """The delimiter under which the header line names the most roles, then has most cells.
 
     Scoring by known column names beats counting characters: a header such as
-    ``creator;url,extra`` is unambiguous this way. Ties keep the comma.
+    ``creator;url,extra`` is unambiguous this way. Ties keep the comma. A header
+    the csv module refuses (a cell over its 131,072-character field limit) is a
+    ManifestError naming ``line_number``:
+
+    >>> _pick_delimiter("creator;url,extra", 1, None, None)
+    ';'
+    >>> _pick_delimiter("creator," + "x" * 200_000, 3, None, None)
+    Traceback (most recent call last):
+    ...
+    imgpipe.errors.ManifestError: line 3: unreadable CSV header: field larger than ...
     """
 
     def score(delimiter: str) -> tuple[int, int]:
@@ -340,18 +357,36 @@ def _pick_delimiter(line: str, creator_column: str | None, url_column: str | Non
         )
         return roles, len(cells)
 
-    return max(DELIMITERS, key=score)  # max() keeps the first of equal scores
+    try:
+        return max(DELIMITERS, key=score)  # max() keeps the first of equal scores
+    except csv.Error as exc:
+        raise ManifestError(f"line {line_number}: unreadable CSV header: {exc}") from exc
 
 
-def _read_header(reader: Iterator[list[str]]) -> list[str]:
+def _read_header(reader: Any) -> list[str]:  # the csv module's reader type is not public
     try:
         for row in reader:
             if any(cell.strip() for cell in row):
-                row[0] = row[0].removeprefix("\ufeff")
-                return row
+                cells: list[str] = row
+                cells[0] = cells[0].removeprefix("\ufeff")
+                return cells
     except csv.Error as exc:
-        raise ManifestError(f"unreadable CSV header: {exc}") from exc
+        raise ManifestError(f"line {reader.line_num}: unreadable CSV header: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise _not_text(exc, reader.line_num) from exc
     raise ManifestError("empty CSV: no header row")
+
+
+def _not_text(exc: UnicodeDecodeError, lines_read: int) -> ManifestError:
+    # A text stream decodes ahead of the line being read (8 KiB at a time), so the
+    # bad byte is somewhere after the last line read, not necessarily on the next.
+    return ManifestError(f"not UTF-8 text ({exc.reason}) at or after line {lines_read + 1}")
+
+
+def _shown(cells: list[str], limit: int = 200) -> str:
+    """The header cells for an error message, cut so a huge header cannot flood it."""
+    text = repr(cells)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(cells)} cells)"
 
 
 def _match(header: list[str], aliases: tuple[str, ...], explicit: str | None) -> int | None:
@@ -369,11 +404,11 @@ def _find_column(
     found = _match(header, aliases, explicit)
     if found is not None:
         return found
-    cells = [cell.strip() for cell in header]
+    cells = _shown([cell.strip() for cell in header])
     if explicit is not None:
-        raise ColumnError(f"no {role} column {explicit!r}: header has {cells!r}", role)
+        raise ColumnError(f"no {role} column {explicit!r}: header has {cells}", role)
     raise ColumnError(
-        f"no {role} column: header has {cells!r}; expected one of {', '.join(aliases)}", role
+        f"no {role} column: header has {cells}; expected one of {', '.join(aliases)}", role
     )
 
 

@@ -36,6 +36,7 @@ class Reason(StrEnum):
     FILE_NOT_FOUND = "file_not_found"
     DUPLICATE = "duplicate"
     INVALID_URL = "invalid_url"
+    TLS_ERROR = "tls_error"  # the TLS handshake failed (certificate, host name): not retried
     NOT_ATTEMPTED = "not_attempted"
 
 

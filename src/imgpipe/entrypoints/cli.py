@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from imgpipe.bootstrap import open_backend, reconcile_stale_batches, run_csv
 from imgpipe.entrypoints import cli_aws, cli_service
@@ -46,8 +47,9 @@ OutOption = Annotated[
 
 
 def _fail(console: Console, message: str, code: int = EXIT_INPUT) -> typer.Exit:
-    # soft_wrap: one message, one line, whatever the width (stderr is often a file)
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # soft_wrap: one message, one line, whatever the width (stderr is often a file).
+    # Messages quote data (a CSV header, a path), so they are escaped, never markup.
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -144,7 +146,9 @@ def run(
                     handle_signals=True,
                 )  # fmt: skip
     except BatchInterruptedError as exc:
-        console.print(f"[bold yellow]interrupted:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(
+            f"[bold yellow]interrupted:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         raise typer.Exit(128 + exc.signal if exc.signal else EXIT_UNFINISHED) from None
     except ImgpipeError as exc:
         role = column_role(exc)

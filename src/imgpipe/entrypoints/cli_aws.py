@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from imgpipe.errors import ImgpipeError
 from imgpipe.settings import Settings
@@ -75,7 +77,7 @@ def worker(
         for thread in threads:
             thread.join()
     except ImgpipeError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     totals = {
         name: sum(getattr(r.stats, name) for r in runners)
@@ -97,7 +99,7 @@ def dlq_list(
         return
     table = Table("message id", "body")
     for message in messages:
-        table.add_row(message.message_id, message.body[:200])
+        table.add_row(Text(message.message_id), Text(message.body[:200]))  # data, not markup
     Console().print(table)
 
 

@@ -9,7 +9,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from imgpipe.errors import ImageError, ImgpipeError
 from imgpipe.service.compress import EXTENSIONS, CompressOptions, compress_image
@@ -36,7 +38,7 @@ def serve(
     try:
         app = create_app(Settings(), out_dir=out)
     except ImgpipeError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     Console(stderr=True).print(f"imgpipe dashboard on http://{host}:{port}/ (API docs at /docs)")
     uvicorn.run(app, host=host, port=port, log_level=log_level)
@@ -107,11 +109,12 @@ def _print_results(results: list[dict[str, object]]) -> None:
     table = Table("file", "original", "compressed", "ratio", "result")
     for r in results:
         if "error" in r:
-            table.add_row(str(r["file"]), "", "", "", f"[red]{r['error']}[/]")
+            # File names and errors are data: Text, never markup.
+            table.add_row(Text(str(r["file"])), "", "", "", Text(str(r["error"]), style="red"))
             continue
         note = "kept original (already smaller)" if r["kept_original"] else str(r["output"])
         sizes = (str(r[k]) for k in ("original_size", "compressed_size", "ratio"))
-        table.add_row(str(r["file"]), *sizes, note)
+        table.add_row(Text(str(r["file"])), *sizes, Text(note))
     Console().print(table)
 
 

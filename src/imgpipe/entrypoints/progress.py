@@ -7,6 +7,7 @@ import time
 from types import TracebackType
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -66,7 +67,10 @@ class RichProgress:
 
     def creator_done(self, result: CreatorResult) -> None:
         if self._creators is not None:
-            self._progress.update(self._creators, advance=1, note=f"last: {result.creator[:24]}")
+            # The note is markup (the covers' note is red); a name is data, so escaped.
+            # Cut before escaping: a cut through an escape would unescape its bracket.
+            note = f"last: {escape(result.creator[:24])}"
+            self._progress.update(self._creators, advance=1, note=note)
 
 
 class LogProgress:

@@ -1,4 +1,20 @@
-"""Tables for the terminal: the end-of-run summary and ``imgpipe status``."""
+"""Tables for the terminal: the end-of-run summary and ``imgpipe status``.
+
+Every value that comes from data (creator names, URLs, row values, paths) is
+printed as a :class:`~rich.text.Text`, never parsed as Rich markup: a creator
+named ``bob [/]`` used to raise MarkupError after its batch had rendered, and
+``[link=file:///etc/passwd]y[/link]`` became a link. Only our own labels carry
+styles.
+
+>>> from io import StringIO
+>>> console = Console(file=StringIO(), width=60)
+>>> table = Table()
+>>> table.add_column("creator")
+>>> table.add_row(*_cells("bob [/]"))
+>>> console.print(table)
+>>> "bob [/]" in console.file.getvalue()
+True
+"""
 
 from __future__ import annotations
 
@@ -8,6 +24,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from imgpipe.domain.records import BatchRecord, CreatorRecord
 from imgpipe.service.summary import BatchSummary
@@ -19,7 +36,7 @@ MAX_FAILED_ROWS = 20
 
 def print_summary(console: Console, summary: BatchSummary, root: Path) -> None:
     totals = summary.totals
-    table = Table(title=f"Batch {summary.batch_id}", show_header=False)
+    table = Table(title=Text(f"Batch {summary.batch_id}"), show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
     for label, key in (
@@ -32,8 +49,10 @@ def print_summary(console: Console, summary: BatchSummary, root: Path) -> None:
         ("duplicate covers", "duplicates"),
         ("bad rows skipped", "row_problems"),
     ):
-        table.add_row(label, str(totals[key]))
-    table.add_row("duration", f"{summary.duration_s:.1f} s ({summary.images_per_second} images/s)")
+        table.add_row(*_cells(label, totals[key]))
+    table.add_row(
+        *_cells("duration", f"{summary.duration_s:.1f} s ({summary.images_per_second} images/s)")
+    )
     console.print(table)
 
     if summary.failures_by_reason:
@@ -41,7 +60,7 @@ def print_summary(console: Console, summary: BatchSummary, root: Path) -> None:
         reasons.add_column("reason")
         reasons.add_column("count", justify="right")
         for reason, count in summary.failures_by_reason.items():
-            reasons.add_row(reason, str(count))
+            reasons.add_row(*_cells(reason, count))
         console.print(reasons)
 
     if summary.failed_urls:
@@ -49,17 +68,19 @@ def print_summary(console: Console, summary: BatchSummary, root: Path) -> None:
         for column in ("creator", "line", "reason", "url"):
             failed.add_column(column, overflow="fold")
         for item in summary.failed_urls[:MAX_FAILED_ROWS]:
-            failed.add_row(item["creator"], str(item["line"]), item["reason"] or "", item["url"])
+            cells = (item["creator"], item["line"], item["reason"] or "", item["url"])
+            failed.add_row(*_cells(*cells))
         console.print(failed)
         hidden = len(summary.failed_urls) - MAX_FAILED_ROWS
         if hidden > 0:
             console.print(f"... and {hidden} more in the summary file")
 
     for problem in summary.row_problems[:MAX_FAILED_ROWS]:
-        console.print(f"line {problem['line']}: skipped ({problem['reason']}) {problem['value']}")
+        line = f"line {problem['line']}: skipped ({problem['reason']}) {problem['value']}"
+        console.print(Text(line))
 
-    console.print(f"Summary: {root / summary.summary_key}")
-    console.print(f"Gallery: [bold]{root / summary.gallery_key}[/]")
+    console.print(Text(f"Summary: {root / summary.summary_key}"))
+    console.print(Text.assemble("Gallery: ", (str(root / summary.gallery_key), "bold")))
 
 
 def print_batches(console: Console, batches: list[BatchRecord], *, as_json: bool) -> None:
@@ -74,13 +95,15 @@ def print_batches(console: Console, batches: list[BatchRecord], *, as_json: bool
         table.add_column(column)
     for b in batches:
         table.add_row(
-            b.batch_id,
-            b.created_at[:19],
-            b.status.value,
-            str(b.total_creators),
-            str(b.completed),
-            str(b.skipped),
-            str(b.failed),
+            *_cells(
+                b.batch_id,
+                b.created_at[:19],
+                b.status.value,
+                b.total_creators,
+                b.completed,
+                b.skipped,
+                b.failed,
+            )
         )
     console.print(table)
 
@@ -93,8 +116,11 @@ def print_batch(
         console.print_json(json.dumps(data, ensure_ascii=False))
         return
     console.print(
-        f"[bold]{batch.batch_id}[/] {batch.status.value}: {batch.completed} rendered, "
-        f"{batch.skipped} unchanged, {batch.failed} failed of {batch.total_creators}"
+        Text.assemble(
+            (batch.batch_id, "bold"),
+            f" {batch.status.value}: {batch.completed} rendered, "
+            f"{batch.skipped} unchanged, {batch.failed} failed of {batch.total_creators}",
+        )
     )
     table = Table()
     for column in ("creator", "status", "covers", "errors", "collage"):
@@ -102,6 +128,11 @@ def print_batch(
     for r in records:
         name = str(r.metadata.get("display_name", r.creator_name))
         table.add_row(
-            name, r.status.value, str(r.images_processed), str(r.error_count), r.collage_key or ""
+            *_cells(name, r.status.value, r.images_processed, r.error_count, r.collage_key or "")
         )
     console.print(table)
+
+
+def _cells(*values: object) -> list[Text]:
+    """Table cells as literal text: a plain ``str`` cell would be parsed as markup."""
+    return [Text(str(value)) for value in values]

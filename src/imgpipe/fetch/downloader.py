@@ -52,7 +52,13 @@ from imgpipe.fetch import revalidation, sources
 from imgpipe.fetch.cover_cache import CachedCover, CoverCache
 from imgpipe.fetch.cover_reuse import CoverReuse
 from imgpipe.fetch.netguard import AddressGuard, GuardedTransport, ResolutionError, Resolver
-from imgpipe.fetch.responses import Outcome, describe, image_outcome, read_response
+from imgpipe.fetch.responses import (
+    Outcome,
+    describe,
+    image_outcome,
+    read_response,
+    request_failure,
+)
 from imgpipe.fetch.results import FetchCounts, FetchResult
 
 # FetchResult and FetchCounts live in .results; re-exported for existing imports.
@@ -200,9 +206,10 @@ class Downloader:
             return FetchResult(url, None, Reason.BLOCKED_ADDRESS, refused, attempts=0)
         try:
             start = httpx.URL(text)
+            host = start.host  # decodes an IDNA host: "xn--a" raises UnicodeError here
         except (httpx.InvalidURL, ValueError) as exc:
             return FetchResult(url, None, Reason.INVALID_URL, f"invalid URL: {exc}", attempts=0)
-        if not start.host:
+        if not host:
             return FetchResult(url, None, Reason.INVALID_URL, "URL has no host", attempts=0)
         return await self._fetch_remote(url, start)
 
@@ -382,10 +389,9 @@ class Downloader:
             except ResolutionError as exc:
                 retry = exc.transient
                 return replace(failed, reason=exc.reason, detail=exc.detail, retryable=retry)
-            except httpx.TransportError as exc:
-                detail = f"connection failed ({describe(exc)})"
-                return replace(
-                    failed, reason=Reason.CONNECTION_ERROR, detail=detail, retryable=True
-                )
+            except (httpx.TransportError, httpx.InvalidURL, UnicodeError) as exc:
+                # A malformed Location (httpx parses it before we see the response)
+                # or a failed TLS handshake: a reason, quietly; see request_failure.
+                return request_failure(exc, failed)
             finally:
                 self._lanes.put_nowait(lane)

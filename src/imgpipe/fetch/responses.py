@@ -14,11 +14,15 @@ Example:
 ('png', None)
 >>> image_outcome(b"<html>", Outcome()).reason == "not_an_image"
 True
+>>> failed = request_failure(httpx.InvalidURL("no host"), Outcome())
+>>> failed.reason == "invalid_url", failed.retryable
+(True, False)
 """
 
 from __future__ import annotations
 
 import email.utils
+import ssl
 import time
 from dataclasses import dataclass, replace
 
@@ -28,7 +32,14 @@ from imgpipe.domain.records import Reason, http_reason
 from imgpipe.fetch.results import FetchResult
 from imgpipe.imaging.formats import SNIFF_BYTES, sniff_format
 
-__all__ = ["Outcome", "describe", "image_outcome", "parse_retry_after", "read_response"]
+__all__ = [
+    "Outcome",
+    "describe",
+    "image_outcome",
+    "parse_retry_after",
+    "read_response",
+    "request_failure",
+]
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -117,10 +128,12 @@ async def read_response(
     location = response.headers.get("location")
     if status in _REDIRECTS and location:
         try:
-            return url.join(location.strip())
-        except httpx.InvalidURL as exc:
+            target = url.join(location.strip())
+            _ = target.host  # decodes an IDNA host: "xn--a" raises here, not in the next hop
+        except (httpx.InvalidURL, UnicodeError) as exc:
             detail = f"redirected to an invalid URL: {exc}"
             return replace(base, reason=Reason.INVALID_URL, detail=detail)
+        return target
     if status == 304 and conditional:
         return replace(base, not_modified=True, headers=response.headers)
     if not 200 <= status < 300:
@@ -159,3 +172,44 @@ async def read_response(
             retryable=True,
         )
     return image_outcome(bytes(body), replace(base, headers=response.headers))
+
+
+def request_failure(
+    exc: httpx.TransportError | httpx.InvalidURL | UnicodeError, failed: Outcome
+) -> Outcome:
+    """The outcome of a request that raised ``exc`` before its response could be read.
+
+    * A malformed ``Location``: httpx reads it itself (to offer ``next_request``)
+      even when it does not follow redirects, and raises InvalidURL, an IDNA
+      UnicodeError, or RemoteProtocolError wrapping InvalidURL, before
+      :func:`read_response` sees the response. The URL will not get better:
+      ``invalid_url``, not retried.
+    * A failed TLS handshake (an untrusted certificate, one for another host
+      name, no common protocol): ``tls_error``, not retried, since the next
+      attempt meets the same certificate. A peer that hangs up mid-handshake
+      (SSLEOFError) is a connection error like any other.
+    * Any other transport error: ``connection_error``, retried.
+    """
+    if isinstance(exc, httpx.InvalidURL | UnicodeError) or (
+        isinstance(exc, httpx.RemoteProtocolError) and isinstance(exc.__context__, httpx.InvalidURL)
+    ):
+        detail = f"redirected to an invalid URL ({describe(exc)})"
+        return replace(failed, reason=Reason.INVALID_URL, detail=detail)
+    tls = _tls_error(exc)
+    if tls is not None:
+        why = getattr(tls, "verify_message", "") or tls.reason or str(tls)
+        return replace(failed, reason=Reason.TLS_ERROR, detail=f"TLS handshake failed: {why}")
+    detail = f"connection failed ({describe(exc)})"
+    return replace(failed, reason=Reason.CONNECTION_ERROR, detail=detail, retryable=True)
+
+
+def _tls_error(exc: BaseException) -> ssl.SSLError | None:
+    """The ssl error behind a transport error (httpx <- httpcore <- ssl), if any."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ssl.SSLError):
+            return None if isinstance(cause, ssl.SSLEOFError | ssl.SSLZeroReturnError) else cause
+        cause = cause.__cause__ or cause.__context__
+    return None

@@ -262,3 +262,13 @@ def test_batches_are_paged_with_a_stated_cap(api: ApiFactory, covers: FaultServe
     assert first.headers["link"] == '</v1/batches?offset=2&limit=2>; rel="next"'
     assert [b["batch_id"] for b in rest.json()] == listed[2:] and "link" not in rest.headers
     assert over.status_code == 422  # refused, no longer silently capped
+
+
+def test_a_malformed_csv_is_a_400_naming_its_line(api: ApiFactory) -> None:
+    # Issue 10, finding 3: a header over the csv module's field limit was a 500.
+    server = api()
+    answer = upload(server, "\ncreator,url," + "x" * 140_000 + "\nalice,a.jpg\n")
+    assert answer.status_code == 400, answer.text[:500]
+    assert "line 2: unreadable CSV header" in answer.text
+    assert len(answer.text) < 2_000  # the error names the header, it does not echo it
+    assert server.http.get("/v1/batches").json() == []
