@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from imgpipe.errors import ImgpipeError
+from imgpipe.errors import ConfigError, ImgpipeError
 from imgpipe.settings import Settings
 
 if TYPE_CHECKING:  # boto3 stays out of the CLI's import
@@ -24,11 +24,19 @@ __all__ = ["register"]
 dlq_app = typer.Typer(help="Inspect and replay the dead-letter queue.", no_args_is_help=True)
 
 
+def _fail(exc: ImgpipeError) -> typer.Exit:
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+    return typer.Exit(2)
+
+
 def _queues(settings: Settings) -> tuple[SqsWorkQueue, SqsWorkQueue]:
+    from imgpipe.entrypoints.extras import require
+
+    require("boto3", "aws")
     from imgpipe.adapters.sqs_queue import SqsWorkQueue
 
     if not settings.sqs_dlq_url:
-        raise ImgpipeError("SQS_DLQ_URL is not set")
+        raise ConfigError("SQS_DLQ_URL is not set: name the dead-letter queue to read")
     return (
         SqsWorkQueue(settings.sqs_queue_url, settings=settings),
         SqsWorkQueue(settings.sqs_dlq_url, settings=settings),
@@ -46,6 +54,13 @@ def worker(
     through the Lambda handler's code: every message kind, from one queue or both."""
     import threading
 
+    from imgpipe.entrypoints.extras import require
+
+    try:
+        require("boto3", "aws")
+        require("aws_lambda_powertools", "aws")
+    except ImgpipeError as exc:
+        raise _fail(exc) from None
     from imgpipe.adapters.sqs_queue import SqsWorkQueue
     from imgpipe.entrypoints.aws_lambda import handle_record_body
     from imgpipe.entrypoints.worker import QueueWorker
@@ -77,8 +92,7 @@ def worker(
         for thread in threads:
             thread.join()
     except ImgpipeError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(2) from exc
+        raise _fail(exc) from exc
     totals = {
         name: sum(getattr(r.stats, name) for r in runners)
         for name in ("succeeded", "failed", "deferred")
@@ -92,8 +106,11 @@ def dlq_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Show dead-lettered messages without consuming them."""
-    _, dlq = _queues(Settings())
-    messages = dlq.peek(limit)
+    try:
+        _, dlq = _queues(Settings())
+        messages = dlq.peek(limit)
+    except ImgpipeError as exc:
+        raise _fail(exc) from None
     if as_json:
         print(json.dumps([{"id": m.message_id, "body": m.body} for m in messages]))
         return
@@ -108,8 +125,11 @@ def dlq_redrive(
     limit: Annotated[int | None, typer.Option(help="At most this many messages.")] = None,
 ) -> None:
     """Move dead-lettered messages back to the work queue."""
-    queue, dlq = _queues(Settings())
-    moved = dlq.redrive_to(queue, limit)
+    try:
+        queue, dlq = _queues(Settings())
+        moved = dlq.redrive_to(queue, limit)
+    except ImgpipeError as exc:
+        raise _fail(exc) from None
     print(json.dumps({"redriven": moved}))
 
 
@@ -117,9 +137,15 @@ def aws_init(
     prefix: Annotated[str, typer.Option(help="Name prefix of the resources.")] = "imgpipe",
 ) -> None:
     """Create buckets, queue + DLQ, table and notification on an AWS-compatible server."""
-    from imgpipe.adapters.aws_resources import ensure_resources
+    from imgpipe.entrypoints.extras import require
 
-    names = ensure_resources(Settings(), prefix=prefix)
+    try:
+        require("boto3", "aws")
+        from imgpipe.adapters.aws_resources import ensure_resources
+
+        names = ensure_resources(Settings(), prefix=prefix)
+    except ImgpipeError as exc:
+        raise _fail(exc) from None
     for name, value in names.items():
         print(f"export {name}={value}")
 

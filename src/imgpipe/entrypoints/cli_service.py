@@ -31,14 +31,18 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the API (/v1, /docs), the dashboard (/), /healthz, /readyz and /metrics."""
-    import uvicorn
-
-    from imgpipe.entrypoints.api.app import create_app
+    from imgpipe.entrypoints.extras import require
 
     try:
+        require("uvicorn", "api")
+        require("fastapi", "api")
+        import uvicorn
+
+        from imgpipe.entrypoints.api.app import create_app
+
         app = create_app(Settings(), out_dir=out)
     except ImgpipeError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}")
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from exc
     Console(stderr=True).print(f"imgpipe dashboard on http://{host}:{port}/ (API docs at /docs)")
     uvicorn.run(app, host=host, port=port, log_level=log_level)
