@@ -26,7 +26,7 @@ from imgpipe.domain.keys import creator_key
 from imgpipe.domain.manifest import CreatorJob
 from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
 from imgpipe.errors import ClaimBusyError, ConflictError, SummaryPendingError
-from imgpipe.ports import StateStore
+from imgpipe.ports import StateStore, StoredObject
 from imgpipe.service import ledger as ledger_module
 from imgpipe.service.fanout import DistributedPorts, FanOut
 from imgpipe.service.ledger import BatchLedger
@@ -97,6 +97,18 @@ class Engine:
         return [json.loads(self.outputs.get(k)) for k in keys]
 
 
+class CountingStore(InMemoryObjectStore):
+    """Counts every put per key: a summary overwritten with itself would hide a second write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.puts: dict[str, int] = {}
+
+    def put(self, key: str, data: bytes, **kwargs: Any) -> StoredObject:
+        self.puts[key] = self.puts.get(key, 0) + 1
+        return super().put(key, data, **kwargs)
+
+
 def engine(
     covers: dict[str, bytes | str],
     *,
@@ -108,7 +120,7 @@ def engine(
     state: StateStore = InMemoryStateStore()
     if wrap is not None:
         state = wrap(state)
-    inputs, outputs, work = InMemoryObjectStore(), InMemoryObjectStore(), InMemoryObjectStore()
+    inputs, outputs, work = InMemoryObjectStore(), CountingStore(), InMemoryObjectStore()
     queue = InMemoryWorkQueue()
     fetcher = DictFetcher(covers)
 
@@ -454,3 +466,19 @@ def test_writes_refused_for_contention_are_retried_and_counted_once() -> None:
     batch = e.state.get_batch(batch_id)
     assert batch is not None and batch.summary_key  # the closing write was retried too
     assert len(e.sleeps) >= 2 * 5  # two refusals each: the batch twice, three finishes
+
+
+def test_the_summary_is_written_once_however_often_the_batch_is_finished() -> None:
+    """Counts the writes, not the objects: every message delivered twice, then direct
+    finalize calls and a sweep, and the summary object is put exactly once."""
+    e = engine(COVERS)
+    batch_id = e.plan(ROWS)
+    messages = e.messages()
+    for message in messages + messages:  # each delivered twice
+        e.process(message)
+    assert e.fanout.finalize(batch_id) is None
+    assert e.fanout.sweep()["finalized"] == 0
+    assert isinstance(e.outputs, CountingStore)
+    summary_writes = {k: n for k, n in e.outputs.puts.items() if "processing-summaries" in k}
+    assert summary_writes == {f"results/processing-summaries/{batch_id}.json": 1}
+    assert e.outputs.puts["index.html"] == 1
