@@ -350,9 +350,13 @@ def _marks(n: int) -> str:
     return ", ".join("?" * n)
 
 
+# Reused: json.dumps with options builds a new encoder on every call.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+
+
 def _to_json(value: dict[str, Any], what: str) -> str:
     try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+        return _ENCODE(value)
     except (TypeError, ValueError) as exc:
         raise StateError(f"{what} is not JSON-serializable: {exc}") from exc
 
