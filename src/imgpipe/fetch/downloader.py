@@ -121,7 +121,7 @@ class Downloader:
         )
         guard = AddressGuard(policy.allowed_networks, resolver)
         self._guard = guard
-        self._literal_verdicts: dict[str, str | None] = {}  # host -> _literal_refusal's answer
+        self._literal_verdicts: dict[str, str | None] = {}  # origin -> _literal_refusal
         self._reuse: CoverReuse | None = None
         if cache is not None and cache.enabled:
             self._reuse = CoverReuse(
@@ -221,12 +221,17 @@ class Downloader:
         alone checks a 250-character URL char by char), measured on a CSV whose
         every URL pointed at 10.0.0.1. Names still go through DNS in the transport.
         """
+        # Keyed by what comes before the path ("https://10.0.0.1"): a batch's URLs share
+        # a few hosts, and splitting every 250-character URL was most of the cost.
+        start = text.find("//") + 2
+        end = text.find("/", start) if start > 1 else -1
+        origin = text[:end] if end > 0 else text
+        if origin in self._literal_verdicts:
+            return self._literal_verdicts[origin]
         try:
-            host = urlsplit(text).hostname or ""
+            host = urlsplit(origin).hostname or ""
         except ValueError:
             return None
-        if host in self._literal_verdicts:  # a batch's URLs share a few hosts
-            return self._literal_verdicts[host]
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
@@ -240,7 +245,7 @@ class Downloader:
             )
         if len(self._literal_verdicts) >= 4096:
             self._literal_verdicts.clear()
-        self._literal_verdicts[host] = verdict
+        self._literal_verdicts[origin] = verdict
         return verdict
 
     async def _fetch_local(self, url: str, text: str) -> FetchResult:
