@@ -74,6 +74,7 @@ class Backend:
     plans: ObjectStore  # plans, markers and checkpoints (the output folder, or TEMP_BUCKET)
     locks: BatchLocks  # proof of life of this machine's batch processes
     settings: Settings
+    distributed: DistributedPorts | None = None  # the AWS backend's ports, shared
 
     def ledger(self) -> BatchLedger:
         return make_ledger(self.settings, self.state, self.store, self.plans)
@@ -126,6 +127,7 @@ def open_backend(settings: Settings, *, out_dir: Path | None = None) -> Backend:
             plans=ports.work,
             locks=InProcessBatchLocks(),
             settings=settings,
+            distributed=ports,
         )
     from imgpipe.adapters.local_lock import FileBatchLocks
     from imgpipe.adapters.local_store import LocalObjectStore

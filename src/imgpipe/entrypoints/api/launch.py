@@ -111,11 +111,12 @@ class AwsLauncher:
 
     PREFIX = "api-uploads/"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, backend: Backend) -> None:
         from imgpipe.bootstrap import make_fanout
 
         self.settings = settings
-        self.fanout = make_fanout(settings)
+        # The backend's own clients: one set of S3/DynamoDB/SQS connections per process.
+        self.fanout = make_fanout(settings, backend.distributed)
         self._queued: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
@@ -140,5 +141,5 @@ def make_launcher(
     settings: Settings, backend: Backend, root: Path, metrics: Metrics | None = None
 ) -> BatchLauncher:
     if settings.backend == "aws":
-        return AwsLauncher(settings)
+        return AwsLauncher(settings, backend)
     return LocalLauncher(settings, backend, root, metrics=metrics)
