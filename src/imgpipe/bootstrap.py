@@ -14,9 +14,9 @@ import asyncio
 import hashlib
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,17 +200,25 @@ def open_distributed(settings: Settings) -> DistributedPorts:
 def make_fanout(settings: Settings, ports: DistributedPorts | None = None) -> FanOut:
     """The distributed batch service, fetching covers from the web or beside the CSV."""
     ports = ports or open_distributed(settings)
+    fetcher = store_fetchers(settings, ports.inputs)
+    ledger = make_ledger(settings, ports.state, ports.outputs, ports.work)
+    scratch = settings.data_dir.resolve() / "processing" / "staging"
+    return FanOut(ports, ledger, settings, fetcher, stage=stage_manifest, scratch_dir=scratch)
 
+
+def store_fetchers(
+    settings: Settings, inputs: ObjectStore
+) -> Callable[[BatchSpec, str], AbstractAsyncContextManager[StoreRelativeFetcher]]:
+    """Fetchers of a distributed batch: the web (guarded, cached) and objects beside
+    the CSV in the input store; one downloader per creator message or inline run."""
     cache = cover_cache(settings, settings.data_dir)
 
     @asynccontextmanager
     async def fetcher(options: BatchSpec, csv_key: str) -> AsyncIterator[StoreRelativeFetcher]:
         async with Downloader(options.fetch, cache=cache) as downloader:
-            yield StoreRelativeFetcher(downloader, ports.inputs, csv_key, options.fetch.max_bytes)
+            yield StoreRelativeFetcher(downloader, inputs, csv_key, options.fetch.max_bytes)
 
-    ledger = make_ledger(settings, ports.state, ports.outputs, ports.work)
-    scratch = settings.data_dir.resolve() / "processing" / "staging"
-    return FanOut(ports, ledger, settings, fetcher, stage=stage_manifest, scratch_dir=scratch)
+    return fetcher
 
 
 def cover_cache(settings: Settings, root: Path) -> CoverCache:
@@ -235,10 +243,7 @@ def run_inline(
     ledger = make_ledger(settings, ports.state, ports.outputs, ports.work)
 
     async def run() -> BatchSummary:
-        async with Downloader(options.fetch) as downloader:
-            fetcher = StoreRelativeFetcher(
-                downloader, ports.inputs, csv_key, options.fetch.max_bytes
-            )
+        async with store_fetchers(settings, ports.inputs)(options, csv_key) as fetcher:
             runner = BatchRunner(ledger, fetcher, locks=InProcessBatchLocks())
             planned = InMemoryJobs(manifest)
             return await runner.run(
