@@ -18,22 +18,45 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from imgpipe.domain.spec import (
-    BatchSpec,
-    CollectSpec,
-    FetchPolicy,
-    IPNetwork,
-    RenderSpec,
-    parse_networks,
-)
+from imgpipe.domain.spec import RANGES, BatchSpec, Bounds, IPNetwork, parse_networks
 
-__all__ = ["BatchSpec", "IPNetwork", "Settings", "parse_networks"]
+__all__ = ["SPEC_OPTIONS", "BatchSpec", "IPNetwork", "Settings", "parse_networks"]
 
-_RENDER, _COLLECT, _FETCH, _BATCH = RenderSpec(), CollectSpec(), FetchPolicy(), BatchSpec()
+_SPEC_DEFAULTS = BatchSpec().flat()
+
+# Settings that are a spec option's default -> that option (flat name). Their
+# defaults and ranges are the spec's (domain/spec.py), declared there once.
+SPEC_OPTIONS = {
+    "default_rows": "rows",
+    "default_cols": "cols",
+    "default_cell": "cell_size",
+    "default_quality": "quality",
+    "default_max_images_per_creator": "max_images",
+    "min_images_per_creator": "min_images",
+    "min_image_size": "min_image_size",
+    "default_max_workers": "max_workers",
+    "default_timeout": "timeout",
+    "default_max_retries": "retries",
+    "max_concurrent_downloads": "concurrency",
+    "per_host_concurrency": "per_host_concurrency",
+    "max_download_bytes": "max_bytes",
+    "max_image_pixels": "max_pixels",
+    "allow_local_files": "allow_local_files",
+    "memory_warning_threshold": "memory_warning",
+    "memory_critical_threshold": "memory_critical",
+    "enable_deduplication": "deduplicate",
+    "collision_check_enabled": "collision_check",
+}
 
 
 def _env(*names: str) -> Any:
     return AliasChoices(*names)
+
+
+def _option(option: str, *names: str) -> Any:
+    """A setting holding the default of the spec option ``option``, with its range."""
+    bounds = RANGES[option].bounds() if option in RANGES else Bounds()
+    return Field(_SPEC_DEFAULTS[option], validation_alias=_env(*names), **bounds)
 
 
 class Settings(BaseSettings):
@@ -62,54 +85,32 @@ class Settings(BaseSettings):
     metrics_namespace: str = Field("imgpipe", validation_alias=_env("IMGPIPE_METRICS_NAMESPACE"))
 
     # rendering
-    default_rows: int = Field(_RENDER.rows, validation_alias=_env("DEFAULT_ROWS"))
-    default_cols: int = Field(_RENDER.cols, validation_alias=_env("DEFAULT_COLS"))
-    default_cell: int = Field(_RENDER.cell_size, validation_alias=_env("IMGPIPE_CELL_SIZE"))
-    default_quality: int = Field(_RENDER.quality, validation_alias=_env("DEFAULT_QUALITY"))
-    default_max_images_per_creator: int = Field(
-        _COLLECT.max_images, validation_alias=_env("DEFAULT_MAX_IMAGES_PER_CREATOR")
-    )
-    min_images_per_creator: int = Field(
-        _COLLECT.min_images, validation_alias=_env("IMGPIPE_MIN_IMAGES")
-    )
-    min_image_size: int = Field(_COLLECT.min_image_size, validation_alias=_env("MIN_IMAGE_SIZE"))
-    max_image_size: int = Field(800, validation_alias=_env("MAX_IMAGE_SIZE"))
+    default_rows: int = _option("rows", "DEFAULT_ROWS")
+    default_cols: int = _option("cols", "DEFAULT_COLS")
+    default_cell: int = _option("cell_size", "IMGPIPE_CELL_SIZE")
+    default_quality: int = _option("quality", "DEFAULT_QUALITY")
+    default_max_images_per_creator: int = _option("max_images", "DEFAULT_MAX_IMAGES_PER_CREATOR")
+    min_images_per_creator: int = _option("min_images", "IMGPIPE_MIN_IMAGES")
+    min_image_size: int = _option("min_image_size", "MIN_IMAGE_SIZE")
+    max_image_size: int = Field(800, ge=1, validation_alias=_env("MAX_IMAGE_SIZE"))
 
     # fetching
-    default_max_workers: int = Field(
-        _BATCH.max_workers, validation_alias=_env("DEFAULT_MAX_WORKERS")
-    )
-    default_timeout: float = Field(_FETCH.timeout, validation_alias=_env("DEFAULT_TIMEOUT"))
-    default_max_retries: int = Field(_FETCH.retries, validation_alias=_env("DEFAULT_MAX_RETRIES"))
-    max_concurrent_downloads: int = Field(
-        _FETCH.concurrency, validation_alias=_env("MAX_CONCURRENT_DOWNLOADS")
-    )
-    per_host_concurrency: int = Field(
-        _FETCH.per_host_concurrency, validation_alias=_env("IMGPIPE_PER_HOST_CONCURRENCY")
-    )
-    max_download_bytes: int = Field(
-        _FETCH.max_bytes, validation_alias=_env("IMGPIPE_MAX_DOWNLOAD_BYTES")
-    )
-    max_image_pixels: int = Field(
-        _COLLECT.max_pixels, validation_alias=_env("IMGPIPE_MAX_IMAGE_PIXELS")
-    )
+    default_max_workers: int = _option("max_workers", "DEFAULT_MAX_WORKERS")
+    default_timeout: float = _option("timeout", "DEFAULT_TIMEOUT")
+    default_max_retries: int = _option("retries", "DEFAULT_MAX_RETRIES")
+    max_concurrent_downloads: int = _option("concurrency", "MAX_CONCURRENT_DOWNLOADS")
+    per_host_concurrency: int = _option("per_host_concurrency", "IMGPIPE_PER_HOST_CONCURRENCY")
+    max_download_bytes: int = _option("max_bytes", "IMGPIPE_MAX_DOWNLOAD_BYTES")
+    max_image_pixels: int = _option("max_pixels", "IMGPIPE_MAX_IMAGE_PIXELS")
     allow_private_networks: str = Field("", validation_alias=_env("IMGPIPE_ALLOW_PRIVATE_NETWORKS"))
-    allow_local_files: bool = Field(True, validation_alias=_env("IMGPIPE_ALLOW_LOCAL_FILES"))
+    allow_local_files: bool = _option("allow_local_files", "IMGPIPE_ALLOW_LOCAL_FILES")
 
     # behaviour
-    memory_warning_threshold: float = Field(
-        _BATCH.memory_warning, validation_alias=_env("MEMORY_WARNING_THRESHOLD")
-    )
-    memory_critical_threshold: float = Field(
-        _BATCH.memory_critical, validation_alias=_env("MEMORY_CRITICAL_THRESHOLD")
-    )
+    memory_warning_threshold: float = _option("memory_warning", "MEMORY_WARNING_THRESHOLD")
+    memory_critical_threshold: float = _option("memory_critical", "MEMORY_CRITICAL_THRESHOLD")
     # false: a cover whose bytes equal an earlier one's of the same creator fills a cell too
-    enable_deduplication: bool = Field(
-        _COLLECT.deduplicate, validation_alias=_env("ENABLE_DEDUPLICATION")
-    )
-    collision_check_enabled: bool = Field(
-        _COLLECT.collision_check, validation_alias=_env("COLLISION_CHECK_ENABLED")
-    )
+    enable_deduplication: bool = _option("deduplicate", "ENABLE_DEDUPLICATION")
+    collision_check_enabled: bool = _option("collision_check", "COLLISION_CHECK_ENABLED")
 
     # batch engine: how long a claim on a creator lives without a heartbeat (on Lambda,
     # the worker function's timeout), and the cover cache of reruns (0 turns it off)
@@ -165,25 +166,6 @@ class Settings(BaseSettings):
 
     def batch_spec(self, **overrides: Any) -> BatchSpec:
         """The settings as a :class:`BatchSpec`, with the given non-None flat overrides."""
-        return BatchSpec.of(
-            rows=self.default_rows,
-            cols=self.default_cols,
-            cell_size=self.default_cell,
-            quality=self.default_quality,
-            max_images=self.default_max_images_per_creator,
-            min_images=self.min_images_per_creator,
-            min_image_size=self.min_image_size,
-            concurrency=self.max_concurrent_downloads,
-            per_host_concurrency=self.per_host_concurrency,
-            max_workers=self.default_max_workers,
-            timeout=self.default_timeout,
-            retries=self.default_max_retries,
-            max_bytes=self.max_download_bytes,
-            max_pixels=self.max_image_pixels,
-            allowed_networks=parse_networks(self.allow_private_networks),
-            allow_local_files=self.allow_local_files,
-            deduplicate=self.enable_deduplication,
-            collision_check=self.collision_check_enabled,
-            memory_warning=self.memory_warning_threshold,
-            memory_critical=self.memory_critical_threshold,
-        ).with_overrides(**overrides)
+        given = {option: getattr(self, name) for name, option in SPEC_OPTIONS.items()}
+        networks = parse_networks(self.allow_private_networks)
+        return BatchSpec.of(**given, allowed_networks=networks).with_overrides(**overrides)

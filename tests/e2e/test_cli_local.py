@@ -202,3 +202,15 @@ def test_a_malformed_csv_is_exit_2_with_its_line_not_a_traceback(tmp_path: Path)
         assert message in result.stderr and path.name in result.stderr
         assert "Traceback" not in result.stderr
         assert len(result.stderr) < 2_000  # the error names the header, not all of it
+
+
+def test_rows_beyond_the_apis_limit_is_exit_2_naming_the_option_and_range(tmp_path: Path) -> None:
+    csv_path = write_csv(tmp_path / "covers.csv", [("alice", "a.jpg")])
+    (tmp_path / "a.jpg").write_bytes(jpeg())
+
+    result = imgpipe("run", csv_path, "--rows", "51", "--out", tmp_path / "out", cwd=tmp_path)
+
+    assert result.returncode == 2, result.stderr
+    message = " ".join(result.stderr.replace("│", " ").split())
+    assert "Invalid value for '--rows': 51 is outside the allowed range, 1 to 50" in message
+    assert not (tmp_path / "out").exists()  # refused before anything was started
