@@ -1,13 +1,16 @@
 """One typed Settings object read from the environment, and the per-run options.
 
-Environment names are the original system's (``DEFAULT_ROWS``, ``MAX_CONCURRENT_DOWNLOADS``...)
-plus ``IMGPIPE_*`` for what is new. CLI flags override settings through
-:meth:`Settings.run_options`; nothing else reads ``os.environ``.
+Every setting has an ``IMGPIPE_*`` name, listed first; the original system's
+names (``DEFAULT_ROWS``, ``MAX_CONCURRENT_DOWNLOADS``...) keep working as aliases,
+and when both are set the ``IMGPIPE_*`` one wins. For the original names the
+rule is plain: ``IMGPIPE_`` + the original name (``IMGPIPE_DEFAULT_ROWS``). CLI
+flags override settings through :meth:`Settings.batch_spec`; nothing else reads
+``os.environ``.
 
 Example::
 
     settings = Settings()                      # reads the environment
-    options = settings.batch_spec(rows=3)     # a flag overrides DEFAULT_ROWS
+    options = settings.batch_spec(rows=3)     # a flag overrides IMGPIPE_DEFAULT_ROWS
 """
 
 from __future__ import annotations
@@ -67,38 +70,52 @@ class Settings(BaseSettings):
     # storage and backend
     backend: Literal["local", "aws"] = Field("local", validation_alias=_env("IMGPIPE_BACKEND"))
     data_dir: Path = Field(Path("imgpipe-data"), validation_alias=_env("IMGPIPE_DATA_DIR"))
-    input_bucket: str = Field("", validation_alias=_env("INPUT_BUCKET"))
-    output_bucket: str = Field("", validation_alias=_env("OUTPUT_BUCKET"))
-    temp_bucket: str = Field("", validation_alias=_env("TEMP_BUCKET"))
-    sqs_queue_url: str = Field("", validation_alias=_env("SQS_QUEUE_URL"))
-    sqs_dlq_url: str = Field("", validation_alias=_env("SQS_DLQ_URL"))
+    input_bucket: str = Field("", validation_alias=_env("IMGPIPE_INPUT_BUCKET", "INPUT_BUCKET"))
+    output_bucket: str = Field("", validation_alias=_env("IMGPIPE_OUTPUT_BUCKET", "OUTPUT_BUCKET"))
+    temp_bucket: str = Field("", validation_alias=_env("IMGPIPE_TEMP_BUCKET", "TEMP_BUCKET"))
+    sqs_queue_url: str = Field("", validation_alias=_env("IMGPIPE_SQS_QUEUE_URL", "SQS_QUEUE_URL"))
+    sqs_dlq_url: str = Field("", validation_alias=_env("IMGPIPE_SQS_DLQ_URL", "SQS_DLQ_URL"))
     # The planning queue (csv_s3 messages) and its DLQ; empty: one queue for both kinds.
     plan_queue_url: str = Field("", validation_alias=_env("IMGPIPE_PLAN_QUEUE_URL"))
     plan_dlq_url: str = Field("", validation_alias=_env("IMGPIPE_PLAN_DLQ_URL"))
-    dynamodb_table_name: str = Field("", validation_alias=_env("DYNAMODB_TABLE_NAME"))
+    dynamodb_table_name: str = Field(
+        "", validation_alias=_env("IMGPIPE_DYNAMODB_TABLE_NAME", "DYNAMODB_TABLE_NAME")
+    )
     aws_endpoint_url: str = Field(
         "", validation_alias=_env("IMGPIPE_AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL")
     )
-    aws_region: str = Field("us-east-1", validation_alias=_env("AWS_REGION", "AWS_DEFAULT_REGION"))
+    aws_region: str = Field(
+        "us-east-1", validation_alias=_env("IMGPIPE_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")
+    )
     csv_prefix: str = Field("csv-files/", validation_alias=_env("IMGPIPE_CSV_PREFIX"))
     presign_expiry: int = Field(3600, validation_alias=_env("IMGPIPE_PRESIGN_EXPIRY"))
     metrics_namespace: str = Field("imgpipe", validation_alias=_env("IMGPIPE_METRICS_NAMESPACE"))
 
     # rendering
-    default_rows: int = _option("rows", "DEFAULT_ROWS")
-    default_cols: int = _option("cols", "DEFAULT_COLS")
+    default_rows: int = _option("rows", "IMGPIPE_DEFAULT_ROWS", "DEFAULT_ROWS")
+    default_cols: int = _option("cols", "IMGPIPE_DEFAULT_COLS", "DEFAULT_COLS")
     default_cell: int = _option("cell_size", "IMGPIPE_CELL_SIZE")
-    default_quality: int = _option("quality", "DEFAULT_QUALITY")
-    default_max_images_per_creator: int = _option("max_images", "DEFAULT_MAX_IMAGES_PER_CREATOR")
+    default_quality: int = _option("quality", "IMGPIPE_DEFAULT_QUALITY", "DEFAULT_QUALITY")
+    default_max_images_per_creator: int = _option(
+        "max_images", "IMGPIPE_DEFAULT_MAX_IMAGES_PER_CREATOR", "DEFAULT_MAX_IMAGES_PER_CREATOR"
+    )
     min_images_per_creator: int = _option("min_images", "IMGPIPE_MIN_IMAGES")
-    min_image_size: int = _option("min_image_size", "MIN_IMAGE_SIZE")
-    max_image_size: int = Field(800, ge=1, validation_alias=_env("MAX_IMAGE_SIZE"))
+    min_image_size: int = _option("min_image_size", "IMGPIPE_MIN_IMAGE_SIZE", "MIN_IMAGE_SIZE")
+    max_image_size: int = Field(
+        800, ge=1, validation_alias=_env("IMGPIPE_MAX_IMAGE_SIZE", "MAX_IMAGE_SIZE")
+    )
 
     # fetching
-    default_max_workers: int = _option("max_workers", "DEFAULT_MAX_WORKERS")
-    default_timeout: float = _option("timeout", "DEFAULT_TIMEOUT")
-    default_max_retries: int = _option("retries", "DEFAULT_MAX_RETRIES")
-    max_concurrent_downloads: int = _option("concurrency", "MAX_CONCURRENT_DOWNLOADS")
+    default_max_workers: int = _option(
+        "max_workers", "IMGPIPE_DEFAULT_MAX_WORKERS", "DEFAULT_MAX_WORKERS"
+    )
+    default_timeout: float = _option("timeout", "IMGPIPE_DEFAULT_TIMEOUT", "DEFAULT_TIMEOUT")
+    default_max_retries: int = _option(
+        "retries", "IMGPIPE_DEFAULT_MAX_RETRIES", "DEFAULT_MAX_RETRIES"
+    )
+    max_concurrent_downloads: int = _option(
+        "concurrency", "IMGPIPE_MAX_CONCURRENT_DOWNLOADS", "MAX_CONCURRENT_DOWNLOADS"
+    )
     per_host_concurrency: int = _option("per_host_concurrency", "IMGPIPE_PER_HOST_CONCURRENCY")
     max_download_bytes: int = _option("max_bytes", "IMGPIPE_MAX_DOWNLOAD_BYTES")
     max_image_pixels: int = _option("max_pixels", "IMGPIPE_MAX_IMAGE_PIXELS")
@@ -106,11 +123,19 @@ class Settings(BaseSettings):
     allow_local_files: bool = _option("allow_local_files", "IMGPIPE_ALLOW_LOCAL_FILES")
 
     # behaviour
-    memory_warning_threshold: float = _option("memory_warning", "MEMORY_WARNING_THRESHOLD")
-    memory_critical_threshold: float = _option("memory_critical", "MEMORY_CRITICAL_THRESHOLD")
+    memory_warning_threshold: float = _option(
+        "memory_warning", "IMGPIPE_MEMORY_WARNING_THRESHOLD", "MEMORY_WARNING_THRESHOLD"
+    )
+    memory_critical_threshold: float = _option(
+        "memory_critical", "IMGPIPE_MEMORY_CRITICAL_THRESHOLD", "MEMORY_CRITICAL_THRESHOLD"
+    )
     # false: a cover whose bytes equal an earlier one's of the same creator fills a cell too
-    enable_deduplication: bool = _option("deduplicate", "ENABLE_DEDUPLICATION")
-    collision_check_enabled: bool = _option("collision_check", "COLLISION_CHECK_ENABLED")
+    enable_deduplication: bool = _option(
+        "deduplicate", "IMGPIPE_ENABLE_DEDUPLICATION", "ENABLE_DEDUPLICATION"
+    )
+    collision_check_enabled: bool = _option(
+        "collision_check", "IMGPIPE_COLLISION_CHECK_ENABLED", "COLLISION_CHECK_ENABLED"
+    )
 
     # batch engine: how long a claim on a creator lives without a heartbeat (on Lambda,
     # the worker function's timeout), and the cover cache of reruns (0 turns it off)
@@ -135,14 +160,20 @@ class Settings(BaseSettings):
     vlm_api_key: str = Field("", validation_alias=_env("IMGPIPE_VLM_API_KEY"))
     vlm_max_in_flight: int = Field(1, validation_alias=_env("IMGPIPE_VLM_MAX_IN_FLIGHT"))
     focus_elements: str = Field(
-        "subject,composition,colors,text", validation_alias=_env("FOCUS_ELEMENTS")
+        "subject,composition,colors,text",
+        validation_alias=_env("IMGPIPE_FOCUS_ELEMENTS", "FOCUS_ELEMENTS"),
     )
     comparison_aspects: str = Field(
-        "visual_similarity,style,content", validation_alias=_env("COMPARISON_ASPECTS")
+        "visual_similarity,style,content",
+        validation_alias=_env("IMGPIPE_COMPARISON_ASPECTS", "COMPARISON_ASPECTS"),
     )
-    similarity_threshold: float = Field(0.8, validation_alias=_env("SIMILARITY_THRESHOLD"))
-    image_quality: int = Field(85, validation_alias=_env("IMAGE_QUALITY"))
-    processing_timeout: float = Field(60.0, validation_alias=_env("PROCESSING_TIMEOUT"))
+    similarity_threshold: float = Field(
+        0.8, validation_alias=_env("IMGPIPE_SIMILARITY_THRESHOLD", "SIMILARITY_THRESHOLD")
+    )
+    image_quality: int = Field(85, validation_alias=_env("IMGPIPE_IMAGE_QUALITY", "IMAGE_QUALITY"))
+    processing_timeout: float = Field(
+        60.0, validation_alias=_env("IMGPIPE_PROCESSING_TIMEOUT", "PROCESSING_TIMEOUT")
+    )
     compare_workers: int = Field(0, ge=0, validation_alias=_env("IMGPIPE_COMPARE_WORKERS"))
 
     # decoded pixels held at once by compression and comparison together (0: unbounded);

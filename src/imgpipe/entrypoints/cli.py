@@ -81,20 +81,24 @@ def _ranged(option: str, help: str, flag: str | None = None) -> Any:
 def run(
     csv_file: Annotated[Path, typer.Argument(help="CSV of creators and cover URLs.")],
     out: OutOption = None,
-    rows: Annotated[int | None, _ranged("rows", "Grid rows [DEFAULT_ROWS=5].")] = None,
-    cols: Annotated[int | None, _ranged("cols", "Grid columns [DEFAULT_COLS=7].")] = None,
+    rows: Annotated[int | None, _ranged("rows", "Grid rows [IMGPIPE_DEFAULT_ROWS=5].")] = None,
+    cols: Annotated[int | None, _ranged("cols", "Grid columns [IMGPIPE_DEFAULT_COLS=7].")] = None,
     cell_size: Annotated[
         int | None, _ranged("cell_size", "Cell size in px [200].", "--cell")
     ] = None,
-    quality: Annotated[int | None, _ranged("quality", "JPEG quality [DEFAULT_QUALITY=95].")] = None,
+    quality: Annotated[
+        int | None, _ranged("quality", "JPEG quality [IMGPIPE_DEFAULT_QUALITY=95].")
+    ] = None,
     max_images: Annotated[
-        int | None, _ranged("max_images", "Covers per collage [DEFAULT_MAX_IMAGES_PER_CREATOR=35].")
+        int | None,
+        _ranged("max_images", "Covers per collage [IMGPIPE_DEFAULT_MAX_IMAGES_PER_CREATOR=35]."),
     ] = None,
     min_images: Annotated[
         int | None, _ranged("min_images", "Fewer usable covers fail the creator [1].")
     ] = None,
     concurrency: Annotated[
-        int | None, _ranged("concurrency", "Downloads in flight [MAX_CONCURRENT_DOWNLOADS=8].")
+        int | None,
+        _ranged("concurrency", "Downloads in flight [IMGPIPE_MAX_CONCURRENT_DOWNLOADS=8]."),
     ] = None,
     per_host_concurrency: Annotated[
         int | None,
@@ -102,13 +106,14 @@ def run(
     ] = None,
     max_workers: Annotated[
         int | None,
-        _ranged("max_workers", "Creators in flight [DEFAULT_MAX_WORKERS=8].", "--workers"),
+        _ranged("max_workers", "Creators in flight [IMGPIPE_DEFAULT_MAX_WORKERS=8].", "--workers"),
     ] = None,
     timeout: Annotated[
-        float | None, _ranged("timeout", "Seconds per download attempt [DEFAULT_TIMEOUT=30].")
+        float | None,
+        _ranged("timeout", "Seconds per download attempt [IMGPIPE_DEFAULT_TIMEOUT=30]."),
     ] = None,
     retries: Annotated[
-        int | None, _ranged("retries", "Retries per download [DEFAULT_MAX_RETRIES=3].")
+        int | None, _ranged("retries", "Retries per download [IMGPIPE_DEFAULT_MAX_RETRIES=3].")
     ] = None,
     creator_column: Annotated[str | None, typer.Option(help="Name the creator column.")] = None,
     url_column: Annotated[str | None, typer.Option(help="Name the cover URL column.")] = None,

@@ -108,11 +108,11 @@ def options_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class DistributedPorts:
-    inputs: ObjectStore  # CSVs and uploads (INPUT_BUCKET)
-    outputs: ObjectStore  # collages and results (OUTPUT_BUCKET)
-    work: ObjectStore  # plans (TEMP_BUCKET, processing/ expires after 7 days)
+    inputs: ObjectStore  # CSVs and uploads (IMGPIPE_INPUT_BUCKET)
+    outputs: ObjectStore  # collages and results (IMGPIPE_OUTPUT_BUCKET)
+    work: ObjectStore  # plans (IMGPIPE_TEMP_BUCKET, processing/ expires after 7 days)
     state: StateStore
-    queue: WorkQueue  # per-creator messages (SQS_QUEUE_URL)
+    queue: WorkQueue  # per-creator messages (IMGPIPE_SQS_QUEUE_URL)
     plan_queue: WorkQueue | None = None  # csv_s3 messages (IMGPIPE_PLAN_QUEUE_URL, else queue)
 
 
