@@ -71,18 +71,18 @@ def aws_run(rows: list[tuple[str, str]]) -> tuple[float, dict[str, object]]:
     os.environ.update(
         AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
         IMGPIPE_AWS_ENDPOINT_URL=f"http://{host}:{port}", IMGPIPE_BACKEND="aws",
-        IMGPIPE_ALLOW_PRIVATE_NETWORKS="127.0.0.0/8", MAX_CONCURRENT_DOWNLOADS="35",
+        IMGPIPE_ALLOW_PRIVATE_NETWORKS="127.0.0.0/8", IMGPIPE_MAX_CONCURRENT_DOWNLOADS="35",
     )  # fmt: skip
     try:
         names = ensure_resources(Settings(), prefix="bench")
         os.environ.update(names)
         aws_lambda._runtime.cache_clear()
         settings = Settings()
-        queue = SqsWorkQueue(names["SQS_QUEUE_URL"], settings=settings)
+        queue = SqsWorkQueue(names["IMGPIPE_SQS_QUEUE_URL"], settings=settings)
         for message in queue.receive(wait_seconds=0):
             queue.delete(message)  # the notification's s3:TestEvent
         started = time.perf_counter()
-        S3ObjectStore(names["INPUT_BUCKET"], settings=settings).put(
+        S3ObjectStore(names["IMGPIPE_INPUT_BUCKET"], settings=settings).put(
             "csv-files/bench.csv", write_csv(rows)
         )
         workers = [
@@ -94,7 +94,7 @@ def aws_run(rows: list[tuple[str, str]]) -> tuple[float, dict[str, object]]:
             thread.start()
         for thread in threads:
             thread.join()
-        output = S3ObjectStore(names["OUTPUT_BUCKET"], settings=settings)
+        output = S3ObjectStore(names["IMGPIPE_OUTPUT_BUCKET"], settings=settings)
         (key,) = list(output.list("results/processing-summaries/"))
         summary = json.loads(output.get(key))
         # the workers wait 1.5 s of idleness before stopping; that is not work

@@ -122,14 +122,14 @@ def plan_on_moto(csv_path: Path) -> tuple[dict[str, object], float, float, dict[
         os.environ.update(names)
         settings = Settings()
         s3 = make_client("s3", settings)
-        s3.upload_file(str(csv_path), names["INPUT_BUCKET"], CSV_KEY)
+        s3.upload_file(str(csv_path), names["IMGPIPE_INPUT_BUCKET"], CSV_KEY)
         report, rss, wall = run_child(dict(os.environ))
         sqs = make_client("sqs", settings)
         attributes = sqs.get_queue_attributes(
-            QueueUrl=names["SQS_QUEUE_URL"], AttributeNames=["ApproximateNumberOfMessages"]
+            QueueUrl=names["IMGPIPE_SQS_QUEUE_URL"], AttributeNames=["ApproximateNumberOfMessages"]
         )["Attributes"]
         table = make_client("dynamodb", settings).describe_table(
-            TableName=names["DYNAMODB_TABLE_NAME"]
+            TableName=names["IMGPIPE_DYNAMODB_TABLE_NAME"]
         )["Table"]
         counts = {
             "queued": int(attributes["ApproximateNumberOfMessages"]),

@@ -71,7 +71,7 @@ class Backend:
     store: ObjectStore  # outputs: collages, results, the gallery
     state: StateStore
     location: str  # where a person finds the output (a folder, a bucket)
-    plans: ObjectStore  # plans, markers and checkpoints (the output folder, or TEMP_BUCKET)
+    plans: ObjectStore  # plans, markers and checkpoints (the output folder, or IMGPIPE_TEMP_BUCKET)
     locks: BatchLocks  # proof of life of this machine's batch processes
     settings: Settings
     distributed: DistributedPorts | None = None  # the AWS backend's ports, shared
@@ -171,10 +171,10 @@ def open_distributed(settings: Settings) -> DistributedPorts:
     missing = [
         name
         for name, value in {
-            "INPUT_BUCKET": settings.input_bucket,
-            "OUTPUT_BUCKET": settings.output_bucket,
-            "SQS_QUEUE_URL": settings.sqs_queue_url,
-            "DYNAMODB_TABLE_NAME": settings.dynamodb_table_name,
+            "IMGPIPE_INPUT_BUCKET": settings.input_bucket,
+            "IMGPIPE_OUTPUT_BUCKET": settings.output_bucket,
+            "IMGPIPE_SQS_QUEUE_URL": settings.sqs_queue_url,
+            "IMGPIPE_DYNAMODB_TABLE_NAME": settings.dynamodb_table_name,
         }.items()
         if not value
     ]

@@ -1,13 +1,16 @@
 """One typed Settings object read from the environment, and the per-run options.
 
-Environment names are the original system's (``DEFAULT_ROWS``, ``MAX_CONCURRENT_DOWNLOADS``...)
-plus ``IMGPIPE_*`` for what is new. CLI flags override settings through
-:meth:`Settings.run_options`; nothing else reads ``os.environ``.
+Every setting has an ``IMGPIPE_*`` name, listed first; the original system's
+names (``DEFAULT_ROWS``, ``MAX_CONCURRENT_DOWNLOADS``...) keep working as aliases,
+and when both are set the ``IMGPIPE_*`` one wins. For the original names the
+rule is plain: ``IMGPIPE_`` + the original name (``IMGPIPE_DEFAULT_ROWS``). CLI
+flags override settings through :meth:`Settings.batch_spec`; nothing else reads
+``os.environ``.
 
 Example::
 
     settings = Settings()                      # reads the environment
-    options = settings.batch_spec(rows=3)     # a flag overrides DEFAULT_ROWS
+    options = settings.batch_spec(rows=3)     # a flag overrides IMGPIPE_DEFAULT_ROWS
 """
 
 from __future__ import annotations
@@ -18,22 +21,45 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from imgpipe.domain.spec import (
-    BatchSpec,
-    CollectSpec,
-    FetchPolicy,
-    IPNetwork,
-    RenderSpec,
-    parse_networks,
-)
+from imgpipe.domain.spec import RANGES, BatchSpec, Bounds, IPNetwork, parse_networks
 
-__all__ = ["BatchSpec", "IPNetwork", "Settings", "parse_networks"]
+__all__ = ["SPEC_OPTIONS", "BatchSpec", "IPNetwork", "Settings", "parse_networks"]
 
-_RENDER, _COLLECT, _FETCH, _BATCH = RenderSpec(), CollectSpec(), FetchPolicy(), BatchSpec()
+_SPEC_DEFAULTS = BatchSpec().flat()
+
+# Settings that are a spec option's default -> that option (flat name). Their
+# defaults and ranges are the spec's (domain/spec.py), declared there once.
+SPEC_OPTIONS = {
+    "default_rows": "rows",
+    "default_cols": "cols",
+    "default_cell": "cell_size",
+    "default_quality": "quality",
+    "default_max_images_per_creator": "max_images",
+    "min_images_per_creator": "min_images",
+    "min_image_size": "min_image_size",
+    "default_max_workers": "max_workers",
+    "default_timeout": "timeout",
+    "default_max_retries": "retries",
+    "max_concurrent_downloads": "concurrency",
+    "per_host_concurrency": "per_host_concurrency",
+    "max_download_bytes": "max_bytes",
+    "max_image_pixels": "max_pixels",
+    "allow_local_files": "allow_local_files",
+    "memory_warning_threshold": "memory_warning",
+    "memory_critical_threshold": "memory_critical",
+    "enable_deduplication": "deduplicate",
+    "collision_check_enabled": "collision_check",
+}
 
 
 def _env(*names: str) -> Any:
     return AliasChoices(*names)
+
+
+def _option(option: str, *names: str) -> Any:
+    """A setting holding the default of the spec option ``option``, with its range."""
+    bounds = RANGES[option].bounds() if option in RANGES else Bounds()
+    return Field(_SPEC_DEFAULTS[option], validation_alias=_env(*names), **bounds)
 
 
 class Settings(BaseSettings):
@@ -44,71 +70,71 @@ class Settings(BaseSettings):
     # storage and backend
     backend: Literal["local", "aws"] = Field("local", validation_alias=_env("IMGPIPE_BACKEND"))
     data_dir: Path = Field(Path("imgpipe-data"), validation_alias=_env("IMGPIPE_DATA_DIR"))
-    input_bucket: str = Field("", validation_alias=_env("INPUT_BUCKET"))
-    output_bucket: str = Field("", validation_alias=_env("OUTPUT_BUCKET"))
-    temp_bucket: str = Field("", validation_alias=_env("TEMP_BUCKET"))
-    sqs_queue_url: str = Field("", validation_alias=_env("SQS_QUEUE_URL"))
-    sqs_dlq_url: str = Field("", validation_alias=_env("SQS_DLQ_URL"))
+    input_bucket: str = Field("", validation_alias=_env("IMGPIPE_INPUT_BUCKET", "INPUT_BUCKET"))
+    output_bucket: str = Field("", validation_alias=_env("IMGPIPE_OUTPUT_BUCKET", "OUTPUT_BUCKET"))
+    temp_bucket: str = Field("", validation_alias=_env("IMGPIPE_TEMP_BUCKET", "TEMP_BUCKET"))
+    sqs_queue_url: str = Field("", validation_alias=_env("IMGPIPE_SQS_QUEUE_URL", "SQS_QUEUE_URL"))
+    sqs_dlq_url: str = Field("", validation_alias=_env("IMGPIPE_SQS_DLQ_URL", "SQS_DLQ_URL"))
     # The planning queue (csv_s3 messages) and its DLQ; empty: one queue for both kinds.
     plan_queue_url: str = Field("", validation_alias=_env("IMGPIPE_PLAN_QUEUE_URL"))
     plan_dlq_url: str = Field("", validation_alias=_env("IMGPIPE_PLAN_DLQ_URL"))
-    dynamodb_table_name: str = Field("", validation_alias=_env("DYNAMODB_TABLE_NAME"))
+    dynamodb_table_name: str = Field(
+        "", validation_alias=_env("IMGPIPE_DYNAMODB_TABLE_NAME", "DYNAMODB_TABLE_NAME")
+    )
     aws_endpoint_url: str = Field(
         "", validation_alias=_env("IMGPIPE_AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL")
     )
-    aws_region: str = Field("us-east-1", validation_alias=_env("AWS_REGION", "AWS_DEFAULT_REGION"))
+    aws_region: str = Field(
+        "us-east-1", validation_alias=_env("IMGPIPE_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")
+    )
     csv_prefix: str = Field("csv-files/", validation_alias=_env("IMGPIPE_CSV_PREFIX"))
     presign_expiry: int = Field(3600, validation_alias=_env("IMGPIPE_PRESIGN_EXPIRY"))
     metrics_namespace: str = Field("imgpipe", validation_alias=_env("IMGPIPE_METRICS_NAMESPACE"))
 
     # rendering
-    default_rows: int = Field(_RENDER.rows, validation_alias=_env("DEFAULT_ROWS"))
-    default_cols: int = Field(_RENDER.cols, validation_alias=_env("DEFAULT_COLS"))
-    default_cell: int = Field(_RENDER.cell_size, validation_alias=_env("IMGPIPE_CELL_SIZE"))
-    default_quality: int = Field(_RENDER.quality, validation_alias=_env("DEFAULT_QUALITY"))
-    default_max_images_per_creator: int = Field(
-        _COLLECT.max_images, validation_alias=_env("DEFAULT_MAX_IMAGES_PER_CREATOR")
+    default_rows: int = _option("rows", "IMGPIPE_DEFAULT_ROWS", "DEFAULT_ROWS")
+    default_cols: int = _option("cols", "IMGPIPE_DEFAULT_COLS", "DEFAULT_COLS")
+    default_cell: int = _option("cell_size", "IMGPIPE_CELL_SIZE")
+    default_quality: int = _option("quality", "IMGPIPE_DEFAULT_QUALITY", "DEFAULT_QUALITY")
+    default_max_images_per_creator: int = _option(
+        "max_images", "IMGPIPE_DEFAULT_MAX_IMAGES_PER_CREATOR", "DEFAULT_MAX_IMAGES_PER_CREATOR"
     )
-    min_images_per_creator: int = Field(
-        _COLLECT.min_images, validation_alias=_env("IMGPIPE_MIN_IMAGES")
+    min_images_per_creator: int = _option("min_images", "IMGPIPE_MIN_IMAGES")
+    min_image_size: int = _option("min_image_size", "IMGPIPE_MIN_IMAGE_SIZE", "MIN_IMAGE_SIZE")
+    max_image_size: int = Field(
+        800, ge=1, validation_alias=_env("IMGPIPE_MAX_IMAGE_SIZE", "MAX_IMAGE_SIZE")
     )
-    min_image_size: int = Field(_COLLECT.min_image_size, validation_alias=_env("MIN_IMAGE_SIZE"))
-    max_image_size: int = Field(800, validation_alias=_env("MAX_IMAGE_SIZE"))
 
     # fetching
-    default_max_workers: int = Field(
-        _BATCH.max_workers, validation_alias=_env("DEFAULT_MAX_WORKERS")
+    default_max_workers: int = _option(
+        "max_workers", "IMGPIPE_DEFAULT_MAX_WORKERS", "DEFAULT_MAX_WORKERS"
     )
-    default_timeout: float = Field(_FETCH.timeout, validation_alias=_env("DEFAULT_TIMEOUT"))
-    default_max_retries: int = Field(_FETCH.retries, validation_alias=_env("DEFAULT_MAX_RETRIES"))
-    max_concurrent_downloads: int = Field(
-        _FETCH.concurrency, validation_alias=_env("MAX_CONCURRENT_DOWNLOADS")
+    default_timeout: float = _option("timeout", "IMGPIPE_DEFAULT_TIMEOUT", "DEFAULT_TIMEOUT")
+    default_max_retries: int = _option(
+        "retries", "IMGPIPE_DEFAULT_MAX_RETRIES", "DEFAULT_MAX_RETRIES"
     )
-    per_host_concurrency: int = Field(
-        _FETCH.per_host_concurrency, validation_alias=_env("IMGPIPE_PER_HOST_CONCURRENCY")
+    max_concurrent_downloads: int = _option(
+        "concurrency", "IMGPIPE_MAX_CONCURRENT_DOWNLOADS", "MAX_CONCURRENT_DOWNLOADS"
     )
-    max_download_bytes: int = Field(
-        _FETCH.max_bytes, validation_alias=_env("IMGPIPE_MAX_DOWNLOAD_BYTES")
-    )
-    max_image_pixels: int = Field(
-        _COLLECT.max_pixels, validation_alias=_env("IMGPIPE_MAX_IMAGE_PIXELS")
-    )
+    per_host_concurrency: int = _option("per_host_concurrency", "IMGPIPE_PER_HOST_CONCURRENCY")
+    max_download_bytes: int = _option("max_bytes", "IMGPIPE_MAX_DOWNLOAD_BYTES")
+    max_image_pixels: int = _option("max_pixels", "IMGPIPE_MAX_IMAGE_PIXELS")
     allow_private_networks: str = Field("", validation_alias=_env("IMGPIPE_ALLOW_PRIVATE_NETWORKS"))
-    allow_local_files: bool = Field(True, validation_alias=_env("IMGPIPE_ALLOW_LOCAL_FILES"))
+    allow_local_files: bool = _option("allow_local_files", "IMGPIPE_ALLOW_LOCAL_FILES")
 
     # behaviour
-    memory_warning_threshold: float = Field(
-        _BATCH.memory_warning, validation_alias=_env("MEMORY_WARNING_THRESHOLD")
+    memory_warning_threshold: float = _option(
+        "memory_warning", "IMGPIPE_MEMORY_WARNING_THRESHOLD", "MEMORY_WARNING_THRESHOLD"
     )
-    memory_critical_threshold: float = Field(
-        _BATCH.memory_critical, validation_alias=_env("MEMORY_CRITICAL_THRESHOLD")
+    memory_critical_threshold: float = _option(
+        "memory_critical", "IMGPIPE_MEMORY_CRITICAL_THRESHOLD", "MEMORY_CRITICAL_THRESHOLD"
     )
     # false: a cover whose bytes equal an earlier one's of the same creator fills a cell too
-    enable_deduplication: bool = Field(
-        _COLLECT.deduplicate, validation_alias=_env("ENABLE_DEDUPLICATION")
+    enable_deduplication: bool = _option(
+        "deduplicate", "IMGPIPE_ENABLE_DEDUPLICATION", "ENABLE_DEDUPLICATION"
     )
-    collision_check_enabled: bool = Field(
-        _COLLECT.collision_check, validation_alias=_env("COLLISION_CHECK_ENABLED")
+    collision_check_enabled: bool = _option(
+        "collision_check", "IMGPIPE_COLLISION_CHECK_ENABLED", "COLLISION_CHECK_ENABLED"
     )
 
     # batch engine: how long a claim on a creator lives without a heartbeat (on Lambda,
@@ -134,14 +160,20 @@ class Settings(BaseSettings):
     vlm_api_key: str = Field("", validation_alias=_env("IMGPIPE_VLM_API_KEY"))
     vlm_max_in_flight: int = Field(1, validation_alias=_env("IMGPIPE_VLM_MAX_IN_FLIGHT"))
     focus_elements: str = Field(
-        "subject,composition,colors,text", validation_alias=_env("FOCUS_ELEMENTS")
+        "subject,composition,colors,text",
+        validation_alias=_env("IMGPIPE_FOCUS_ELEMENTS", "FOCUS_ELEMENTS"),
     )
     comparison_aspects: str = Field(
-        "visual_similarity,style,content", validation_alias=_env("COMPARISON_ASPECTS")
+        "visual_similarity,style,content",
+        validation_alias=_env("IMGPIPE_COMPARISON_ASPECTS", "COMPARISON_ASPECTS"),
     )
-    similarity_threshold: float = Field(0.8, validation_alias=_env("SIMILARITY_THRESHOLD"))
-    image_quality: int = Field(85, validation_alias=_env("IMAGE_QUALITY"))
-    processing_timeout: float = Field(60.0, validation_alias=_env("PROCESSING_TIMEOUT"))
+    similarity_threshold: float = Field(
+        0.8, validation_alias=_env("IMGPIPE_SIMILARITY_THRESHOLD", "SIMILARITY_THRESHOLD")
+    )
+    image_quality: int = Field(85, validation_alias=_env("IMGPIPE_IMAGE_QUALITY", "IMAGE_QUALITY"))
+    processing_timeout: float = Field(
+        60.0, validation_alias=_env("IMGPIPE_PROCESSING_TIMEOUT", "PROCESSING_TIMEOUT")
+    )
     compare_workers: int = Field(0, ge=0, validation_alias=_env("IMGPIPE_COMPARE_WORKERS"))
 
     # decoded pixels held at once by compression and comparison together (0: unbounded);
@@ -165,25 +197,6 @@ class Settings(BaseSettings):
 
     def batch_spec(self, **overrides: Any) -> BatchSpec:
         """The settings as a :class:`BatchSpec`, with the given non-None flat overrides."""
-        return BatchSpec.of(
-            rows=self.default_rows,
-            cols=self.default_cols,
-            cell_size=self.default_cell,
-            quality=self.default_quality,
-            max_images=self.default_max_images_per_creator,
-            min_images=self.min_images_per_creator,
-            min_image_size=self.min_image_size,
-            concurrency=self.max_concurrent_downloads,
-            per_host_concurrency=self.per_host_concurrency,
-            max_workers=self.default_max_workers,
-            timeout=self.default_timeout,
-            retries=self.default_max_retries,
-            max_bytes=self.max_download_bytes,
-            max_pixels=self.max_image_pixels,
-            allowed_networks=parse_networks(self.allow_private_networks),
-            allow_local_files=self.allow_local_files,
-            deduplicate=self.enable_deduplication,
-            collision_check=self.collision_check_enabled,
-            memory_warning=self.memory_warning_threshold,
-            memory_critical=self.memory_critical_threshold,
-        ).with_overrides(**overrides)
+        given = {option: getattr(self, name) for name, option in SPEC_OPTIONS.items()}
+        networks = parse_networks(self.allow_private_networks)
+        return BatchSpec.of(**given, allowed_networks=networks).with_overrides(**overrides)

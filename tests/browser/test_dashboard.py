@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from tests.browser.conftest import Screenshots
 from tests.integration.api.conftest import api_settings
 from tests.support.api_server import ApiServer
 from tests.support.covers import PORTRAIT
-from tests.support.http_server import FaultServer, Serve, Status
+from tests.support.http_server import Behaviour, FaultServer, Gated, Serve, Status
 from tests.support.photos import encode_jpeg, photo, photo_jpeg
 
 CREATORS = ["Ava Stone", "Bruno Díaz", "Chen Wei", "Dara O'Neil", "Emeka Obi", "Farah Haddad"]
@@ -34,15 +35,17 @@ def server(tmp_path: Path) -> Iterator[ApiServer]:
         yield running
 
 
-def write_csv(tmp_path: Path, covers: FaultServer) -> Path:
-    """Six creators with 3-8 covers each; covers answer slowly so the run can be watched."""
+def write_csv(tmp_path: Path, covers: FaultServer, gate: threading.Event | None = None) -> Path:
+    """Six creators with 3-8 covers each; with ``gate``, covers answer once it is set,
+    so the run can be watched while it runs."""
     lines = ["creator,cover_url"]
     seed = 0
     for index, name in enumerate(CREATORS):
         for _ in range(3 + index):
             seed += 1
             cover = photo_jpeg(seed, PORTRAIT)
-            lines.append(f'"{name}",{covers.add(f"/c{seed}.jpg", Serve(cover, delay=0.15))}')
+            served: Behaviour = Serve(cover) if gate is None else Gated(Serve(cover), gate)
+            lines.append(f'"{name}",{covers.add(f"/c{seed}.jpg", served)}')
     lines.append(f"Ava Stone,{covers.add('/missing.jpg', Status(404))}")
     lines.append(f"Ghost,{covers.add('/gone.jpg', Status(410))}")
     path = tmp_path / "creators.csv"
@@ -53,7 +56,8 @@ def write_csv(tmp_path: Path, covers: FaultServer) -> Path:
 def test_upload_watch_and_browse_a_batch(
     page: Page, server: ApiServer, covers: FaultServer, tmp_path: Path, screenshots: Screenshots
 ) -> None:
-    csv_path = write_csv(tmp_path, covers)
+    gate = threading.Event()
+    csv_path = write_csv(tmp_path, covers, gate)
     page.goto(server.url("/"))
     expect(page.get_by_text("No batches yet")).to_be_visible()
     screenshots.take(page, "dashboard-empty")
@@ -65,8 +69,9 @@ def test_upload_watch_and_browse_a_batch(
     page.wait_for_url(re.compile(r"/batches/\d{8}-\d{6}-[0-9a-f]+$"))
     batch_id = page.url.rsplit("/", 1)[1]
     badge = page.locator("h1 .badge")
-    expect(badge).to_have_text(re.compile("queued|running"))  # the run is watched live
-    expect(badge).to_have_text("completed with failures", timeout=60_000)
+    expect(badge).to_have_text(re.compile("queued|running"))  # covers are held: it runs
+    gate.set()
+    expect(badge).to_have_text("completed with failures", timeout=60_000)  # seen live
 
     tiles = page.locator(".gallery .tile")
     expect(tiles).to_have_count(6)

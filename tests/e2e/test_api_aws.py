@@ -47,7 +47,7 @@ def test_upload_fans_out_and_collages_redirect_to_presigned_urls(deployed: Deplo
     assert ready["ready"] is True and ready["checks"]["queue"]["ok"] is True
     assert redirect.status_code == 307
     location = redirect.headers["location"]
-    assert "X-Amz-Signature=" in location and deployed.names["OUTPUT_BUCKET"] in location
+    assert "X-Amz-Signature=" in location and deployed.names["IMGPIPE_OUTPUT_BUCKET"] in location
     image = Image.open(io.BytesIO(httpx.get(location).content))
     assert color_close(image.getpixel((100, 100)), GREEN)
 

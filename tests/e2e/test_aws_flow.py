@@ -26,6 +26,8 @@ from tests.support.aws_deploy import Deployment
 from tests.support.covers import BLUE, GREEN, RED, color_close, solid_jpeg, solid_png
 from tests.support.http_server import FaultServer, Serve, Status
 
+SRC = Path(__file__).resolve().parents[2] / "src"
+
 
 def test_upload_to_collages_summary_and_archive(deployed: Deployment, tmp_path: Path) -> None:
     deployed.inputs.put("csv-files/launch/img/blue.jpg", solid_jpeg(BLUE))
@@ -211,7 +213,8 @@ def imgpipe_cli(env: dict[str, str], *args: str, cwd: Path | None = None) -> str
         capture_output=True,
         text=True,
         timeout=120,
-        env={"PATH": "/usr/bin:/bin", **env},
+        # this checkout's code, not the shared virtualenv's editable install
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(SRC), **env},
         cwd=cwd,
     )
     assert result.returncode == 0, result.stderr

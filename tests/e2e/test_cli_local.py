@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 from PIL import Image
 
 from tests.support.images import jpeg
@@ -202,3 +205,54 @@ def test_a_malformed_csv_is_exit_2_with_its_line_not_a_traceback(tmp_path: Path)
         assert message in result.stderr and path.name in result.stderr
         assert "Traceback" not in result.stderr
         assert len(result.stderr) < 2_000  # the error names the header, not all of it
+
+
+def test_rows_beyond_the_apis_limit_is_exit_2_naming_the_option_and_range(tmp_path: Path) -> None:
+    csv_path = write_csv(tmp_path / "covers.csv", [("alice", "a.jpg")])
+    (tmp_path / "a.jpg").write_bytes(jpeg())
+
+    result = imgpipe("run", csv_path, "--rows", "51", "--out", tmp_path / "out", cwd=tmp_path)
+
+    assert result.returncode == 2, result.stderr
+    message = " ".join(result.stderr.replace("│", " ").split())
+    assert "Invalid value for '--rows': 51 is outside the allowed range, 1 to 50" in message
+    assert not (tmp_path / "out").exists()  # refused before anything was started
+
+
+def test_serve_on_a_busy_port_is_one_line_naming_it_and_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        result = imgpipe("serve", "--port", port, "--out", tmp_path / "data", cwd=tmp_path)
+
+    assert result.returncode == 2, result.stderr  # not 3, "some creators failed"
+    assert result.stderr.splitlines() == [
+        f"error: port {port} on 127.0.0.1 is already in use: stop what listens there"
+        " or choose another with --port"
+    ]
+
+
+def test_serve_answers_on_the_port_it_was_given(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "imgpipe", "serve", "--port", str(port), "--out", tmp_path]
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO / "src")}
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    ) as server:
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+                    break
+                except httpx.TransportError:
+                    assert server.poll() is None, f"serve exited {server.returncode}"
+                    assert time.monotonic() < deadline, "serve did not answer"
+                    time.sleep(0.1)
+            assert answer.status_code == 200
+        finally:
+            server.terminate()

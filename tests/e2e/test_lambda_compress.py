@@ -17,12 +17,12 @@ from tests.support.photos import encode_jpeg, photo
 
 def _head(deployed: Deployment, key: str) -> dict[str, Any]:
     s3 = client(deployed.settings, "s3")
-    head: dict[str, Any] = s3.head_object(Bucket=deployed.names["INPUT_BUCKET"], Key=key)
+    head: dict[str, Any] = s3.head_object(Bucket=deployed.names["IMGPIPE_INPUT_BUCKET"], Key=key)
     return head
 
 
 def test_an_uploaded_image_is_compressed_with_size_metadata(deployed: Deployment) -> None:
-    bucket = deployed.names["INPUT_BUCKET"]
+    bucket = deployed.names["IMGPIPE_INPUT_BUCKET"]
     original = encode_jpeg(photo(7, (2000, 1500)), quality=97)
     deployed.inputs.put("uploads/team/cover shot.jpg", original, content_type="image/jpeg")
 
@@ -42,7 +42,7 @@ def test_an_uploaded_image_is_compressed_with_size_metadata(deployed: Deployment
 
 
 def test_a_non_image_upload_is_reported_not_retried(deployed: Deployment) -> None:
-    bucket = deployed.names["INPUT_BUCKET"]
+    bucket = deployed.names["IMGPIPE_INPUT_BUCKET"]
     deployed.inputs.put("uploads/fake.png", html_page(), content_type="image/png")
 
     (done,) = aws_lambda.handler(s3_event(bucket, "uploads/fake.png"))["results"]
@@ -56,10 +56,10 @@ def test_the_output_never_triggers_another_compression(deployed: Deployment) -> 
     s3 = client(deployed.settings, "s3")
     sqs = client(deployed.settings, "sqs")
     queue_arn = sqs.get_queue_attributes(
-        QueueUrl=deployed.names["SQS_QUEUE_URL"], AttributeNames=["QueueArn"]
+        QueueUrl=deployed.names["IMGPIPE_SQS_QUEUE_URL"], AttributeNames=["QueueArn"]
     )["Attributes"]["QueueArn"]
     s3.put_bucket_notification_configuration(
-        Bucket=deployed.names["INPUT_BUCKET"],
+        Bucket=deployed.names["IMGPIPE_INPUT_BUCKET"],
         NotificationConfiguration={
             "QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]
         },

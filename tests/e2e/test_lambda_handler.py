@@ -46,7 +46,7 @@ def sqs_event(*bodies: str) -> dict[str, Any]:
 
 
 def test_s3_put_with_an_encoded_key_plans_the_batch(deployed: Deployment) -> None:
-    bucket = deployed.names["INPUT_BUCKET"]
+    bucket = deployed.names["IMGPIPE_INPUT_BUCKET"]
     deployed.upload_csv("csv-files/a bü.csv", [("Ann", "https://example.com/a.jpg")])
     for message in deployed.queue.receive(max_messages=10, wait_seconds=1):
         deployed.queue.delete(message)  # the bucket's own notification; we send ours
@@ -87,9 +87,9 @@ def test_sqs_batch_reports_only_the_bad_record(deployed: Deployment) -> None:
 
 def test_unusable_csv_is_archived_as_failed(deployed: Deployment) -> None:
     deployed.inputs.put("csv-files/bad.csv", b"just,some\nwords,here\n")
-    (result,) = aws_lambda.handler(s3_event(deployed.names["INPUT_BUCKET"], "csv-files/bad.csv"))[
-        "results"
-    ]
+    (result,) = aws_lambda.handler(
+        s3_event(deployed.names["IMGPIPE_INPUT_BUCKET"], "csv-files/bad.csv")
+    )["results"]
     assert result["batch_id"] is None and "column" in result["error"]
     assert deployed.inputs.exists("archived/failed/bad.csv")
     assert not deployed.inputs.exists("csv-files/bad.csv")

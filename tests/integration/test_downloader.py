@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import socket
+import threading
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from ipaddress import IPv4Address, ip_network
@@ -28,6 +29,7 @@ from tests.support.http_server import (
     Serve,
     SlowBody,
     Status,
+    Together,
     Truncated,
 )
 from tests.support.images import encode, jpeg, png, solid, webp
@@ -264,7 +266,10 @@ def test_too_many_redirects(server: FaultServer, policy: PolicyFactory, fetch: F
 def test_global_concurrency_bounds_requests_in_flight(
     server: FaultServer, policy: PolicyFactory, fetch: Fetch
 ) -> None:
-    server.add("/held.jpg", Serve(JPEG, delay=0.1))
+    # Answered only when three are in flight together: the limit is reached whatever
+    # the machine's speed. The short hold after that only widens the window in which a
+    # broken limiter's fourth request would be seen; passing does not depend on it.
+    server.add("/held.jpg", Together(Serve(JPEG, delay=0.05), threading.Barrier(3)))
     urls = [server.url(f"/held.jpg?n={n}") for n in range(12)]
     results = fetch(policy(concurrency=3, per_host_concurrency=10), *urls)
     assert all(r.ok for r in results)
@@ -278,7 +283,8 @@ def test_per_host_concurrency_bounds_each_host(
     async def resolver(host: str, port: int) -> list[IPAddress]:
         return [IPv4Address("127.0.0.1")]
 
-    server.add("/held.jpg", Serve(JPEG, delay=0.15))
+    # Answered when four are in flight together: two per host, the hosts together.
+    server.add("/held.jpg", Together(Serve(JPEG, delay=0.05), threading.Barrier(4)))
     urls = [server.url(f"/held.jpg?n={n}", host=h) for n in range(6) for h in ("a.test", "b.test")]
     results = fetch(policy(concurrency=10, per_host_concurrency=2), *urls, resolver=resolver)
     assert all(r.ok for r in results)

@@ -289,7 +289,7 @@ def test_input_bucket_name_is_built_the_same_everywhere(
     """
     name = resource(template, "InputBucket")["BucketName"]["Fn::Sub"]
     env = template["Globals"]["Function"]["Environment"]["Variables"]
-    assert env["INPUT_BUCKET"] == {"Fn::Sub": name}
+    assert env["IMGPIPE_INPUT_BUCKET"] == {"Fn::Sub": name}
     role = ROLES[function_name]
     arns = [
         r["Fn::Sub"]
@@ -493,11 +493,12 @@ def test_s3_events(template: dict[str, Any]) -> None:
 
 
 def _settings_names() -> set[str]:
+    """Each setting's own name: the first of its aliases, the ``IMGPIPE_*`` one."""
     names: set[str] = set()
     for field in Settings.model_fields.values():
         alias = field.validation_alias
         if isinstance(alias, AliasChoices):
-            names.update(c for c in alias.choices if isinstance(c, str))
+            names.add(str(alias.choices[0]))
         elif isinstance(alias, str):
             names.add(alias)
     return names
@@ -506,10 +507,11 @@ def _settings_names() -> set[str]:
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_environment_names_are_settings(template: dict[str, Any], name: str) -> None:
     env = function(template, name)["Environment"]["Variables"]
-    assert set(env) <= _settings_names()
+    assert set(env) <= _settings_names()  # the IMGPIPE_ names, never an original alias
     assert env["IMGPIPE_BACKEND"] == "aws"
     required = {"INPUT_BUCKET", "OUTPUT_BUCKET", "TEMP_BUCKET", "SQS_QUEUE_URL", "SQS_DLQ_URL"}
-    assert required | {"DYNAMODB_TABLE_NAME", "IMGPIPE_CSV_PREFIX"} <= set(env)
+    required |= {"DYNAMODB_TABLE_NAME", "CSV_PREFIX"}
+    assert {f"IMGPIPE_{n}" for n in required} <= set(env)
     assert env["IMGPIPE_PLAN_QUEUE_URL"] == {"Ref": "PlanQueue"}
     assert env["IMGPIPE_PLAN_DLQ_URL"] == {"Ref": "PlanDeadLetterQueue"}
 

@@ -28,13 +28,13 @@ class Deployment:
     def __init__(self, settings: Settings, names: dict[str, str]) -> None:
         self.settings = settings
         self.names = names
-        self.inputs = S3ObjectStore(names["INPUT_BUCKET"], settings=settings)
-        self.outputs = S3ObjectStore(names["OUTPUT_BUCKET"], settings=settings)
-        self.plans = S3ObjectStore(names["TEMP_BUCKET"], settings=settings)
-        self.state = DynamoStateStore(names["DYNAMODB_TABLE_NAME"], settings=settings)
-        self.queue = SqsWorkQueue(names["SQS_QUEUE_URL"], settings=settings)
+        self.inputs = S3ObjectStore(names["IMGPIPE_INPUT_BUCKET"], settings=settings)
+        self.outputs = S3ObjectStore(names["IMGPIPE_OUTPUT_BUCKET"], settings=settings)
+        self.plans = S3ObjectStore(names["IMGPIPE_TEMP_BUCKET"], settings=settings)
+        self.state = DynamoStateStore(names["IMGPIPE_DYNAMODB_TABLE_NAME"], settings=settings)
+        self.queue = SqsWorkQueue(names["IMGPIPE_SQS_QUEUE_URL"], settings=settings)
         self.plan_queue = SqsWorkQueue(names["IMGPIPE_PLAN_QUEUE_URL"], settings=settings)
-        self.dlq = SqsWorkQueue(names["SQS_DLQ_URL"], settings=settings)
+        self.dlq = SqsWorkQueue(names["IMGPIPE_SQS_DLQ_URL"], settings=settings)
 
     def upload_csv(self, key: str, rows: list[tuple[str, str]]) -> None:
         text = io.StringIO()
@@ -76,8 +76,8 @@ def deployed(aws: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Deploym
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("IMGPIPE_BACKEND", "aws")
     monkeypatch.setenv("IMGPIPE_ALLOW_PRIVATE_NETWORKS", "127.0.0.0/8")
-    monkeypatch.setenv("DEFAULT_TIMEOUT", "2")
-    monkeypatch.setenv("DEFAULT_MAX_RETRIES", "0")
+    monkeypatch.setenv("IMGPIPE_DEFAULT_TIMEOUT", "2")
+    monkeypatch.setenv("IMGPIPE_DEFAULT_MAX_RETRIES", "0")
     aws_lambda._runtime.cache_clear()
     aws_lambda._metrics.cache_clear()
     deployment = Deployment(Settings(), names)

@@ -16,6 +16,8 @@ Behaviours (frozen dataclasses, reusable across paths):
 * :class:`Serve` -- bytes with a content type, optional delay, headers, no length;
 * :class:`Status` -- an error status with a small body (e.g. ``Retry-After``);
 * :class:`Sequence` -- the n-th request gets the n-th step, the last one repeats;
+* :class:`Together` -- another behaviour once N requests are in flight together;
+* :class:`Gated` -- another behaviour once the test sets an event;
 * :class:`Redirect` -- 30x to a location (absolute or relative);
 * :class:`Reset` -- read the request, then reset the TCP connection (RST);
 * :class:`SlowBody` -- headers and a few bytes, then one byte per interval;
@@ -58,6 +60,7 @@ __all__ = [
     "Behaviour",
     "Endless",
     "FaultServer",
+    "Gated",
     "RecordedRequest",
     "SentResponse",
     "RawRedirect",
@@ -67,6 +70,7 @@ __all__ = [
     "Serve",
     "SlowBody",
     "Status",
+    "Together",
     "Truncated",
 ]
 
@@ -188,6 +192,50 @@ class Sequence:
 
     def respond(self, exchange: Exchange) -> None:
         self.steps[min(exchange.hit, len(self.steps) - 1)].respond(exchange)
+
+
+@dataclass(frozen=True)
+class Together:
+    """``behaviour`` once ``barrier.parties`` requests wait at ``barrier`` at the same time.
+
+    Proves overlap by an event rather than by timing: ``Together(Serve(jpeg()),
+    threading.Barrier(3))`` answers only when three requests are in flight together,
+    whatever the machine's speed. Send a multiple of ``parties`` requests. Too few
+    together for ``timeout`` s break the barrier: that request and every later one
+    get a 503 naming why.
+    """
+
+    behaviour: Behaviour
+    barrier: threading.Barrier
+    timeout: float = 10.0
+
+    def respond(self, exchange: Exchange) -> None:
+        try:
+            self.barrier.wait(self.timeout)
+        except threading.BrokenBarrierError:
+            why = f"fewer than {self.barrier.parties} requests were in flight together\n"
+            exchange.send(503, why.encode(), {"Content-Type": "text/plain"})
+            return
+        self.behaviour.respond(exchange)
+
+
+@dataclass(frozen=True)
+class Gated:
+    """``behaviour`` once the test sets ``gate``: requests stay in flight until it says.
+
+    Stopping the server (or ``timeout`` s) lets a held request go unanswered.
+    """
+
+    behaviour: Behaviour
+    gate: threading.Event
+    timeout: float = 60.0
+
+    def respond(self, exchange: Exchange) -> None:
+        deadline = time.monotonic() + self.timeout
+        while not self.gate.wait(0.05):  # checks for a stop between waits
+            if exchange.stopping.is_set() or time.monotonic() > deadline:
+                return
+        self.behaviour.respond(exchange)
 
 
 @dataclass(frozen=True)

@@ -4,14 +4,14 @@ The SAM template (``deploy/template.yaml``) is the way to deploy on AWS; this is
 for LocalStack, moto and tests, behind ``imgpipe aws-init``::
 
     names = ensure_resources(settings, prefix="imgpipe")
-    names["SQS_QUEUE_URL"], names["IMGPIPE_PLAN_QUEUE_URL"]
+    names["IMGPIPE_SQS_QUEUE_URL"], names["IMGPIPE_PLAN_QUEUE_URL"]
 
 It is the one-queue deployment: the CSV upload notification goes to the work
 queue, and ``imgpipe worker`` takes every message kind from it (S3 notifications,
 ``csv_s3`` planning messages, per-creator messages). The planning queue and its
 DLQ exist too, with the template's attributes, for whatever sends ``csv_s3``
 messages to ``IMGPIPE_PLAN_QUEUE_URL`` (the API on AWS); a worker pointed at
-that URL as its ``SQS_QUEUE_URL`` drains it.
+that URL as its ``IMGPIPE_SQS_QUEUE_URL`` drains it.
 """
 
 from __future__ import annotations
@@ -57,30 +57,30 @@ def ensure_resources(
 ) -> dict[str, str]:
     """Buckets, work and planning queues + DLQs with redrive, the table, the CSV notification.
 
-    Names come from the settings when set (INPUT_BUCKET...), else from ``prefix``.
+    Names come from the settings when set (IMGPIPE_INPUT_BUCKET...), else from ``prefix``.
     Returns the names and URLs, ready to export as environment variables.
     """
     s3 = make_client("s3", settings)
     sqs = make_client("sqs", settings)
     dynamodb = make_client("dynamodb", settings)
     names = {
-        "INPUT_BUCKET": settings.input_bucket or f"{prefix}-input",
-        "OUTPUT_BUCKET": settings.output_bucket or f"{prefix}-output",
-        "TEMP_BUCKET": settings.temp_bucket or f"{prefix}-temp",
-        "DYNAMODB_TABLE_NAME": settings.dynamodb_table_name or f"{prefix}-state",
+        "IMGPIPE_INPUT_BUCKET": settings.input_bucket or f"{prefix}-input",
+        "IMGPIPE_OUTPUT_BUCKET": settings.output_bucket or f"{prefix}-output",
+        "IMGPIPE_TEMP_BUCKET": settings.temp_bucket or f"{prefix}-temp",
+        "IMGPIPE_DYNAMODB_TABLE_NAME": settings.dynamodb_table_name or f"{prefix}-state",
     }
-    for key in ("INPUT_BUCKET", "OUTPUT_BUCKET", "TEMP_BUCKET"):
+    for key in ("IMGPIPE_INPUT_BUCKET", "IMGPIPE_OUTPUT_BUCKET", "IMGPIPE_TEMP_BUCKET"):
         _bucket(s3, names[key], settings.aws_region)
 
     queue_url, dlq_url = _queue_with_dlq(sqs, f"{prefix}-queue", f"{prefix}-dlq", QUEUE_ATTRIBUTES)
-    names["SQS_QUEUE_URL"], names["SQS_DLQ_URL"] = queue_url, dlq_url
+    names["IMGPIPE_SQS_QUEUE_URL"], names["IMGPIPE_SQS_DLQ_URL"] = queue_url, dlq_url
     plan_url, plan_dlq_url = _queue_with_dlq(
         sqs, f"{prefix}-plan-queue", f"{prefix}-plan-dlq", PLAN_QUEUE_ATTRIBUTES
     )
     names["IMGPIPE_PLAN_QUEUE_URL"], names["IMGPIPE_PLAN_DLQ_URL"] = plan_url, plan_dlq_url
 
     try:
-        create_state_table(dynamodb, names["DYNAMODB_TABLE_NAME"])
+        create_state_table(dynamodb, names["IMGPIPE_DYNAMODB_TABLE_NAME"])
     except Exception as exc:
         if aws_error_code(exc) != "ResourceInUseException":
             raise
@@ -92,7 +92,7 @@ def ensure_resources(
         {"Name": "suffix", "Value": ".csv"},
     ]
     s3.put_bucket_notification_configuration(
-        Bucket=names["INPUT_BUCKET"],
+        Bucket=names["IMGPIPE_INPUT_BUCKET"],
         NotificationConfiguration={
             "QueueConfigurations": [
                 {

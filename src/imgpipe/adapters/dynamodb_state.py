@@ -95,7 +95,7 @@ class DynamoStateStore:
         self, table_name: str, *, client: Any | None = None, settings: Settings | None = None
     ) -> None:
         if not table_name:
-            raise StateError("no table configured (DYNAMODB_TABLE_NAME)")
+            raise StateError("no table configured (IMGPIPE_DYNAMODB_TABLE_NAME)")
         self.table = table_name
         self._settings = settings
         self._client = client

@@ -48,7 +48,10 @@ class S3ObjectStore:
         multipart_threshold: int = 8 * 1024 * 1024,
     ) -> None:
         if not bucket:
-            raise StorageError("no bucket configured (INPUT_BUCKET / OUTPUT_BUCKET / TEMP_BUCKET)")
+            raise StorageError(
+                "no bucket configured"
+                " (IMGPIPE_INPUT_BUCKET / IMGPIPE_OUTPUT_BUCKET / IMGPIPE_TEMP_BUCKET)"
+            )
         self.bucket = bucket
         self._settings = settings
         self._client = client

@@ -35,7 +35,7 @@ class SqsWorkQueue:
         self, queue_url: str, *, client: Any | None = None, settings: Settings | None = None
     ) -> None:
         if not queue_url:
-            raise QueueError("no queue configured (SQS_QUEUE_URL)")
+            raise QueueError("no queue configured (IMGPIPE_SQS_QUEUE_URL)")
         self.url = queue_url
         self._settings = settings
         self._client = client

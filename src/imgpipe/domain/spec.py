@@ -9,21 +9,35 @@ its defaults here and nowhere else; the settings read the same values::
     (3, 7, 5.0, 21)
     >>> BatchSpec.from_spec(spec.to_spec()) == spec
     True
+
+Each numeric option's allowed values are declared once, in :data:`RANGES`; the
+specs check them, and the settings, the CLI's options and the API's form fields
+take their limits from the same entry::
+
+    >>> str(RANGES["rows"]), RANGES["rows"].bounds()
+    ('1 to 50', {'ge': 1, 'le': 50})
+    >>> BatchSpec.of(rows=51)
+    Traceback (most recent call last):
+    ...
+    imgpipe.errors.ConfigError: invalid option value: rows=51 (allowed: 1 to 50)
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, TypedDict
 
 from imgpipe.errors import ConfigError
 
 __all__ = [
+    "RANGES",
     "BatchSpec",
+    "Bounds",
     "CollectSpec",
     "FetchPolicy",
     "IPNetwork",
+    "Range",
     "RenderSpec",
     "parse_networks",
 ]
@@ -49,11 +63,73 @@ def parse_networks(value: str | list[str] | tuple[Any, ...] | None) -> tuple[IPN
     return tuple(networks)
 
 
-def _check(part: object, checks: dict[str, bool]) -> None:
-    bad = [name for name, ok in checks.items() if not ok]
+class Bounds(TypedDict, total=False):
+    """A range as pydantic's and FastAPI's keyword arguments (``Field(**bounds)``)."""
+
+    ge: float
+    le: float
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of one numeric option: ``low`` to ``high``, both included (None: no
+    bound). Closed bounds only, because that is what a CLI option's ``min``/``max`` take."""
+
+    low: float | None = None
+    high: float | None = None
+
+    def __contains__(self, value: object) -> bool:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return False
+        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+
+    def bounds(self) -> Bounds:
+        bounds = Bounds()
+        if self.low is not None:
+            bounds["ge"] = self.low
+        if self.high is not None:
+            bounds["le"] = self.high
+        return bounds
+
+    def __str__(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f"{self.low} to {self.high}"
+        if self.low is not None:
+            return f"at least {self.low}"
+        return "any" if self.high is None else f"at most {self.high}"
+
+
+# Every bounded option, by its flat name. The grid's 50 x 50 and 2500 covers are
+# the limits the HTTP API has always had; the CLI and the settings now share them.
+RANGES: dict[str, Range] = {
+    "rows": Range(1, 50),
+    "cols": Range(1, 50),
+    "cell_size": Range(8, 2000),
+    "quality": Range(1, 100),
+    "max_images": Range(1, 2500),
+    "min_images": Range(1, 2500),
+    "min_image_size": Range(0),
+    "max_pixels": Range(1),
+    "timeout": Range(0.1),  # seconds; a shorter attempt can only fail
+    "retries": Range(0),
+    "max_bytes": Range(1),
+    "concurrency": Range(1),
+    "per_host_concurrency": Range(1),
+    "max_workers": Range(1),
+    "memory_warning": Range(0, 100),
+    "memory_critical": Range(0, 100),
+}
+
+
+def _check(part: RenderSpec | CollectSpec | FetchPolicy | BatchSpec) -> None:
+    """Raise a ConfigError naming every field of ``part`` outside its range in RANGES."""
+    bad = [
+        f"{f.name}={getattr(part, f.name)!r} (allowed: {RANGES[f.name]})"
+        for f in fields(part)
+        if f.name in RANGES and getattr(part, f.name) not in RANGES[f.name]
+    ]
     if bad:
-        values = ", ".join(f"{name}={getattr(part, name)!r}" for name in bad)
-        raise ConfigError(f"invalid option value: {values}")
+        raise ConfigError(f"invalid option value: {', '.join(bad)}")
 
 
 @dataclass(frozen=True)
@@ -66,15 +142,7 @@ class RenderSpec:
     quality: int = 95
 
     def __post_init__(self) -> None:
-        _check(
-            self,
-            {
-                "rows": self.rows >= 1,
-                "cols": self.cols >= 1,
-                "cell_size": 8 <= self.cell_size <= 2000,
-                "quality": 1 <= self.quality <= 100,
-            },
-        )
+        _check(self)
 
 
 @dataclass(frozen=True)
@@ -90,7 +158,7 @@ class CollectSpec:
     collision_check: bool = True  # a collage never overwrites an object it did not write
 
     def __post_init__(self) -> None:
-        _check(self, {"max_images": self.max_images >= 1, "min_images": self.min_images >= 1})
+        _check(self)
 
 
 @dataclass(frozen=True)
@@ -110,16 +178,7 @@ class FetchPolicy:
     user_agent: str = USER_AGENT
 
     def __post_init__(self) -> None:
-        _check(
-            self,
-            {
-                "timeout": self.timeout > 0,
-                "retries": self.retries >= 0,
-                "max_bytes": self.max_bytes > 0,
-                "concurrency": self.concurrency >= 1,
-                "per_host_concurrency": self.per_host_concurrency >= 1,
-            },
-        )
+        _check(self)
 
 
 _PARTS = {"render": RenderSpec, "collect": CollectSpec, "fetch": FetchPolicy}
@@ -142,7 +201,7 @@ class BatchSpec:
     record_ttl_days: int = 30
 
     def __post_init__(self) -> None:
-        _check(self, {"max_workers": self.max_workers >= 1})
+        _check(self)
 
     @classmethod
     def of(cls, **flat: Any) -> BatchSpec:

@@ -12,13 +12,14 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from imgpipe.bootstrap import open_backend, reconcile_stale_batches, run_csv
+from imgpipe.domain.spec import RANGES
 from imgpipe.entrypoints import cli_aws, cli_service
 from imgpipe.entrypoints.progress import LogProgress, RichProgress
 from imgpipe.entrypoints.report import print_batch, print_batches, print_summary
@@ -58,32 +59,61 @@ def _exit_code(error: ImgpipeError) -> int:
     return EXIT_INPUT if isinstance(error, InputError | ConfigError) else EXIT_UNFINISHED
 
 
+def _ranged(option: str, help: str, flag: str | None = None) -> Any:
+    """The option for the spec option ``option``, limited to its range (domain/spec.py).
+
+    Its parameter is named ``option`` too, so a test can find every ranged flag.
+    A value outside it is exit 2: "Invalid value for '--rows': 51 is outside the
+    allowed range, 1 to 50". (Typer's own ``min``/``max`` would name one bound only.)
+    """
+    allowed = RANGES[option]
+
+    def check(value: float | None) -> float | None:
+        if value is not None and value not in allowed:
+            raise typer.BadParameter(f"{value} is outside the allowed range, {allowed}")
+        return value
+
+    decls = [flag] if flag else []
+    return typer.Option(*decls, help=f"{help} Allowed: {allowed}.", callback=check)
+
+
 @app.command()
 def run(
     csv_file: Annotated[Path, typer.Argument(help="CSV of creators and cover URLs.")],
     out: OutOption = None,
-    rows: Annotated[int | None, typer.Option(help="Grid rows [DEFAULT_ROWS=5].")] = None,
-    cols: Annotated[int | None, typer.Option(help="Grid columns [DEFAULT_COLS=7].")] = None,
-    cell: Annotated[int | None, typer.Option(help="Cell size in px [200].")] = None,
-    quality: Annotated[int | None, typer.Option(help="JPEG quality [DEFAULT_QUALITY=95].")] = None,
+    rows: Annotated[int | None, _ranged("rows", "Grid rows [IMGPIPE_DEFAULT_ROWS=5].")] = None,
+    cols: Annotated[int | None, _ranged("cols", "Grid columns [IMGPIPE_DEFAULT_COLS=7].")] = None,
+    cell_size: Annotated[
+        int | None, _ranged("cell_size", "Cell size in px [200].", "--cell")
+    ] = None,
+    quality: Annotated[
+        int | None, _ranged("quality", "JPEG quality [IMGPIPE_DEFAULT_QUALITY=95].")
+    ] = None,
     max_images: Annotated[
-        int | None, typer.Option(help="Covers per collage [DEFAULT_MAX_IMAGES_PER_CREATOR=35].")
+        int | None,
+        _ranged("max_images", "Covers per collage [IMGPIPE_DEFAULT_MAX_IMAGES_PER_CREATOR=35]."),
     ] = None,
     min_images: Annotated[
-        int | None, typer.Option(help="Fewer usable covers fail the creator [1].")
+        int | None, _ranged("min_images", "Fewer usable covers fail the creator [1].")
     ] = None,
     concurrency: Annotated[
-        int | None, typer.Option(help="Downloads in flight [MAX_CONCURRENT_DOWNLOADS=8].")
+        int | None,
+        _ranged("concurrency", "Downloads in flight [IMGPIPE_MAX_CONCURRENT_DOWNLOADS=8]."),
     ] = None,
-    per_host: Annotated[int | None, typer.Option(help="Downloads in flight per host [8].")] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Creators in flight [DEFAULT_MAX_WORKERS=8].")
+    per_host_concurrency: Annotated[
+        int | None,
+        _ranged("per_host_concurrency", "Downloads in flight per host [8].", "--per-host"),
+    ] = None,
+    max_workers: Annotated[
+        int | None,
+        _ranged("max_workers", "Creators in flight [IMGPIPE_DEFAULT_MAX_WORKERS=8].", "--workers"),
     ] = None,
     timeout: Annotated[
-        float | None, typer.Option(help="Seconds per download attempt [DEFAULT_TIMEOUT=30].")
+        float | None,
+        _ranged("timeout", "Seconds per download attempt [IMGPIPE_DEFAULT_TIMEOUT=30]."),
     ] = None,
     retries: Annotated[
-        int | None, typer.Option(help="Retries per download [DEFAULT_MAX_RETRIES=3].")
+        int | None, _ranged("retries", "Retries per download [IMGPIPE_DEFAULT_MAX_RETRIES=3].")
     ] = None,
     creator_column: Annotated[str | None, typer.Option(help="Name the creator column.")] = None,
     url_column: Annotated[str | None, typer.Option(help="Name the cover URL column.")] = None,
@@ -109,13 +139,13 @@ def run(
         options = settings.batch_spec(
             rows=rows,
             cols=cols,
-            cell_size=cell,
+            cell_size=cell_size,
             quality=quality,
             max_images=max_images,
             min_images=min_images,
             concurrency=concurrency,
-            per_host_concurrency=per_host,
-            max_workers=workers,
+            per_host_concurrency=per_host_concurrency,
+            max_workers=max_workers,
             timeout=timeout,
             retries=retries,
             creator_column=creator_column,

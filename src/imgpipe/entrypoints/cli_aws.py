@@ -36,7 +36,7 @@ def _queues(settings: Settings) -> tuple[SqsWorkQueue, SqsWorkQueue]:
     from imgpipe.adapters.sqs_queue import SqsWorkQueue
 
     if not settings.sqs_dlq_url:
-        raise ConfigError("SQS_DLQ_URL is not set: name the dead-letter queue to read")
+        raise ConfigError("IMGPIPE_SQS_DLQ_URL is not set: name the dead-letter queue to read")
     return (
         SqsWorkQueue(settings.sqs_queue_url, settings=settings),
         SqsWorkQueue(settings.sqs_dlq_url, settings=settings),
@@ -50,7 +50,7 @@ def worker(
     ] = None,
     retry_delay: Annotated[int, typer.Option(help="Seconds before a failed message returns.")] = 5,
 ) -> None:
-    """Long-poll SQS_QUEUE_URL (and IMGPIPE_PLAN_QUEUE_URL when set) and run each message
+    """Long-poll IMGPIPE_SQS_QUEUE_URL (and IMGPIPE_PLAN_QUEUE_URL when set) and run each message
     through the Lambda handler's code: every message kind, from one queue or both."""
     import threading
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -13,12 +15,13 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from imgpipe.errors import ImageError, ImgpipeError
+from imgpipe.errors import ConfigError, ImageError, ImgpipeError
 from imgpipe.service.compress import EXTENSIONS, CompressOptions, compress_image
 from imgpipe.settings import Settings
 
 __all__ = ["compress", "register", "serve"]
 
+EXIT_INPUT = 2  # an unusable option: a busy --port included
 EXIT_SOME_FAILED = 3
 
 
@@ -41,11 +44,42 @@ def serve(
         from imgpipe.entrypoints.api.app import create_app
 
         app = create_app(Settings(), out_dir=out)
+        listener = _listen(host, port)
     except ImgpipeError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(EXIT_INPUT) from exc
+    port = listener.getsockname()[1]  # the one the system chose for --port 0
     Console(stderr=True).print(f"imgpipe dashboard on http://{host}:{port}/ (API docs at /docs)")
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    with listener:
+        uvicorn.Server(uvicorn.Config(app, log_level=log_level)).run(sockets=[listener])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host``:``port``, or a ConfigError naming them.
+
+    Bound here rather than by uvicorn, which logs a traceback-free error but exits
+    3, the code for "some creators failed". A busy port, an address this machine
+    does not have or a port it may not use are the caller's options to change: 2.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (OSError, UnicodeError) as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc}") from exc
+    listener = socket.socket(family, kind, proto)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        listener.bind(address)
+    except OSError as exc:
+        listener.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} on {host} is already in use: stop what listens there"
+                " or choose another with --port"
+            ) from exc
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return listener
 
 
 def compress(

@@ -36,6 +36,7 @@ from typing import Any, BinaryIO
 from imgpipe.domain.fingerprints import content_hash
 from imgpipe.domain.manifest import CoverRef, CreatorJob, Manifest, parse_manifest
 from imgpipe.domain.records import CreatorStatus
+from imgpipe.domain.spec import RANGES
 from imgpipe.errors import InputError, KeyCollisionError, MessageError, StorageError
 from imgpipe.ports import ObjectStore, StagedCsv, Stager, StateStore, WorkQueue
 from imgpipe.service.batch import local_owner, plan_stats
@@ -87,8 +88,9 @@ def options_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """BatchSpec overrides from a message's ``processing_config``.
 
     Unknown keys (``group_by_creator``...) are ignored; a known key with a value
-    of the wrong type is a MessageError naming it. Network allowances never come
-    from a message: only the operator's settings can open private ranges.
+    of the wrong type, or outside its range (``RANGES``), is a MessageError naming
+    it. Network allowances never come from a message: only the operator's settings
+    can open private ranges.
     """
     overrides: dict[str, Any] = {}
     for name, value in config.items():
@@ -97,17 +99,20 @@ def options_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
         target, kind = _CONFIG_FIELDS[name]
         if isinstance(value, bool) is not (kind is bool) or not isinstance(value, int | float):
             raise MessageError(f"processing_config.{name}: expected {kind.__name__}, got {value!r}")
+        if target in RANGES and kind(value) not in RANGES[target]:
+            allowed = RANGES[target]
+            raise MessageError(f"processing_config.{name}={value!r} is outside {allowed}")
         overrides[target] = kind(value)
     return overrides
 
 
 @dataclass
 class DistributedPorts:
-    inputs: ObjectStore  # CSVs and uploads (INPUT_BUCKET)
-    outputs: ObjectStore  # collages and results (OUTPUT_BUCKET)
-    work: ObjectStore  # plans (TEMP_BUCKET, processing/ expires after 7 days)
+    inputs: ObjectStore  # CSVs and uploads (IMGPIPE_INPUT_BUCKET)
+    outputs: ObjectStore  # collages and results (IMGPIPE_OUTPUT_BUCKET)
+    work: ObjectStore  # plans (IMGPIPE_TEMP_BUCKET, processing/ expires after 7 days)
     state: StateStore
-    queue: WorkQueue  # per-creator messages (SQS_QUEUE_URL)
+    queue: WorkQueue  # per-creator messages (IMGPIPE_SQS_QUEUE_URL)
     plan_queue: WorkQueue | None = None  # csv_s3 messages (IMGPIPE_PLAN_QUEUE_URL, else queue)
 
 

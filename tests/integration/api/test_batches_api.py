@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
+from imgpipe.domain.spec import RANGES
 from tests.integration.api.conftest import Api, ApiFactory
 from tests.support.covers import BLUE, RED, color_close, solid_jpeg
 from tests.support.http_server import FaultServer, Serve, Status
@@ -272,3 +273,51 @@ def test_a_malformed_csv_is_a_400_naming_its_line(api: ApiFactory) -> None:
     assert "line 2: unreadable CSV header" in answer.text
     assert len(answer.text) < 2_000  # the error names the header, it does not echo it
     assert server.http.get("/v1/batches").json() == []
+
+
+def form_ranges(server: Api) -> dict[str, dict[str, Any]]:
+    """The upload form's fields that are spec options with a range -> their schema."""
+    schema = server.http.get("/openapi.json").json()
+    body = schema["paths"]["/v1/batches"]["post"]["requestBody"]["content"]
+    ref = body["multipart/form-data"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    fields = schema["components"]["schemas"][ref]["properties"]
+    return {
+        name: next(s for s in field["anyOf"] if s.get("type") == "integer")
+        for name, field in fields.items()
+        if name in RANGES
+    }
+
+
+def test_form_limits_are_the_spec_ranges_and_the_edges_are_accepted(
+    api: ApiFactory, covers: FaultServer
+) -> None:
+    server = api()
+    red = covers.add("/red.jpg", Serve(solid_jpeg(RED)))
+    ranges = form_ranges(server)
+    assert set(ranges) == {"rows", "cols", "quality", "max_images", "min_images"}
+    for name, schema in ranges.items():
+        assert (schema.get("minimum"), schema.get("maximum")) == (
+            RANGES[name].low,
+            RANGES[name].high,
+        )
+    highest = {name: str(RANGES[name].high) for name in ranges}
+    answer = upload(server, f"creator,url\nalice,{red}\n", **{**highest, "min_images": "1"})
+    assert answer.status_code == 202, answer.text
+    assert wait_for_batch(server, answer.json()["batch_id"])["status"] == "completed"
+
+
+def test_a_form_value_outside_its_range_is_a_422_envelope_naming_the_field(
+    api: ApiFactory,
+) -> None:
+    server = api()
+    csv_text = "creator,url\na,https://example.com/a.jpg\n"
+    for name in form_ranges(server):
+        low, high = RANGES[name].low, RANGES[name].high
+        assert low is not None and high is not None
+        for value in (low - 1, high + 1):
+            answer = upload(server, csv_text, **{name: str(value)})
+            body = answer.json()
+            assert answer.status_code == 422 and set(body) == {"code", "msg", "data"}, answer.text
+            assert body["msg"].startswith(f"{name}: "), body
+            assert [e["loc"][-1] for e in body["data"]] == [name]
+    assert server.http.get("/v1/batches").json() == []  # nothing was started

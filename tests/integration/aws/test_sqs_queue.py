@@ -22,7 +22,7 @@ from tests.support.aws import client
 def names(aws: Settings) -> dict[str, str]:
     created = ensure_resources(aws, prefix="t")
     # S3 announces a new notification with an s3:TestEvent, as AWS does.
-    seen = drain(SqsWorkQueue(created["SQS_QUEUE_URL"], settings=aws))
+    seen = drain(SqsWorkQueue(created["IMGPIPE_SQS_QUEUE_URL"], settings=aws))
     assert [json.loads(body)["Event"] for body in seen] == ["s3:TestEvent"]
     return created
 
@@ -37,7 +37,7 @@ def drain(queue: SqsWorkQueue) -> list[str]:
 
 
 def test_send_in_batches_receive_and_delete(aws: Settings, names: dict[str, str]) -> None:
-    queue = SqsWorkQueue(names["SQS_QUEUE_URL"], settings=aws)
+    queue = SqsWorkQueue(names["IMGPIPE_SQS_QUEUE_URL"], settings=aws)
     queue.send([f"m{i}" for i in range(23)])  # three SendMessageBatch calls
     assert sorted(drain(queue), key=lambda b: int(b[1:])) == [f"m{i}" for i in range(23)]
     assert queue.receive(wait_seconds=0) == []
@@ -45,7 +45,10 @@ def test_send_in_batches_receive_and_delete(aws: Settings, names: dict[str, str]
 
 @pytest.mark.parametrize(
     ("queue_name", "dlq_name"),
-    [("SQS_QUEUE_URL", "SQS_DLQ_URL"), ("IMGPIPE_PLAN_QUEUE_URL", "IMGPIPE_PLAN_DLQ_URL")],
+    [
+        ("IMGPIPE_SQS_QUEUE_URL", "IMGPIPE_SQS_DLQ_URL"),
+        ("IMGPIPE_PLAN_QUEUE_URL", "IMGPIPE_PLAN_DLQ_URL"),
+    ],
 )
 def test_unreceived_max_receive_count_times_goes_to_the_dlq(
     aws: Settings, names: dict[str, str], queue_name: str, dlq_name: str
@@ -77,7 +80,7 @@ def test_send_to_a_missing_queue_names_it(aws: Settings) -> None:
 def test_resources_match_the_deployed_shape(aws: Settings, names: dict[str, str]) -> None:
     sqs = client(aws, "sqs")
     for url, expected in (
-        (names["SQS_QUEUE_URL"], QUEUE_ATTRIBUTES),
+        (names["IMGPIPE_SQS_QUEUE_URL"], QUEUE_ATTRIBUTES),
         (names["IMGPIPE_PLAN_QUEUE_URL"], PLAN_QUEUE_ATTRIBUTES),
     ):
         attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
@@ -93,13 +96,15 @@ def test_resources_match_the_deployed_shape(aws: Settings, names: dict[str, str]
         QueueUrl=names["IMGPIPE_PLAN_QUEUE_URL"], AttributeNames=["RedrivePolicy"]
     )["Attributes"]
     assert json.loads(plan["RedrivePolicy"])["deadLetterTargetArn"] == plan_dlq
-    table = client(aws, "dynamodb").describe_table(TableName=names["DYNAMODB_TABLE_NAME"])
+    table = client(aws, "dynamodb").describe_table(TableName=names["IMGPIPE_DYNAMODB_TABLE_NAME"])
     indexes = {i["IndexName"] for i in table["Table"]["GlobalSecondaryIndexes"]}
     assert indexes == {"batch-id-index", "status-date-index"}
-    ttl = client(aws, "dynamodb").describe_time_to_live(TableName=names["DYNAMODB_TABLE_NAME"])
+    ttl = client(aws, "dynamodb").describe_time_to_live(
+        TableName=names["IMGPIPE_DYNAMODB_TABLE_NAME"]
+    )
     assert ttl["TimeToLiveDescription"]["AttributeName"] == "ttl"
     s3 = client(aws, "s3")
-    notification = s3.get_bucket_notification_configuration(Bucket=names["INPUT_BUCKET"])
+    notification = s3.get_bucket_notification_configuration(Bucket=names["IMGPIPE_INPUT_BUCKET"])
     rules = notification["QueueConfigurations"][0]["Filter"]["Key"]["FilterRules"]
     assert {r["Name"].lower(): r["Value"] for r in rules} == {
         "prefix": "csv-files/",
@@ -108,7 +113,7 @@ def test_resources_match_the_deployed_shape(aws: Settings, names: dict[str, str]
     # the one-queue deployment: CSV uploads notify the work queue, not the planning queue
     (target,) = notification["QueueConfigurations"]
     work_arn = sqs.get_queue_attributes(
-        QueueUrl=names["SQS_QUEUE_URL"], AttributeNames=["QueueArn"]
+        QueueUrl=names["IMGPIPE_SQS_QUEUE_URL"], AttributeNames=["QueueArn"]
     )["Attributes"]["QueueArn"]
     assert target["QueueArn"] == work_arn
     assert ensure_resources(aws, prefix="t") == names  # idempotent

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from imgpipe.domain.records import CreatorStatus
+from imgpipe.domain.spec import RANGES
 from imgpipe.entrypoints.api.auth import (
     SESSION_COOKIE,
     SESSION_SECONDS,
@@ -43,7 +44,12 @@ def _page(request: Request, template: str, status: int = 200, **context: Any) ->
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request) -> Response:
     batches = [batch_view(b) for b in request.app.state.backend.state.list_batches(50)]
-    return _page(request, "batches.html", batches=batches, title="Batches · imgpipe")
+    # The upload form's limits and placeholders: the API's ranges, this server's defaults.
+    spec = request.app.state.settings.batch_spec()
+    return _page(
+        request, "batches.html", batches=batches, title="Batches · imgpipe", ranges=RANGES,
+        defaults=spec.render,
+    )  # fmt: skip
 
 
 @router.get("/batches/{batch_id}", response_class=HTMLResponse)

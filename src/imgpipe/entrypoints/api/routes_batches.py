@@ -12,6 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from imgpipe.domain.keys import creator_key
 from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
+from imgpipe.domain.spec import RANGES
 from imgpipe.errors import InputError, StorageError, column_role
 from imgpipe.service.results import NOT_FAILURES
 
@@ -68,11 +69,11 @@ def creator_view(record: CreatorRecord) -> dict[str, Any]:
 async def create_batch(
     request: Request,
     file: Annotated[UploadFile, File(description="CSV of creators and cover URLs")],
-    rows: Annotated[int | None, Form(ge=1, le=50)] = None,
-    cols: Annotated[int | None, Form(ge=1, le=50)] = None,
-    quality: Annotated[int | None, Form(ge=1, le=100)] = None,
-    max_images: Annotated[int | None, Form(ge=1, le=2500)] = None,
-    min_images: Annotated[int | None, Form(ge=1, le=2500)] = None,
+    rows: Annotated[int | None, Form(**RANGES["rows"].bounds())] = None,
+    cols: Annotated[int | None, Form(**RANGES["cols"].bounds())] = None,
+    quality: Annotated[int | None, Form(**RANGES["quality"].bounds())] = None,
+    max_images: Annotated[int | None, Form(**RANGES["max_images"].bounds())] = None,
+    min_images: Annotated[int | None, Form(**RANGES["min_images"].bounds())] = None,
     force: Annotated[bool | None, Form()] = None,
     creator_column: Annotated[
         str | None, Form(max_length=200, description="the creator column's header")
