@@ -347,3 +347,41 @@ def test_an_input_being_planned_elsewhere_is_refused(ports) -> None:  # type: ig
         runner.run(planned, planned.stats(), options(), source="t.csv", identity="test")
     )
     assert summary.totals["completed"] == 1
+
+
+def test_a_stop_while_the_claim_is_on_its_way_gives_the_claim_back(ports) -> None:  # type: ignore[no-untyped-def]
+    """The claim runs in a thread: cancelled mid-claim, it is still made, then released."""
+    import threading
+
+    from imgpipe.domain.records import CreatorRecord
+    from imgpipe.service.pipeline import CreatorPipeline
+
+    store, state = ports
+    entered, proceed = threading.Event(), threading.Event()
+
+    class SlowClaims(BatchLedger):
+        def claim(self, *args: Any, **kwargs: Any) -> Any:
+            entered.set()
+            proceed.wait(5)  # a slow store: the stop arrives meanwhile
+            return super().claim(*args, **kwargs)
+
+    ledger = SlowClaims(state, store, store, clock=SteppingClock())
+    context = BatchContext("b1", "2026-11-23T10:00:00+00:00", 0)
+    state.put_creator(
+        CreatorRecord("Ann", context.processing_date, "b1", CreatorStatus.PENDING), expected=()
+    )
+    pipeline = CreatorPipeline(store, ledger, DictFetcher({"a": jpeg(RED)}))
+
+    async def stop_mid_claim() -> None:
+        task = asyncio.create_task(
+            pipeline.process(job("Ann", ["a"]), context, options(), owner="me")
+        )
+        await asyncio.to_thread(entered.wait, 5)
+        task.cancel()
+        proceed.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(stop_mid_claim())
+    record = state.get_creator("Ann", "b1")
+    assert record is not None and record.status is CreatorStatus.PENDING

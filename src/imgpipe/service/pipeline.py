@@ -104,9 +104,19 @@ class CreatorPipeline:
         """Claim, work while renewing the claim, finish. ClaimBusyError: another owner's."""
         started = time.perf_counter()
         # Store and state calls may be network round trips (S3, DynamoDB): off the loop.
-        replay = await asyncio.to_thread(
-            self.ledger.claim, job, context, owner, owner_is_gone=owner_is_gone, note=note
+        claiming = asyncio.ensure_future(
+            asyncio.to_thread(
+                self.ledger.claim, job, context, owner, owner_is_gone=owner_is_gone, note=note
+            )
         )
+        try:
+            replay = await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            # Stopped while the claim was on its way: the thread still makes it, so
+            # wait for it and give it back, or the creator would stay "processing".
+            if await claiming is None:
+                await asyncio.to_thread(self.ledger.release, job, context, owner)
+            raise
         if replay is not None:
             return replay
         beating = asyncio.create_task(self._keep_claim(job, context, owner, heartbeat, note))
