@@ -25,8 +25,6 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 
-import httpx
-
 from imgpipe.errors import FetchError
 from imgpipe.fetch import revalidation
 from imgpipe.fetch.cover_cache import CachedCover, CoverCache
@@ -118,6 +116,8 @@ class CoverReuse:
         """Whether today's policy lets a request reach every hop ``cover`` came through."""
         if not cover.hops or len(cover.hops) > self._max_redirects + 1:
             return False
+        import httpx  # here: a run of local files never imports it (see Downloader)
+
         for hop in cover.hops:
             try:
                 url = httpx.URL(hop)

@@ -14,6 +14,7 @@ Example:
 ('png', None)
 >>> image_outcome(b"<html>", Outcome()).reason == "not_an_image"
 True
+>>> import httpx
 >>> failed = request_failure(httpx.InvalidURL("no host"), Outcome())
 >>> failed.reason == "invalid_url", failed.retryable
 (True, False)
@@ -25,12 +26,14 @@ import email.utils
 import ssl
 import time
 from dataclasses import dataclass, replace
-
-import httpx
+from typing import TYPE_CHECKING
 
 from imgpipe.domain.records import Reason, http_reason
 from imgpipe.fetch.results import FetchResult
 from imgpipe.imaging.formats import SNIFF_BYTES, sniff_format
+
+if TYPE_CHECKING:  # imported where a response is read: local files never need httpx
+    import httpx
 
 __all__ = [
     "Outcome",
@@ -119,6 +122,8 @@ async def read_response(
 
     ``conditional``: the request asked "changed?"; only then is a 304 an answer.
     """
+    import httpx
+
     status = response.status_code
     base = Outcome(
         status_code=status,
@@ -190,6 +195,8 @@ def request_failure(
       (SSLEOFError) is a connection error like any other.
     * Any other transport error: ``connection_error``, retried.
     """
+    import httpx
+
     if isinstance(exc, httpx.InvalidURL | UnicodeError) or (
         isinstance(exc, httpx.RemoteProtocolError) and isinstance(exc.__context__, httpx.InvalidURL)
     ):
