@@ -33,14 +33,13 @@ from imgpipe.service.batch import (
     BatchRunner,
     InMemoryJobs,
     PlannedJobs,
-    plan_stats,
 )
 from imgpipe.service.compare import Comparator, ComparisonConfig, make_comparator
 from imgpipe.service.compress import CompressOptions, Compressor
 from imgpipe.service.fanout import DistributedPorts, FanOut
 from imgpipe.service.ledger import BatchLedger
 from imgpipe.service.memory import MemoryMonitor
-from imgpipe.service.planning import batch_identity
+from imgpipe.service.planning import batch_identity, plan_stats
 from imgpipe.service.progress import ProgressSink
 from imgpipe.service.results import PlanStats
 from imgpipe.service.summary import BatchSummary

@@ -22,17 +22,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import socket
-import uuid
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from imgpipe.domain.manifest import CreatorJob, Manifest, RowProblem
+from imgpipe.domain.manifest import CreatorJob, Manifest
 from imgpipe.domain.records import BatchRecord
 from imgpipe.errors import (
     BatchLockedError,
@@ -42,23 +38,16 @@ from imgpipe.errors import (
     StorageError,
 )
 from imgpipe.ports import BatchLock, BatchLocks
-from imgpipe.service.ledger import BatchLedger
+from imgpipe.service.ledger import BatchLedger, local_owner
 from imgpipe.service.memory import MemoryMonitor
 from imgpipe.service.pipeline import CreatorPipeline, Fetcher
-from imgpipe.service.planning import new_batch_id, plan_marker_key, settings_snapshot
+from imgpipe.service.planning import new_batch_id, plan_marker_key, plan_stats, settings_snapshot
 from imgpipe.service.progress import NullProgress, ProgressSink
 from imgpipe.service.results import BatchContext, CreatorResult, PlanStats
 from imgpipe.service.summary import BatchSummary
 from imgpipe.settings import BatchSpec
 
-__all__ = [
-    "BatchInterruptedError",
-    "BatchRunner",
-    "InMemoryJobs",
-    "PlannedJobs",
-    "local_owner",
-    "plan_stats",
-]
+__all__ = ["BatchInterruptedError", "BatchRunner", "InMemoryJobs", "PlannedJobs"]
 
 log = logging.getLogger(__name__)
 
@@ -73,32 +62,6 @@ class BatchInterruptedError(ImgpipeError):
         )
         self.batch_id, self.done, self.total, self.reason = batch_id, done, total, reason
         self.signal: int | None = None  # the signal that stopped the run, when one did
-
-
-def local_owner() -> str:
-    """This process, as a claim's owner: ``host:pid:token``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-# Row problems kept in a batch's plan and summary; the count is always exact.
-MAX_ROW_PROBLEMS = 10_000
-
-
-def plan_stats(rows_read: int, duplicate_rows: int, problems: Iterable[RowProblem]) -> PlanStats:
-    """What the summary keeps of the CSV: counts, and the first MAX_ROW_PROBLEMS problems."""
-    kept: list[dict[str, Any]] = []
-    reasons: Counter[str] = Counter()
-    for problem in problems:
-        reasons[problem.reason] += 1
-        if len(kept) < MAX_ROW_PROBLEMS:
-            kept.append(problem.to_dict())
-    return PlanStats(
-        rows_read,
-        duplicate_rows,
-        kept,
-        row_problem_count=sum(reasons.values()),
-        row_problem_reasons=dict(reasons),
-    )
 
 
 class PlannedJobs(Protocol):

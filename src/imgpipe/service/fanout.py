@@ -39,10 +39,14 @@ from imgpipe.domain.records import CreatorStatus
 from imgpipe.domain.spec import RANGES
 from imgpipe.errors import InputError, KeyCollisionError, MessageError, StorageError
 from imgpipe.ports import ObjectStore, StagedCsv, Stager, StateStore, WorkQueue
-from imgpipe.service.batch import local_owner, plan_stats
-from imgpipe.service.ledger import BatchLedger
+from imgpipe.service.ledger import BatchLedger, local_owner
 from imgpipe.service.pipeline import CreatorPipeline, Fetcher
-from imgpipe.service.planning import new_batch_id, plan_marker_key, settings_snapshot
+from imgpipe.service.planning import (
+    new_batch_id,
+    plan_marker_key,
+    plan_stats,
+    settings_snapshot,
+)
 from imgpipe.service.results import BatchContext, CreatorResult
 from imgpipe.service.summary import BatchSummary
 from imgpipe.settings import BatchSpec, Settings

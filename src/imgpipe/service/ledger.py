@@ -21,7 +21,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import socket
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -42,7 +45,7 @@ from imgpipe.ports import ObjectStore, StateStore
 from imgpipe.service.results import BatchContext, CreatorResult, PlanStats
 from imgpipe.service.summary import BatchSummary, SummaryWriter
 
-__all__ = ["BatchLedger", "plan_key"]
+__all__ = ["BatchLedger", "local_owner", "plan_key"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,11 @@ SUMMARY_POLL_SECONDS = 0.25
 # read it again this many times before giving the summary up to a later retry.
 INDEX_CATCH_UP_TRIES = 6
 INDEX_CATCH_UP_SECONDS = 0.5
+
+
+def local_owner() -> str:
+    """This process, as a claim's owner: ``host:pid:token``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def plan_key(batch_id: str) -> str:

@@ -1,4 +1,4 @@
-"""Pure helpers of planning a batch: ids, the settings snapshot, the input's identity.
+"""Pure helpers of planning a batch: ids, the settings snapshot, identity, CSV statistics.
 
 A batch's identity is what makes two runs "the same run": the CSV's content and
 the settings that shape the output (those in the collage fingerprint), never
@@ -18,12 +18,23 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from imgpipe.domain.manifest import RowProblem
+from imgpipe.service.results import PlanStats
 from imgpipe.settings import BatchSpec
 
-__all__ = ["batch_identity", "new_batch_id", "plan_marker_key", "settings_snapshot"]
+__all__ = [
+    "MAX_ROW_PROBLEMS",
+    "batch_identity",
+    "new_batch_id",
+    "plan_marker_key",
+    "plan_stats",
+    "settings_snapshot",
+]
 
 # What shapes a batch's output; a change of any of these is a different batch.
 OUTPUT_SETTINGS = (
@@ -61,3 +72,24 @@ def batch_identity(content_sha256: str, options: BatchSpec, *, source: str = "")
 def plan_marker_key(identity: str) -> str:
     """Where the work store remembers which batch an identity was planned as."""
     return f"processing/plans/{identity}.json"
+
+
+# Row problems kept in a batch's plan and summary; the count is always exact.
+MAX_ROW_PROBLEMS = 10_000
+
+
+def plan_stats(rows_read: int, duplicate_rows: int, problems: Iterable[RowProblem]) -> PlanStats:
+    """What the summary keeps of the CSV: counts, and the first MAX_ROW_PROBLEMS problems."""
+    kept: list[dict[str, Any]] = []
+    reasons: Counter[str] = Counter()
+    for problem in problems:
+        reasons[problem.reason] += 1
+        if len(kept) < MAX_ROW_PROBLEMS:
+            kept.append(problem.to_dict())
+    return PlanStats(
+        rows_read,
+        duplicate_rows,
+        kept,
+        row_problem_count=sum(reasons.values()),
+        row_problem_reasons=dict(reasons),
+    )

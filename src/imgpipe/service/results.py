@@ -12,7 +12,7 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from imgpipe.domain.records import BatchRecord, CoverOutcome, CreatorRecord, CreatorStatus, Reason
@@ -38,7 +38,7 @@ class PlanStats:
 
     rows_read: int
     duplicate_rows: int
-    row_problems: list[dict[str, Any]]  # the first ones (batch.MAX_ROW_PROBLEMS)
+    row_problems: list[dict[str, Any]]  # the first ones (planning.MAX_ROW_PROBLEMS)
     row_problem_count: int = -1  # all of them; -1: as many as listed (older plans)
     row_problem_reasons: dict[str, int] = field(default_factory=dict)  # all, by reason
 
@@ -69,11 +69,6 @@ class CreatorResult:
     @property
     def duplicates(self) -> int:
         return sum(1 for c in self.covers if c.reason == Reason.DUPLICATE)
-
-    def for_summary(self) -> CreatorResult:
-        """What a batch summary needs of one creator: failed and duplicate covers."""
-        failed = [c for c in self.covers if not c.ok and c.reason != Reason.NOT_ATTEMPTED]
-        return replace(self, covers=failed, batch=None)
 
     @classmethod
     def from_record(cls, record: CreatorRecord, *, creator: str | None = None) -> CreatorResult:
