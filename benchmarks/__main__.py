@@ -32,7 +32,10 @@ def main(argv: list[str]) -> int:
         if i:
             print()
         module = importlib.import_module(f"benchmarks.{name}")
-        status = status or int(module.main([]) or 0)
+        # Every benchmark runs, whatever an earlier one returned (an `or` here
+        # short-circuited: a missed target skipped every benchmark after it).
+        result = int(module.main([]) or 0)
+        status = status or result
     return status
 
 
