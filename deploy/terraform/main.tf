@@ -51,7 +51,8 @@ locals {
   notify_environment = {
     IMGPIPE_NOTIFY_TOPIC_ARN = aws_sns_topic.batch_complete.arn
   }
-  readable_environment = length(var.readable_buckets) == 0 ? {} : {
+  # Other buckets a csv_s3 message may name (empty: the input bucket only).
+  readable_environment = {
     IMGPIPE_READABLE_BUCKETS = join(",", var.readable_buckets)
   }
   readable_object_arns = [for b in var.readable_buckets : "arn:${local.partition}:s3:::${b}/*"]
