@@ -56,8 +56,8 @@ $(IAC_STAMP): deploy/requirements-iac.txt
 # included); checkov fails on any check neither fixed nor skipped, with a reason,
 # in the resource's Metadata (SAM) or a #checkov:skip=ID:reason comment (Terraform).
 # The Terraform module is proven offline (no provider download): every file parses
-# with python-hcl2, checkov's terraform checks pass, and `terraform fmt -check` runs
-# when a terraform binary is installed.
+# with checkov's HCL parser (bc-python-hcl2, a python-hcl2 fork), checkov's terraform
+# checks pass, and `terraform fmt -check` runs when a terraform binary is installed.
 TF_DIR := deploy/terraform
 iac-lint: $(IAC_STAMP)
 	$(IAC_VENV)/bin/cfn-lint deploy/template.yaml
