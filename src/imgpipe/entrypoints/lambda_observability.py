@@ -132,8 +132,13 @@ def tracing() -> Tracing:
     if not tracing_enabled():
         return NullTracing()
     from aws_lambda_powertools import Tracer
+    from aws_xray_sdk.core import xray_recorder
+
+    from imgpipe.entrypoints.xray_context import TaskLambdaContext
 
     tracer = Tracer(service=_service(), auto_patch=False)
+    # Concurrent downloads on one event loop need a subsegment stack per task.
+    xray_recorder.configure(context=TaskLambdaContext())
     # Patched here, on first use, not at import: the cold start's import stays cheap.
     # botocore's patch is on the client class, so clients made earlier are traced too.
     tracer.patch(list(PATCHED_MODULES))
