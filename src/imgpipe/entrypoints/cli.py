@@ -9,7 +9,6 @@ not finish (a store failed, or another process runs it; rerun to continue),
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,6 +20,7 @@ from rich.markup import escape
 from imgpipe.bootstrap import open_backend, reconcile_stale_batches, run_csv
 from imgpipe.domain.spec import RANGES
 from imgpipe.entrypoints import cli_aws, cli_service
+from imgpipe.entrypoints.cli_logging import LogFormatName, LogFormatOption, setup_logging
 from imgpipe.entrypoints.progress import LogProgress, RichProgress
 from imgpipe.entrypoints.report import print_batch, print_batches, print_summary
 from imgpipe.errors import ConfigError, ImgpipeError, InputError, column_role
@@ -130,10 +130,11 @@ def run(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no table.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    log_format: LogFormatOption = LogFormatName.text,
 ) -> None:
     """Render one collage per creator of CSV_FILE."""
     console = Console(stderr=True)
-    _configure_logging(quiet)
+    setup_logging(log_format, quiet=quiet)
     try:
         settings = Settings()
         options = settings.batch_spec(
@@ -163,7 +164,9 @@ def run(
 
     try:
         progress: ProgressSink
-        if quiet or as_json or not console.is_terminal:
+        # JSON logs are one object per line: no bar drawn between them, progress is logged
+        plain = as_json or log_format is LogFormatName.json or not console.is_terminal
+        if quiet or plain:
             progress = NullProgress() if quiet else LogProgress()
             summary = run_csv(
                 csv_file, options, backend, progress=progress, new_batch=new_batch,
@@ -223,16 +226,6 @@ def status(
         print_batch(Console(), batch, records, as_json=as_json)
     finally:
         backend.close()
-
-
-def _configure_logging(quiet: bool) -> None:
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # httpx logs every request at INFO; that drowns the progress.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 # Further command groups register themselves here, one line each (worker, dlq, serve...).

@@ -38,6 +38,7 @@ from imgpipe.domain.manifest import CoverRef, CreatorJob, Manifest, parse_manife
 from imgpipe.domain.records import CreatorStatus
 from imgpipe.domain.spec import RANGES
 from imgpipe.errors import InputError, KeyCollisionError, MessageError, StorageError
+from imgpipe.logs import log_context
 from imgpipe.ports import ObjectStore, StagedCsv, Stager, StateStore, WorkQueue
 from imgpipe.service.ledger import BatchLedger, local_owner
 from imgpipe.service.pipeline import CreatorPipeline, Fetcher
@@ -233,6 +234,21 @@ class FanOut:
         batch_id: str | None,
     ) -> PlanOutcome:
         batch_id, replayed = self._reserve_identity(identity, batch_id)
+        with log_context(batch_id=batch_id):  # the planning's records carry the batch
+            return self._plan_reserved(
+                staged, csv_key, options, overrides, heartbeat, batch_id, replayed
+            )
+
+    def _plan_reserved(
+        self,
+        staged: StagedCsv,
+        csv_key: str,
+        options: BatchSpec,
+        overrides: dict[str, Any],
+        heartbeat: Callable[[], None] | None,
+        batch_id: str,
+        replayed: bool,
+    ) -> PlanOutcome:
         batch = self.ports.state.get_batch(batch_id)
         if batch is None:
             context = self.ledger.open_batch(

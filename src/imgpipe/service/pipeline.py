@@ -41,6 +41,7 @@ from imgpipe.errors import ImageError, KeyCollisionError, StorageError
 from imgpipe.fetch.downloader import FetchResult
 from imgpipe.imaging.collage import render_collage
 from imgpipe.imaging.decode import load_tile
+from imgpipe.logs import EVENTS_LOGGER, log_context
 from imgpipe.ports import ObjectStore
 from imgpipe.service.ledger import BatchLedger
 from imgpipe.service.memory import MemoryMonitor, MemoryPressureError
@@ -51,6 +52,7 @@ from imgpipe.settings import BatchSpec
 __all__ = ["CreatorPipeline", "Fetcher", "Heartbeat"]
 
 log = logging.getLogger(__name__)
+events = logging.getLogger(EVENTS_LOGGER)
 
 MAX_KEY_SUFFIX = 100
 # Called at every renewal of a claim, e.g. to extend the SQS message's visibility.
@@ -102,6 +104,21 @@ class CreatorPipeline:
         note: dict[str, Any] | None = None,
     ) -> CreatorResult:
         """Claim, work while renewing the claim, finish. ClaimBusyError: another owner's."""
+        # Every record logged for this creator, here and in the threads it starts,
+        # carries its batch and key (imgpipe.logs): one place for the CLI and Lambda.
+        with log_context(batch_id=context.batch_id, creator=job.key):
+            return await self._process(job, context, options, owner, owner_is_gone, heartbeat, note)
+
+    async def _process(
+        self,
+        job: CreatorJob,
+        context: BatchContext,
+        options: BatchSpec,
+        owner: str,
+        owner_is_gone: bool,
+        heartbeat: Heartbeat | None,
+        note: dict[str, Any] | None,
+    ) -> CreatorResult:
         started = time.perf_counter()
         # Store and state calls may be network round trips (S3, DynamoDB): off the loop.
         claiming = asyncio.ensure_future(
@@ -138,6 +155,7 @@ class CreatorPipeline:
         except asyncio.CancelledError:
             await finishing
             raise
+        _log_outcome(result)
         return result
 
     async def _keep_claim(
@@ -336,6 +354,26 @@ class CreatorPipeline:
                     return candidate
                 continue
         raise StorageError(f"no free collage key for {key} after {MAX_KEY_SUFFIX} tries")
+
+
+def _log_outcome(result: CreatorResult) -> None:
+    """One record per failed cover (naming its URL) and one for the creator, for log search."""
+    for cover in result.failures:  # duplicates and covers never fetched are not failures
+        events.info(
+            "cover failed: %s (%s)",
+            cover.url,
+            cover.reason,
+            extra={"url": cover.url, "line": cover.line, "reason": cover.reason,
+                   "detail": cover.detail},
+        )  # fmt: skip
+    events.info(
+        "creator %s: %s",
+        result.key,
+        result.status.value,
+        extra={"status": result.status.value, "images_used": result.images_used,
+               "failed_covers": len(result.failures), "error": result.error,
+               "duration_s": round(result.duration, 3)},
+    )  # fmt: skip
 
 
 def _hash_and_decode(data: bytes, options: BatchSpec) -> tuple[str, Image.Image]:
