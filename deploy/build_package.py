@@ -127,12 +127,13 @@ def tidy(target: Path) -> None:
     for folder in sorted((p for p in target.rglob("*") if p.is_dir()), reverse=True):
         if not any(folder.iterdir()):  # left empty once the caches are gone
             folder.rmdir()
+    root = target.resolve()
     for record in sorted(target.glob("*.dist-info/RECORD")):
-        kept = [
-            line
-            for line in record.read_text(encoding="utf-8").splitlines(keepends=True)
-            if (record.parent.parent / line.split(",", 1)[0]).resolve().is_file()
-        ]
+        kept = []
+        for line in record.read_text(encoding="utf-8").splitlines(keepends=True):
+            path = (root / line.split(",", 1)[0]).resolve()
+            if path.is_relative_to(root) and path.is_file():
+                kept.append(line)
         record.write_text("".join(kept), encoding="utf-8")
 
 
