@@ -197,11 +197,10 @@ class FanOut:
         foreign = store is not self.ports.inputs
         source = f"s3://{bucket}/{csv_key}" if foreign else csv_key
         try:
-            options = self.settings.batch_spec(
-                **dict(overrides or {}), output_prefix=output_prefix_of(output_prefix)
-            )
-        except ValueError as exc:  # ConfigError too
+            prefix = output_prefix_of(output_prefix)
+        except ValueError as exc:
             raise MessageError(f"output_prefix {output_prefix!r} is unusable: {exc}") from exc
+        options = self.settings.batch_spec(**dict(overrides or {}), output_prefix=prefix)
         # A CSV published to another prefix or read from another bucket is another batch.
         seed = source if foreign else csv_key
         if options.output_prefix:
