@@ -9,7 +9,7 @@ IAC_STAMP := $(IAC_VENV)/.installed
 OUT ?= imgpipe-data
 ARCH ?= x86_64
 
-.PHONY: run test bench lint typecheck iac-lint package clean install dev serve screenshots browser
+.PHONY: run test bench lint typecheck iac-lint package lock clean install dev serve screenshots browser
 # Browser tests drive Debian's Chromium; installed here when missing (root or sudo).
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -71,8 +71,22 @@ iac-lint: $(IAC_STAMP)
 	  else echo "terraform not installed: fmt check skipped"; fi
 
 # build/lambda/ (the template's CodeUri) and build/imgpipe-lambda.zip; ARCH=arm64 too.
+# Installs exactly deploy/lambda-requirements-$(ARCH).txt (hashes checked).
 package: | $(BIN)/python
 	$(BIN)/python deploy/build_package.py --arch $(ARCH)
+
+# Re-resolve the Lambda package's locks (both architectures, Python 3.12 on Lambda's
+# glibc) from pyproject.toml and deploy/lambda-requirements.in; uv resolves for a
+# platform other than this machine's, pip-tools cannot. Commit the result.
+LOCK_PLATFORMS := x86_64:x86_64 arm64:aarch64
+lock: $(DEV_STAMP)
+	for pair in $(LOCK_PLATFORMS); do \
+	  $(BIN)/uv pip compile pyproject.toml deploy/lambda-requirements.in \
+	    --extra aws --extra api --python-version 3.12 \
+	    --python-platform $${pair#*:}-manylinux_2_28 --generate-hashes \
+	    --index-url https://pypi.org/simple --custom-compile-command 'make lock' \
+	    --quiet -o deploy/lambda-requirements-$${pair%%:*}.txt || exit 1; \
+	done
 
 # pytest exits 5 when it collected nothing; that must fail, never pass silently.
 test: lint typecheck iac-lint browser

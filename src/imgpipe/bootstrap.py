@@ -182,6 +182,10 @@ def open_distributed(settings: Settings) -> DistributedPorts:
     from imgpipe.adapters.aws_clients import make_client
 
     s3 = make_client("s3", settings)
+
+    def readable(bucket: str) -> ObjectStore:
+        return S3ObjectStore(bucket, client=s3, settings=settings)
+
     return DistributedPorts(
         inputs=S3ObjectStore(settings.input_bucket, client=s3, settings=settings),
         outputs=S3ObjectStore(settings.output_bucket, client=s3, settings=settings),
@@ -193,29 +197,32 @@ def open_distributed(settings: Settings) -> DistributedPorts:
         plan_queue=SqsWorkQueue(
             settings.plan_queue_url or settings.sqs_queue_url, settings=settings
         ),
+        readable=readable,
     )
 
 
 def make_fanout(settings: Settings, ports: DistributedPorts | None = None) -> FanOut:
     """The distributed batch service, fetching covers from the web or beside the CSV."""
     ports = ports or open_distributed(settings)
-    fetcher = store_fetchers(settings, ports.inputs)
+    fetcher = store_fetchers(settings)
     ledger = make_ledger(settings, ports.state, ports.outputs, ports.work)
     scratch = settings.data_dir.resolve() / "processing" / "staging"
     return FanOut(ports, ledger, settings, fetcher, stage=stage_manifest, scratch_dir=scratch)
 
 
 def store_fetchers(
-    settings: Settings, inputs: ObjectStore
-) -> Callable[[BatchSpec, str], AbstractAsyncContextManager[StoreRelativeFetcher]]:
+    settings: Settings,
+) -> Callable[[BatchSpec, str, ObjectStore], AbstractAsyncContextManager[StoreRelativeFetcher]]:
     """Fetchers of a distributed batch: the web (guarded, cached) and objects beside
-    the CSV in the input store; one downloader per creator message or inline run."""
+    the CSV in its store; one downloader per creator message or inline run."""
     cache = cover_cache(settings, settings.data_dir)
 
     @asynccontextmanager
-    async def fetcher(options: BatchSpec, csv_key: str) -> AsyncIterator[StoreRelativeFetcher]:
+    async def fetcher(
+        options: BatchSpec, csv_key: str, store: ObjectStore
+    ) -> AsyncIterator[StoreRelativeFetcher]:
         async with Downloader(options.fetch, cache=cache) as downloader:
-            yield StoreRelativeFetcher(downloader, inputs, csv_key, options.fetch.max_bytes)
+            yield StoreRelativeFetcher(downloader, store, csv_key, options.fetch.max_bytes)
 
     return fetcher
 
@@ -234,15 +241,18 @@ def run_inline(
     source: str,
     csv_key: str,
     identity: str,
+    csv_store: ObjectStore | None = None,
 ) -> BatchSummary:
-    """A whole batch in this process on the distributed stores (direct invocation)."""
+    """A whole batch in this process on the distributed stores (direct invocation);
+    ``csv_store``: the CSV's bucket, for covers beside it (default: the input bucket)."""
     from imgpipe.adapters.memory import InProcessBatchLocks
 
     options = options.with_overrides(allow_local_files=False)
     ledger = make_ledger(settings, ports.state, ports.outputs, ports.work)
 
     async def run() -> BatchSummary:
-        async with store_fetchers(settings, ports.inputs)(options, csv_key) as fetcher:
+        store = csv_store or ports.inputs
+        async with store_fetchers(settings)(options, csv_key, store) as fetcher:
             runner = BatchRunner(ledger, fetcher, locks=InProcessBatchLocks())
             planned = InMemoryJobs(manifest)
             return await runner.run(

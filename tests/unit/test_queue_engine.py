@@ -26,7 +26,7 @@ from imgpipe.domain.keys import creator_key
 from imgpipe.domain.manifest import CreatorJob
 from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
 from imgpipe.errors import ClaimBusyError, ConflictError, SummaryPendingError
-from imgpipe.ports import StateStore, StoredObject
+from imgpipe.ports import ObjectStore, StateStore, StoredObject
 from imgpipe.service import ledger as ledger_module
 from imgpipe.service.fanout import DistributedPorts, FanOut
 from imgpipe.service.ledger import BatchLedger
@@ -125,7 +125,9 @@ def engine(
     fetcher = DictFetcher(covers)
 
     @asynccontextmanager
-    async def fetchers(options: BatchSpec, csv_key: str) -> AsyncIterator[DictFetcher]:
+    async def fetchers(
+        options: BatchSpec, csv_key: str, store: ObjectStore
+    ) -> AsyncIterator[DictFetcher]:
         yield fetcher
 
     ledger = BatchLedger(

@@ -28,6 +28,7 @@ import ipaddress
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, TypedDict
 
+from imgpipe.domain.keys import output_prefix
 from imgpipe.errors import ConfigError
 
 __all__ = [
@@ -199,9 +200,18 @@ class BatchSpec:
     memory_warning: float = 80.0
     memory_critical: float = 90.0
     record_ttl_days: int = 30
+    # Where the batch's collages and results go in the output store (a csv_s3
+    # message's output_prefix): "" or a folder ending with "/".
+    output_prefix: str = ""
 
     def __post_init__(self) -> None:
         _check(self)
+        try:
+            checked = output_prefix(self.output_prefix)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        if checked != self.output_prefix:
+            raise ConfigError(f"output prefix {self.output_prefix!r}: must end with '/'")
 
     @classmethod
     def of(cls, **flat: Any) -> BatchSpec:

@@ -2,13 +2,15 @@
 
 ``handler(event, context)`` dispatches on the event:
 
-- S3 ``ObjectCreated`` for ``<IMGPIPE_CSV_PREFIX>*.csv`` (keys arrive URL-encoded:
+- S3 ``ObjectCreated`` for ``<IMGPIPE_CSV_PREFIX>*.csv``, any case (keys arrive URL-encoded:
   ``a+b%C3%BC.csv`` is ``a bü.csv``): plan the batch and fan out per-creator
   messages. Images under ``<IMGPIPE_COMPRESS_PREFIX>`` (``uploads/``) are
   compressed to ``compressed/<key>``. ``s3:TestEvent`` and other keys are ignored.
 - SQS records: an S3 notification body (S3 -> SQS wiring), a per-creator
   message of the fan-out, or the original system's ``processing_type: csv_s3``
-  message. Failures are reported per record (``batchItemFailures``).
+  message (its ``output_prefix`` prefixes the batch's collages and results; its
+  ``s3_bucket`` is the input bucket or one of ``IMGPIPE_READABLE_BUCKETS``).
+  Failures are reported per record (``batchItemFailures``).
 - Direct invocation: ``{"csv_s3": {"bucket": ..., "key": ...}}`` or
   ``{"csv_text": "creator,url\\n..."}`` runs the whole batch inline and returns
   its summary (a test mode).
@@ -193,17 +195,34 @@ def handle_record_body(body: str, lease: MessageLease | None = None) -> dict[str
     if message.get("type") == CREATOR_MESSAGE:
         return _creator(message, fanout, lease)
     if message.get("processing_type") == "csv_s3":
-        bucket, key = message.get("s3_bucket"), message.get("s3_key")
+        key = message.get("s3_key")
         if not isinstance(key, str) or not key:
             raise MessageError("csv_s3 message without s3_key")
-        if bucket and bucket != settings.input_bucket:
-            raise MessageError(f"s3_bucket {bucket!r} is not the input bucket")
+        bucket, prefix = _text_field(message, "s3_bucket"), _text_field(message, "output_prefix")
         overrides = options_from_config(message.get("processing_config") or {})
         batch_id = message.get("batch_id")
         heartbeat = None if lease is None else lambda: lease.extend(PLAN_HEARTBEAT_SECONDS)
-        return _plan(fanout, key, overrides, heartbeat=heartbeat, batch_id=batch_id)
+        return _plan(
+            fanout,
+            key,
+            overrides,
+            heartbeat=heartbeat,
+            batch_id=batch_id,
+            bucket=bucket or None,
+            output_prefix=prefix,
+        )
     kind = message.get("processing_type") or message.get("type")
     raise MessageError(f"unknown message type {kind!r}")
+
+
+def _text_field(message: Mapping[str, Any], name: str) -> str:
+    """An optional string field of a message ("" when absent); MessageError otherwise."""
+    value = message.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise MessageError(f"csv_s3 message: {name} must be a string, got {value!r}")
+    return value
 
 
 def _s3_record(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -252,9 +271,18 @@ def _plan(
     *,
     heartbeat: Any = None,
     batch_id: str | None = None,
+    bucket: str | None = None,
+    output_prefix: str = "",
 ) -> dict[str, Any]:
     with tracing().span("plan", csv_key=key, batch_id=batch_id) as span:
-        planned = fanout.plan(key, overrides, heartbeat=heartbeat, batch_id=batch_id)
+        planned = fanout.plan(
+            key,
+            overrides,
+            heartbeat=heartbeat,
+            batch_id=batch_id,
+            bucket=bucket,
+            output_prefix=output_prefix,
+        )
         if planned.batch_id:  # known once planned, unless the API reserved it
             span.annotate("batch_id", planned.batch_id)
     log.info(
@@ -337,6 +365,7 @@ def _inline(event: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
 
     _, fanout = _runtime()
     options = settings.batch_spec(**options_from_config(event.get("processing_config") or {}))
+    store = fanout.ports.inputs
     if "csv_text" in event:
         data, key, source = (
             str(event["csv_text"]).encode(),
@@ -348,14 +377,22 @@ def _inline(event: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
         key = str(ref.get("key", "")) if isinstance(ref, dict) else ""
         if not key:
             raise MessageError("csv_s3 needs a key")
-        data, source = fanout.ports.inputs.get(key), f"s3://{settings.input_bucket}/{key}"
+        bucket = str(ref.get("bucket") or "") or settings.input_bucket
+        store = fanout.csv_store(bucket)  # the input bucket or a readable one
+        data, source = store.get(key), f"s3://{bucket}/{key}"
     manifest = parse_csv_bytes(data, options, key)
     identity = batch_identity(content_hash(data), options, source=source)
     with tracing().span("inline", csv_key=key) as span:
         summary = run_inline(
-            manifest, options, fanout.ports, settings, source=source, csv_key=key,
+            manifest,
+            options,
+            fanout.ports,
+            settings,
+            source=source,
+            csv_key=key,
             identity=identity,
-        )  # fmt: skip
+            csv_store=store,
+        )
         span.annotate("batch_id", summary.batch_id)
     return dict(summary.to_dict())
 

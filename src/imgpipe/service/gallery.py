@@ -11,7 +11,7 @@ Example::
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from jinja2 import Template
@@ -35,10 +35,21 @@ def _template() -> Template:
     return env.get_template("gallery.html")
 
 
-def render_gallery(summary: BatchSummary) -> str:
-    """Render the gallery of one batch; every value is HTML-escaped."""
+def render_gallery(summary: BatchSummary, *, base: str = "") -> str:
+    """Render the gallery of one batch; every value is HTML-escaped.
+
+    ``base``: the folder the page is stored in (the batch's output prefix); its
+    links are relative to it.
+    """
     creators = sorted(
-        summary.creators,
+        (_relative(c, base) for c in summary.creators),
         key=lambda c: (c["status"] == "failed", c["creator"].casefold()),
     )
     return _template().render(summary=summary, creators=creators)
+
+
+def _relative(creator: dict[str, Any], base: str) -> dict[str, Any]:
+    key = creator.get("collage_key")
+    if not base or not key:
+        return creator
+    return {**creator, "collage_key": str(key).removeprefix(base)}

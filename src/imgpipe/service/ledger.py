@@ -372,6 +372,7 @@ class BatchLedger:
     ) -> SummaryWriter:
         """Stream the records into a summary; re-read while the index lags the counters."""
         expected = batch.completed + batch.failed + batch.skipped
+        prefix = str(self.planned_spec(batch.batch_id).get("output_prefix") or "")
         for attempt in range(INDEX_CATCH_UP_TRIES):
             writer = SummaryWriter(
                 self.outputs,
@@ -379,6 +380,7 @@ class BatchLedger:
                 stats,
                 finished=self.clock(),
                 peak_memory_percent=peak_memory_percent,
+                prefix=prefix,
             )
             for record in self.state.creators_in_batch(batch.batch_id):
                 if record.status.is_final:

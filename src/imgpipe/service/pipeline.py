@@ -149,7 +149,9 @@ class CreatorPipeline:
                 await beating
         result.duration = time.perf_counter() - started
         # Shielded: once the final write starts it completes, even during a stop.
-        finishing = asyncio.ensure_future(asyncio.to_thread(self._finish, result, context, owner))
+        finishing = asyncio.ensure_future(
+            asyncio.to_thread(self._finish, result, context, owner, options.output_prefix)
+        )
         try:
             await asyncio.shield(finishing)
         except asyncio.CancelledError:
@@ -200,13 +202,15 @@ class CreatorPipeline:
                 job.creator, job.key, CreatorStatus.FAILED, error=f"internal_error: {exc!r}"
             )
 
-    def _finish(self, result: CreatorResult, context: BatchContext, owner: str) -> None:
+    def _finish(
+        self, result: CreatorResult, context: BatchContext, owner: str, prefix: str
+    ) -> None:
         # The metadata document first: a crash after it and before the record only
         # means the retry writes the same document again.
         document = {"batch_id": context.batch_id, "display_name": result.creator}
         document.update(result.to_dict())
         self.store.put(
-            metadata_key(context.batch_id, result.key),
+            metadata_key(context.batch_id, result.key, prefix=prefix),
             _json_bytes(document),
             content_type="application/json",
         )
@@ -241,7 +245,9 @@ class CreatorPipeline:
         previous = (
             None
             if options.collect.force
-            else await asyncio.to_thread(self._unchanged, job.key, result.fingerprint, context)
+            else await asyncio.to_thread(
+                self._unchanged, job.key, result.fingerprint, context, options.output_prefix
+            )
         )
         if previous is not None:
             result.status = CreatorStatus.SKIPPED_UNCHANGED
@@ -318,8 +324,11 @@ class CreatorPipeline:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: func(*args, **kwargs))
 
-    def _unchanged(self, key: str, fingerprint: str, context: BatchContext) -> CreatorRecord | None:
-        """The newest earlier record with the same fingerprint whose collage still exists."""
+    def _unchanged(
+        self, key: str, fingerprint: str, context: BatchContext, prefix: str
+    ) -> CreatorRecord | None:
+        """The newest earlier record with the same fingerprint whose collage still exists
+        under this batch's output prefix (another prefix is another place to publish to)."""
         now = int(self.clock().timestamp())
         for record in self.ledger.state.creator_history(key, limit=20):
             if record.batch_id == context.batch_id or (record.ttl and record.ttl < now):
@@ -328,6 +337,7 @@ class CreatorPipeline:
                 record.status in (CreatorStatus.COMPLETED, CreatorStatus.SKIPPED_UNCHANGED)
                 and record.fingerprint == fingerprint
                 and record.collage_key
+                and record.collage_key.startswith(f"{prefix}collages/")
                 and self.store.exists(record.collage_key)
             ):
                 return record
@@ -340,7 +350,7 @@ class CreatorPipeline:
         (same bytes: rendering is deterministic) and keeps it instead of adding one."""
         when = datetime.fromisoformat(context.processing_date)
         for suffix in range(MAX_KEY_SUFFIX):
-            candidate = collage_key(key, when, suffix)
+            candidate = collage_key(key, when, suffix, prefix=options.output_prefix)
             try:
                 self.store.put(
                     candidate,

@@ -37,8 +37,8 @@ FAILED_URLS_INLINE = 1_000
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 
 
-def failed_urls_prefix(batch_id: str) -> str:
-    return f"results/failed-urls/{batch_id}/"
+def failed_urls_prefix(batch_id: str, *, prefix: str = "") -> str:
+    return f"{prefix}results/failed-urls/{batch_id}/"
 
 
 @dataclass
@@ -84,8 +84,12 @@ class SummaryWriter:
         *,
         finished: datetime,
         peak_memory_percent: float = 0.0,
+        prefix: str = "",
     ) -> None:
+        """``prefix``: the batch's output prefix; the summary, its failed-URL parts and
+        the gallery go under it, beside the batch's collages."""
         self.outputs = outputs
+        self.prefix = prefix
         self.batch = batch
         self.stats = stats
         self.finished = finished
@@ -121,7 +125,8 @@ class SummaryWriter:
     def _flush(self) -> None:
         if not self._part:
             return
-        key = f"{failed_urls_prefix(self.batch.batch_id)}part-{len(self._parts):05}.jsonl"
+        folder = failed_urls_prefix(self.batch.batch_id, prefix=self.prefix)
+        key = f"{folder}part-{len(self._parts):05}.jsonl"
         self.outputs.put(
             key, ("\n".join(self._part) + "\n").encode(), content_type="application/x-ndjson"
         )
@@ -172,7 +177,8 @@ class SummaryWriter:
             settings=self.batch.settings,
             images_per_second=round(self._images / duration, 2) if duration > 0 else 0.0,
             peak_memory_percent=round(self.peak_memory_percent, 1),
-            summary_key=summary_key(self.batch.batch_id),
+            summary_key=summary_key(self.batch.batch_id, prefix=self.prefix),
+            gallery_key=self.prefix + GALLERY_KEY,
             failed_url_files=list(self._parts),
         )
 
@@ -185,8 +191,8 @@ class SummaryWriter:
             content_type="application/json",
         )
         self.outputs.put(
-            GALLERY_KEY,
-            render_gallery(summary).encode(),
+            summary.gallery_key,
+            render_gallery(summary, base=self.prefix).encode(),
             content_type="text/html; charset=utf-8",
         )
         batch.status = summary.status

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from imgpipe.bootstrap import Backend, run_csv
+from imgpipe.domain.keys import API_UPLOADS_PREFIX
 from imgpipe.ports import Metrics
 from imgpipe.service.fanout import parse_csv_bytes
 from imgpipe.service.planning import new_batch_id
@@ -109,7 +110,7 @@ class AwsLauncher:
     ``api-uploads/`` is outside the CSV prefix, so no S3 event plans it a second time.
     """
 
-    PREFIX = "api-uploads/"
+    PREFIX = API_UPLOADS_PREFIX
 
     def __init__(self, settings: Settings, backend: Backend) -> None:
         from imgpipe.bootstrap import make_fanout
