@@ -1,0 +1,34 @@
+"""``imgpipe status`` on an 80-column terminal, and a batch whose every creator failed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.e2e.test_cli_local import imgpipe, write_csv
+from tests.support.images import jpeg
+
+
+def test_status_at_80_columns_shows_whole_ids_and_a_failed_batch(tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").write_bytes(jpeg((200, 0, 0)))
+    out = tmp_path / "out"
+    good = write_csv(tmp_path / "good.csv", [("ok", "a.jpg"), ("ko", "gone.jpg")])
+    lost = write_csv(tmp_path / "lost.csv", [("x", "gone.jpg"), ("y", "also-gone.jpg")])
+    partial = json.loads(imgpipe("run", good, "--out", out, "--json").stdout)
+    failing = imgpipe("run", lost, "--out", out, "--json")
+    failed = json.loads(failing.stdout)
+    assert partial["status"] == "completed_with_failures"
+    assert failed["status"] == "failed" and failing.returncode == 3
+
+    narrow = {"COLUMNS": "80"}
+    listed = imgpipe("status", "--out", out, env=narrow)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for batch_id, status in ((partial["batch_id"], "completed"), (failed["batch_id"], "failed")):
+        (row,) = [line for line in lines if batch_id in line]  # whole, on one line
+        assert status in row
+    assert "…" not in listed.stdout
+
+    shown = imgpipe("status", failed["batch_id"], "--out", out, env=narrow)
+    assert f"{failed['batch_id']} failed: 0 rendered" in shown.stdout
