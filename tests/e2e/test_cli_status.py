@@ -32,3 +32,23 @@ def test_status_at_80_columns_shows_whole_ids_and_a_failed_batch(tmp_path: Path)
 
     shown = imgpipe("status", failed["batch_id"], "--out", out, env=narrow)
     assert f"{failed['batch_id']} failed: 0 rendered" in shown.stdout
+
+
+def test_the_static_gallery_shows_previews_shaped_like_their_collages(tmp_path: Path) -> None:
+    for name, colour in (("a", (200, 0, 0)), ("b", (0, 0, 200)), ("c", (0, 200, 0))):
+        (tmp_path / f"{name}.jpg").write_bytes(jpeg(colour))
+    rows = [("row", "a.jpg"), ("row", "b.jpg"), ("full", "a.jpg"), ("full", "b.jpg")]
+    rows += [("full", "c.jpg")]
+    csv_path = write_csv(tmp_path / "in.csv", rows)
+    out = tmp_path / "out"
+    ran = imgpipe("run", csv_path, "--out", out, "--cols", "2", "--json")
+    summary = json.loads(ran.stdout)
+
+    gallery = (out / "index.html").read_text(encoding="utf-8")
+    for entry in summary["creators"]:
+        preview, collage = entry["preview_key"], entry["collage_key"]
+        assert (out / preview).is_file() and preview.endswith(".w480.webp")
+        assert f'src="{preview}" srcset="{preview} 1x, {collage} 2x"' in gallery
+    shapes = {c["creator"]: (c["width"], c["height"]) for c in summary["creators"]}
+    assert shapes == {"row": (400, 200), "full": (400, 400)}
+    assert 'style="aspect-ratio: 400 / 200"' in gallery
