@@ -38,6 +38,7 @@ __all__ = [
     "metadata_key",
     "output_prefix",
     "prefixes_overlap",
+    "preview_key",
     "summary_key",
     "unique_key",
 ]
@@ -197,6 +198,20 @@ def collage_key(creator: str, when: datetime, suffix: int = 0, *, prefix: str = 
         raise ValueError(f"collage key suffix must be >= 0, got {suffix}")
     tail = f"_{suffix}" if suffix else ""
     return f"{prefix}collages/by-creator/{creator}/collage_{when:%Y%m%d_%H%M%S}{tail}.jpg"
+
+
+def preview_key(collage: str, width: int) -> str:
+    """Where the ``width`` px preview of the collage stored at ``collage`` goes.
+
+    Beside the collage and named after it, so a collage has one preview per width
+    and a new preview width never reuses an old object.
+
+    >>> preview_key("collages/by-creator/Ann/collage_20260102_030405.jpg", 480)
+    'collages/by-creator/Ann/collage_20260102_030405.w480.webp'
+    """
+    if not collage.endswith(".jpg") or width < 1:
+        raise ValueError(f"no preview key for {collage!r} at width {width}")
+    return f"{collage[: -len('.jpg')]}.w{width}.webp"
 
 
 def metadata_key(batch_id: str, creator: str, *, prefix: str = "") -> str:

@@ -22,6 +22,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -90,15 +91,22 @@ def print_batches(console: Console, batches: list[BatchRecord], *, as_json: bool
     if not batches:
         console.print("no batches yet")
         return
-    table = Table(title="Batches")
-    for column in ("batch", "started", "status", "creators", "done", "unchanged", "failed"):
-        table.add_column(column)
+    # An id is for copying into the next command: never cut or wrapped. On a narrow
+    # terminal (80 columns) the other columns wrap at their spaces instead.
+    table = Table(title="Batches", box=box.SIMPLE_HEAD, padding=0)
+    longest = max(len(b.batch_id) for b in batches)
+    table.add_column("batch", no_wrap=True, min_width=longest)
+    # Wide enough for a date, for "completed" and for the headers: the rest wraps.
+    table.add_column("started", min_width=10, overflow="fold")
+    table.add_column("status", min_width=9, overflow="fold")
+    for column in ("creators", "done", "unchanged", "failed"):
+        table.add_column(column, justify="right", min_width=len(column), overflow="fold")
     for b in batches:
         table.add_row(
             *_cells(
                 b.batch_id,
-                b.created_at[:19],
-                b.status.value,
+                b.created_at[:19].replace("T", " "),
+                b.status.value.replace("_", " "),
                 b.total_creators,
                 b.completed,
                 b.skipped,

@@ -286,7 +286,7 @@ class FanOut:
         batch_id, replayed = self._reserve_identity(identity, batch_id)
         with log_context(batch_id=batch_id):  # the planning's records carry the batch
             return self._plan_reserved(
-                staged, csv_key, options, overrides, heartbeat, batch_id, replayed
+                staged, csv_key, options, overrides, heartbeat, batch_id, replayed, bucket
             )
 
     def _plan_reserved(
@@ -298,6 +298,7 @@ class FanOut:
         heartbeat: Callable[[], None] | None,
         batch_id: str,
         replayed: bool,
+        bucket: str | None,
     ) -> PlanOutcome:
         batch = self.ports.state.get_batch(batch_id)
         if batch is None:

@@ -418,6 +418,13 @@ class BatchLedger:
         self._specs[batch_id] = spec
         return spec
 
+    def plan_stats(self, batch_id: str) -> PlanStats | None:
+        """The CSV statistics (rows read, skipped rows) of a planned batch, if readable."""
+        try:
+            return PlanStats(**json.loads(self.plans.get(plan_key(batch_id)))["stats"])
+        except (StorageError, ValueError, KeyError, TypeError):
+            return None
+
     def _plan_stats(self, batch_id: str, source: str) -> tuple[PlanStats, str]:
         try:
             plan = json.loads(self.plans.get(plan_key(batch_id)))

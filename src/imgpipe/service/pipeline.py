@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from imgpipe.domain.fingerprints import collage_fingerprint, content_hash
-from imgpipe.domain.keys import collage_key, metadata_key
+from imgpipe.domain.keys import collage_key, metadata_key, preview_key
 from imgpipe.domain.layout import plan_grid
 from imgpipe.domain.manifest import CoverRef, CreatorJob
 from imgpipe.domain.records import CoverOutcome, CreatorRecord, CreatorStatus, Reason
@@ -41,6 +41,7 @@ from imgpipe.errors import ImageError, KeyCollisionError, StorageError
 from imgpipe.fetch.downloader import FetchResult
 from imgpipe.imaging.collage import render_collage
 from imgpipe.imaging.decode import load_tile
+from imgpipe.imaging.preview import PREVIEW_CONTENT_TYPE, PREVIEW_WIDTH, render_preview
 from imgpipe.logs import EVENTS_LOGGER, log_context
 from imgpipe.ports import ObjectStore
 from imgpipe.service.ledger import BatchLedger
@@ -222,7 +223,8 @@ class CreatorPipeline:
         self, job: CreatorJob, context: BatchContext, options: BatchSpec
     ) -> CreatorResult:
         self.monitor.check()
-        accepted, outcomes = await self._collect(job.covers, options)
+        self.progress.creator_started(job.key, min(len(job.covers), options.images_per_collage))
+        accepted, outcomes = await self._collect(job.key, job.covers, options)
         result = CreatorResult(job.creator, job.key, CreatorStatus.FAILED)
         for position, item in enumerate(accepted):
             outcomes[item.index] = replace(outcomes[item.index], cell=position)
@@ -242,6 +244,14 @@ class CreatorPipeline:
             cell_size=options.render.cell_size,
             quality=options.render.quality,
         )
+        grid = plan_grid(
+            len(accepted),
+            rows=options.render.rows,
+            cols=options.render.cols,
+            cell_size=options.render.cell_size,
+        )
+        # The same fingerprint means the same grid, so an unchanged collage has this size too.
+        result.collage_size = (grid.width, grid.height)
         previous = (
             None
             if options.collect.force
@@ -249,27 +259,43 @@ class CreatorPipeline:
                 self._unchanged, job.key, result.fingerprint, context, options.output_prefix
             )
         )
-        if previous is not None:
+        if previous is not None and previous.collage_key:
             result.status = CreatorStatus.SKIPPED_UNCHANGED
             result.collage_key = previous.collage_key
+            # A collage stored before previews existed gets its preview now.
+            result.preview_key = await self._ensure_preview(previous.collage_key, None)
             return result
         self.monitor.check()
-        grid = plan_grid(
-            len(accepted),
-            rows=options.render.rows,
-            cols=options.render.cols,
-            cell_size=options.render.cell_size,
-        )
         tiles = [item.tile for item in accepted]
         data = await self._run_cpu(render_collage, tiles, grid, quality=options.render.quality)
         result.collage_key = await asyncio.to_thread(
             self._store_collage, job.key, data, context, options
         )
+        result.preview_key = await self._ensure_preview(result.collage_key, data)
         result.status = CreatorStatus.COMPLETED
         return result
 
+    async def _ensure_preview(self, collage: str, data: bytes | None) -> str | None:
+        """The key of the collage's preview, made and stored when missing.
+
+        A preview is a convenience of pages: when it cannot be made the creator is
+        still done, and pages show the collage itself (preview key None).
+        """
+        key = preview_key(collage, PREVIEW_WIDTH)
+        try:
+            if data is None:
+                if await asyncio.to_thread(self.store.exists, key):
+                    return key
+                data = await asyncio.to_thread(self.store.get, collage)
+            preview = await self._run_cpu(render_preview, data)
+            await asyncio.to_thread(self.store.put, key, preview, content_type=PREVIEW_CONTENT_TYPE)
+        except (StorageError, OSError, ValueError) as exc:
+            log.warning("collage %s: no preview (%s)", collage, exc)
+            return None
+        return key
+
     async def _collect(
-        self, covers: Sequence[CoverRef], options: BatchSpec
+        self, key: str, covers: Sequence[CoverRef], options: BatchSpec
     ) -> tuple[list[_Accepted], dict[int, CoverOutcome]]:
         """Fetch covers in CSV order until the grid is full, backfilling failures."""
         target = options.images_per_collage
@@ -280,7 +306,9 @@ class CreatorPipeline:
         while len(accepted) < target and next_index < len(covers):
             wave = range(next_index, min(len(covers), next_index + target - len(accepted)))
             next_index = wave.stop
-            results = await asyncio.gather(*(self._fetch_tile(covers[i], options) for i in wave))
+            results = await asyncio.gather(
+                *(self._fetch_tile(key, covers[i], options) for i in wave)
+            )
             for index, (outcome, tile) in zip(wave, results, strict=True):
                 if tile is not None and options.collect.deduplicate and outcome.sha256 in seen:
                     outcome = replace(outcome, ok=False, reason=Reason.DUPLICATE.value)
@@ -297,7 +325,7 @@ class CreatorPipeline:
         return accepted, outcomes
 
     async def _fetch_tile(
-        self, cover: CoverRef, options: BatchSpec
+        self, key: str, cover: CoverRef, options: BatchSpec
     ) -> tuple[CoverOutcome, Image.Image | None]:
         fetched = await self.fetcher.fetch(cover.url)
         base = CoverOutcome(
@@ -309,15 +337,15 @@ class CreatorPipeline:
             attempts=fetched.attempts,
         )
         if fetched.data is None or fetched.reason is not None:
-            self.progress.cover_done(False)
+            self.progress.cover_done(key, False)
             return base, None
         data = fetched.data
         try:
             digest, tile = await self._run_cpu(_hash_and_decode, data, options)
         except ImageError as exc:
-            self.progress.cover_done(False)
+            self.progress.cover_done(key, False)
             return replace(base, reason=exc.reason, detail=exc.detail, bytes=len(data)), None
-        self.progress.cover_done(True)
+        self.progress.cover_done(key, True)
         return replace(base, ok=True, reason=None, sha256=digest, bytes=len(data)), tile
 
     async def _run_cpu(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

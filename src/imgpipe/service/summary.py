@@ -25,7 +25,7 @@ from imgpipe.ports import ObjectStore, StateStore
 from imgpipe.service.gallery import render_gallery
 from imgpipe.service.results import CreatorResult, PlanStats
 
-__all__ = ["GALLERY_KEY", "BatchSummary", "SummaryWriter", "failed_urls_prefix"]
+__all__ = ["GALLERY_KEY", "BatchSummary", "SummaryWriter", "batch_status", "failed_urls_prefix"]
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 3
@@ -35,6 +35,17 @@ FAILED_URLS_INLINE = 1_000
 # One encoder for every line: json.dumps with options builds a new one per call,
 # which was a tenth of a million-failure summary's time.
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def batch_status(creators: int, failed: int) -> BatchStatus:
+    """A finished batch's status: ``failed`` when no creator got a collage.
+
+    >>> [batch_status(3, n).value for n in (0, 1, 3)]
+    ['completed', 'completed_with_failures', 'failed']
+    """
+    if failed and failed >= creators:
+        return BatchStatus.FAILED
+    return BatchStatus.COMPLETED_WITH_FAILURES if failed else BatchStatus.COMPLETED
 
 
 def failed_urls_prefix(batch_id: str, *, prefix: str = "") -> str:
@@ -168,7 +179,7 @@ class SummaryWriter:
             started_at=started.isoformat(timespec="seconds"),
             finished_at=self.finished.isoformat(timespec="seconds"),
             duration_s=round(duration, 3),
-            status=BatchStatus.COMPLETED_WITH_FAILURES if failed else BatchStatus.COMPLETED,
+            status=batch_status(self.creators, failed),
             totals=totals,
             failures_by_reason=dict(self._reasons.most_common()),
             failed_urls=self._inline,
@@ -209,6 +220,9 @@ def _creator_entry(result: CreatorResult, failures: Counter[str | None]) -> dict
         "status": result.status.value,
         "images_used": result.images_used,
         "collage_key": result.collage_key,
+        "preview_key": result.preview_key,
+        "width": result.collage_size[0] if result.collage_size else None,
+        "height": result.collage_size[1] if result.collage_size else None,
         "failures": dict(failures),
         "duplicates": result.duplicates,
         "error": result.error,
