@@ -261,6 +261,8 @@ def _configure_logging(quiet: bool) -> None:
     )
     # httpx logs every request at INFO; that drowns the progress.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # A notice that did not go out is the one line _report_notice prints, not two.
+    logging.getLogger("imgpipe.service.notice").setLevel(logging.ERROR)
 
 
 # Further command groups register themselves here, one line each (worker, dlq, serve...).
