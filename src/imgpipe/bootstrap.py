@@ -27,7 +27,7 @@ from imgpipe.fetch.cover_cache import CoverCache
 from imgpipe.fetch.downloader import Downloader
 from imgpipe.fetch.store_source import StoreRelativeFetcher
 from imgpipe.imaging.budget import DecodeBudget, return_freed_blocks
-from imgpipe.ports import BatchLocks, ObjectStore, StateStore
+from imgpipe.ports import BatchLocks, Notifier, ObjectStore, StateStore
 from imgpipe.service.batch import (
     BatchInterruptedError,
     BatchRunner,
@@ -39,11 +39,12 @@ from imgpipe.service.compress import CompressOptions, Compressor
 from imgpipe.service.fanout import DistributedPorts, FanOut
 from imgpipe.service.ledger import BatchLedger
 from imgpipe.service.memory import MemoryMonitor
+from imgpipe.service.notice import BatchNotices
 from imgpipe.service.planning import batch_identity, plan_stats
 from imgpipe.service.progress import ProgressSink
 from imgpipe.service.results import PlanStats
 from imgpipe.service.summary import BatchSummary
-from imgpipe.settings import BatchSpec, Settings
+from imgpipe.settings import BatchSpec, Settings, parse_networks
 
 __all__ = [
     "STATE_FILE",
@@ -52,6 +53,7 @@ __all__ = [
     "make_image_tools",
     "make_fanout",
     "make_ledger",
+    "make_notifiers",
     "open_backend",
     "open_distributed",
     "reconcile_stale_batches",
@@ -74,9 +76,10 @@ class Backend:
     locks: BatchLocks  # proof of life of this machine's batch processes
     settings: Settings
     distributed: DistributedPorts | None = None  # the AWS backend's ports, shared
+    notifiers: list[Notifier] | None = None  # completion notices; None: from the settings
 
     def ledger(self) -> BatchLedger:
-        return make_ledger(self.settings, self.state, self.store, self.plans)
+        return make_ledger(self.settings, self.state, self.store, self.plans, self.notifiers)
 
     def close(self) -> None:
         close = getattr(self.state, "close", None)
@@ -108,15 +111,55 @@ def make_image_tools(settings: Settings) -> ImageTools:
 
 
 def make_ledger(
-    settings: Settings, state: StateStore, outputs: ObjectStore, plans: ObjectStore
+    settings: Settings,
+    state: StateStore,
+    outputs: ObjectStore,
+    plans: ObjectStore,
+    notifiers: list[Notifier] | None = None,
 ) -> BatchLedger:
-    return BatchLedger(state, outputs, plans, lease_seconds=settings.creator_lease_seconds)
+    """The batch rules on these stores; the summary's writer sends the completion notice."""
+    if notifiers is None:
+        notifiers = make_notifiers(settings)
+    notices = BatchNotices(notifiers, outputs, presign_seconds=settings.notify_presign_seconds)
+    return BatchLedger(
+        state, outputs, plans, lease_seconds=settings.creator_lease_seconds, notices=notices
+    )
+
+
+def make_notifiers(settings: Settings) -> list[Notifier]:
+    """The notice channels configured: a webhook (``IMGPIPE_NOTIFY_URL``) and/or an SNS
+    topic (``IMGPIPE_NOTIFY_TOPIC_ARN``). httpx and boto3 are imported only for them.
+
+    The webhook shares the downloads' address guard and allowed networks; a URL that
+    can never be sent to is a ConfigError now, not a failed notice at the batch's end.
+    """
+    notifiers: list[Notifier] = []
+    if settings.notify_url:
+        from imgpipe.adapters.webhook_notifier import WebhookNotifier
+        from imgpipe.fetch.netguard import AddressGuard
+
+        guard = AddressGuard(allowed_networks=parse_networks(settings.allow_private_networks))
+        notifiers.append(
+            WebhookNotifier(
+                settings.notify_url,
+                guard=guard,
+                secret=settings.notify_secret,
+                timeout=settings.notify_timeout,
+                retries=settings.notify_retries,
+            )
+        )
+    if settings.notify_topic_arn:
+        from imgpipe.adapters.sns_notifier import SnsNotifier
+
+        notifiers.append(SnsNotifier(settings.notify_topic_arn, settings=settings))
+    return notifiers
 
 
 def open_backend(settings: Settings, *, out_dir: Path | None = None) -> Backend:
     """Adapters for ``settings.backend``: a local folder + SQLite, or S3 + DynamoDB."""
     from imgpipe.adapters.memory import InProcessBatchLocks
 
+    notifiers = make_notifiers(settings)  # a notice URL that cannot work fails here, first
     if settings.backend == "aws":
         ports = open_distributed(settings)
         return Backend(
@@ -127,6 +170,7 @@ def open_backend(settings: Settings, *, out_dir: Path | None = None) -> Backend:
             locks=InProcessBatchLocks(),
             settings=settings,
             distributed=ports,
+            notifiers=notifiers,
         )
     from imgpipe.adapters.local_lock import FileBatchLocks
     from imgpipe.adapters.local_store import LocalObjectStore
@@ -142,6 +186,7 @@ def open_backend(settings: Settings, *, out_dir: Path | None = None) -> Backend:
         plans=store,
         locks=FileBatchLocks(root / LOCKS_FOLDER),
         settings=settings,
+        notifiers=notifiers,
     )
 
 

@@ -157,6 +157,17 @@ class Settings(BaseSettings):
         512 * 1024 * 1024, ge=0, validation_alias=_env("IMGPIPE_CACHE_MAX_BYTES")
     )
 
+    # completion notices (README, "Completion notices"): a webhook, an SNS topic, or both
+    notify_url: str = Field("", validation_alias=_env("IMGPIPE_NOTIFY_URL"))
+    notify_secret: str = Field("", validation_alias=_env("IMGPIPE_NOTIFY_SECRET"))
+    notify_topic_arn: str = Field("", validation_alias=_env("IMGPIPE_NOTIFY_TOPIC_ARN"))
+    # 0: no link in the digest; else a link to the summary valid this long (S3: 7 days at most)
+    notify_presign_seconds: int = Field(
+        0, ge=0, le=7 * 24 * 3600, validation_alias=_env("IMGPIPE_NOTIFY_PRESIGN_SECONDS")
+    )
+    notify_timeout: float = Field(10.0, gt=0, validation_alias=_env("IMGPIPE_NOTIFY_TIMEOUT"))
+    notify_retries: int = Field(3, ge=0, le=10, validation_alias=_env("IMGPIPE_NOTIFY_RETRIES"))
+
     # compression (event, CLI, API)
     compress_prefix: str = Field("uploads/", validation_alias=_env("IMGPIPE_COMPRESS_PREFIX"))
     compress_max_size: int = Field(800, validation_alias=_env("IMGPIPE_COMPRESS_MAX_SIZE"))

@@ -195,13 +195,13 @@ class S3ObjectStore:
             raise StorageError(f"cannot list s3://{self.bucket}/{prefix}: {exc}") from exc
         return iter(sorted(keys))
 
-    def url_for(self, key: str) -> str:
+    def url_for(self, key: str, *, expires_in: int | None = None) -> str:
         check_key(key)
         try:
             url: str = self.client.generate_presigned_url(
                 "get_object",
                 Params={"Bucket": self.bucket, "Key": key},
-                ExpiresIn=self.presign_expiry,
+                ExpiresIn=expires_in or self.presign_expiry,
             )
         except Exception as exc:
             raise StorageError(f"cannot presign s3://{self.bucket}/{key}: {exc}") from exc

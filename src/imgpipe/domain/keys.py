@@ -36,6 +36,7 @@ __all__ = [
     "collage_key",
     "creator_key",
     "metadata_key",
+    "notice_key",
     "output_prefix",
     "prefixes_overlap",
     "preview_key",
@@ -233,6 +234,15 @@ def summary_key(batch_id: str, *, prefix: str = "") -> str:
     """
     check_batch_id(batch_id)
     return f"{prefix}results/processing-summaries/{batch_id}.json"
+
+
+def notice_key(batch_id: str, *, prefix: str = "") -> str:
+    """How the batch's completion notice went, beside its summary (never in it).
+
+    >>> notice_key("b1")
+    'results/processing-summaries/b1.notice.json'
+    """
+    return summary_key(batch_id, prefix=prefix).removesuffix(".json") + ".notice.json"
 
 
 def _cut_utf8(text: str, limit: int) -> str:

@@ -121,6 +121,13 @@ def run(
         str | None,
         typer.Option(help="CIDR[,CIDR...] that may be fetched although private/loopback."),
     ] = None,
+    notify_url: Annotated[
+        str | None,
+        typer.Option(
+            help="POST the completion notice here [IMGPIPE_NOTIFY_URL]; "
+            "signed when IMGPIPE_NOTIFY_SECRET is set."
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Re-render unchanged creators.")] = False,
     new_batch: Annotated[
         bool,
@@ -136,7 +143,9 @@ def run(
     console = Console(stderr=True)
     setup_logging(log_format, quiet=quiet)
     try:
-        settings = Settings()
+        settings = _with_flags(
+            Settings(), notify_url=notify_url, allow_private_networks=allow_private_networks
+        )
         options = settings.batch_spec(
             rows=rows,
             cols=cols,
@@ -194,7 +203,26 @@ def run(
         sys.stdout.write(json.dumps(summary.to_dict(), ensure_ascii=False, indent=2) + "\n")
     elif not quiet:
         print_summary(Console(), summary, Path(backend.location))
+    _report_notice(console, summary.extra.get("notice"))
     raise typer.Exit(summary.exit_code)
+
+
+def _with_flags(settings: Settings, **flags: str | None) -> Settings:
+    """The settings with the flags given; downloads and the notice share the networks."""
+    given = {name: value for name, value in flags.items() if value is not None}
+    return settings.model_copy(update=given) if given else settings
+
+
+def _report_notice(console: Console, notice: dict[str, Any] | None) -> None:
+    """One line per notice that did not go out; the batch's exit code stays its own."""
+    for delivery in (notice or {}).get("deliveries", []):
+        if delivery["status"] != "sent":
+            console.print(
+                f"[bold yellow]notice not sent:[/] {escape(str(delivery['error']))} "
+                f"({delivery['attempts']} attempt(s))",
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 @app.command()

@@ -33,8 +33,12 @@ LogFormatOption = Annotated[
 def setup_logging(
     log_format: LogFormatName, *, quiet: bool = False, text_format: str = TEXT_FORMAT
 ) -> None:
+    json = log_format is LogFormatName.json
     configure_logging(
-        "json" if log_format is LogFormatName.json else "text",
+        "json" if json else "text",
         level=logging.WARNING if quiet else logging.INFO,
         text_format=text_format,
     )
+    if not json:
+        # For people, a notice that did not go out is the one line the CLI prints, not two.
+        logging.getLogger("imgpipe.service.notice").setLevel(logging.ERROR)
