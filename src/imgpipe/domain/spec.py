@@ -43,7 +43,6 @@ __all__ = [
 ]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-USER_AGENT = "imgpipe/0.1 (+https://github.com/imgpipe/imgpipe)"
 
 
 def parse_networks(value: str | list[str] | tuple[Any, ...] | None) -> tuple[IPNetwork, ...]:
@@ -175,7 +174,7 @@ class FetchPolicy:
     per_host_concurrency: int = 8
     allowed_networks: tuple[IPNetwork, ...] = ()  # private ranges that may be fetched
     allow_local_files: bool = True
-    user_agent: str = USER_AGENT
+    user_agent: str = ""  # "": imgpipe's own (imgpipe.version.user_agent)
 
     def __post_init__(self) -> None:
         _check(self)

@@ -27,6 +27,7 @@ from imgpipe.errors import ConfigError, ImgpipeError, InputError, column_role
 from imgpipe.service.batch import BatchInterruptedError
 from imgpipe.service.progress import NullProgress, ProgressSink
 from imgpipe.settings import Settings
+from imgpipe.version import version
 
 __all__ = ["app", "main"]
 
@@ -34,10 +35,33 @@ EXIT_INPUT = 2
 EXIT_UNFINISHED = 4  # not the input's fault: a store failed or the batch is busy
 
 app = typer.Typer(
-    add_completion=False,
     no_args_is_help=True,
     help="Turn spreadsheets of creator cover images into per-creator grid collages.",
+    # Click's plain help: typer's rich panels print every flag as `--force <bool>`,
+    # as if it took a value (typer 0.29), and show docstring markup as written.
+    rich_markup_mode=None,
 )
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"imgpipe {version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the installed version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Turn spreadsheets of creator cover images into per-creator grid collages."""
 
 OutOption = Annotated[
     Path | None,
