@@ -168,9 +168,10 @@ def test_handlers_import_and_serve_from_the_unzipped_package_alone(
     assert version(report["botocore"]) >= (1, 35)
     assert report["if_none_match"] is True
     # The version the User-Agent and the OpenAPI document show: pyproject's, not a fallback.
-    assert report["imgpipe"] == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
-        "version"
-    ]
+    assert (
+        report["imgpipe"]
+        == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    )
     assert report["responses"] == [
         [200, "application/json"],
         [200, "text/html; charset=utf-8"],

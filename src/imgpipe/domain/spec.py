@@ -28,6 +28,7 @@ import ipaddress
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, TypedDict
 
+from imgpipe.domain.csv_text import check_encoding
 from imgpipe.errors import ConfigError
 
 __all__ = [
@@ -195,12 +196,15 @@ class BatchSpec:
     max_workers: int = 8  # creators in flight (bounds memory)
     creator_column: str | None = None
     url_column: str | None = None
+    encoding: str | None = None  # the CSV's text encoding; None: detected (domain/csv_text.py)
     memory_warning: float = 80.0
     memory_critical: float = 90.0
     record_ttl_days: int = 30
 
     def __post_init__(self) -> None:
         _check(self)
+        if self.encoding is not None:
+            object.__setattr__(self, "encoding", check_encoding(self.encoding))
 
     @classmethod
     def of(cls, **flat: Any) -> BatchSpec:

@@ -18,15 +18,15 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from imgpipe.bootstrap import open_backend, reconcile_stale_batches, run_csv
+from imgpipe.bootstrap import open_backend, preview_csv, reconcile_stale_batches, run_csv
 from imgpipe.domain.spec import RANGES
 from imgpipe.entrypoints import cli_aws, cli_service
 from imgpipe.entrypoints.progress import LogProgress, RichProgress
-from imgpipe.entrypoints.report import print_batch, print_batches, print_summary
+from imgpipe.entrypoints.report import print_batch, print_batches, print_preview, print_summary
 from imgpipe.errors import ConfigError, ImgpipeError, InputError, column_role
 from imgpipe.service.batch import BatchInterruptedError
 from imgpipe.service.progress import NullProgress, ProgressSink
-from imgpipe.settings import Settings
+from imgpipe.settings import BatchSpec, Settings
 from imgpipe.version import version
 
 __all__ = ["app", "main"]
@@ -62,6 +62,7 @@ def _root(
     ] = False,
 ) -> None:
     """Turn spreadsheets of creator cover images into per-creator grid collages."""
+
 
 OutOption = Annotated[
     Path | None,
@@ -141,6 +142,10 @@ def run(
     ] = None,
     creator_column: Annotated[str | None, typer.Option(help="Name the creator column.")] = None,
     url_column: Annotated[str | None, typer.Option(help="Name the cover URL column.")] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(help="The CSV's text encoding (cp1252, latin-1, utf-16...) [detected]."),
+    ] = None,
     allow_private_networks: Annotated[
         str | None,
         typer.Option(help="CIDR[,CIDR...] that may be fetched although private/loopback."),
@@ -154,6 +159,14 @@ def run(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no table.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Read and check the CSV, list its creators, covers and row problems; "
+            "fetch nothing, record nothing.",
+        ),
+    ] = False,
 ) -> None:
     """Render one collage per creator of CSV_FILE."""
     console = Console(stderr=True)
@@ -174,11 +187,14 @@ def run(
             retries=retries,
             creator_column=creator_column,
             url_column=url_column,
+            encoding=encoding,
             allowed_networks=allow_private_networks,
             force=force or None,
         )
         if not csv_file.is_file():
             raise InputError(f"CSV file not found: {csv_file}")
+        if dry_run:
+            _dry_run(csv_file, options, as_json=as_json)
         backend = open_backend(settings, out_dir=out)
     except ImgpipeError as exc:
         raise _fail(console, str(exc)) from None
@@ -247,6 +263,16 @@ def status(
         print_batch(Console(), batch, records, as_json=as_json)
     finally:
         backend.close()
+
+
+def _dry_run(csv_file: Path, options: BatchSpec, *, as_json: bool) -> None:
+    """Print what a run would work on, then exit 0 (InputError: the CSV is unusable)."""
+    preview = preview_csv(csv_file, options)
+    if as_json:
+        sys.stdout.write(json.dumps(preview.to_dict(), ensure_ascii=False, indent=2) + "\n")
+    else:
+        print_preview(Console(), preview)
+    raise typer.Exit(0)
 
 
 def _configure_logging(quiet: bool) -> None:
