@@ -15,7 +15,9 @@ NAMES = ["Zoë Müller", "José Ñandú", "François Café"]
 
 def excel_csv(encoding: str, names: list[str] = NAMES, newline: str = "\r\n") -> bytes:
     """What Excel writes: a header and one row per creator, CRLF line ends."""
-    lines = ["creator;url"] + [f"{name};https://cdn.example/{i}.jpg" for i, name in enumerate(names)]
+    lines = ["creator;url"] + [
+        f"{name};https://cdn.example/{i}.jpg" for i, name in enumerate(names)
+    ]
     return newline.join([*lines, ""]).encode(encoding)
 
 
