@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
+API_STAMP := $(VENV)/.installed-api
 IAC_VENV := .venv-iac
 IAC_STAMP := $(IAC_VENV)/.installed
 OUT ?= imgpipe-data
@@ -24,6 +25,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(STAMP) $(API_STAMP)  # [dev] includes [api]
+
+# Serving needs the [api] extra only, not the test and lint tools of [dev].
+$(API_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[api]'
 	touch $@ $(STAMP)
 
 install: $(STAMP)
@@ -93,7 +99,7 @@ test: lint typecheck iac-lint browser
 	$(BIN)/python -m pytest; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-serve: $(DEV_STAMP)
+serve: $(API_STAMP)
 	$(BIN)/imgpipe serve --out $(OUT)
 
 # Refresh the dashboard screenshots in docs/ from the browser tests.

@@ -104,6 +104,16 @@ def install(target: Path, platform: str, arch: str) -> None:
     pip_install(arguments, target, platform, wheel_arch)
 
 
+def write_metadata(target: Path) -> None:
+    """imgpipe's own dist-info, so that ``importlib.metadata`` finds its version on
+    Lambda too (User-Agent, OpenAPI): the package is copied in, not pip-installed."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    info = target / f"imgpipe-{project['version']}.dist-info"
+    info.mkdir()
+    metadata = f"Metadata-Version: 2.1\nName: imgpipe\nVersion: {project['version']}\n"
+    (info / "METADATA").write_text(metadata, encoding="utf-8")
+
+
 def installed_version(target: Path, name: str) -> tuple[int, ...]:
     """The version of ``name`` installed in ``target`` (from its dist-info)."""
     for info in target.glob("*.dist-info"):
@@ -174,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         target / "imgpipe",
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
     )
+    write_metadata(target)
     tidy(target)
     size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
     if size > UNZIPPED_LIMIT:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import signal
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imgpipe.adapters.sqlite_staging import StagedManifest, stage_manifest
+from imgpipe.domain.csv_text import CsvText, csv_text
 from imgpipe.domain.manifest import Manifest
 from imgpipe.errors import ConfigError, InputError, ManifestError
 from imgpipe.fetch.cover_cache import CoverCache
@@ -41,6 +44,7 @@ from imgpipe.service.ledger import BatchLedger
 from imgpipe.service.memory import MemoryMonitor
 from imgpipe.service.notice import BatchNotices
 from imgpipe.service.planning import batch_identity, plan_stats
+from imgpipe.service.preview import CsvPreview, StagedCounts
 from imgpipe.service.progress import ProgressSink
 from imgpipe.service.results import PlanStats
 from imgpipe.service.summary import BatchSummary
@@ -56,10 +60,13 @@ __all__ = [
     "make_notifiers",
     "open_backend",
     "open_distributed",
+    "preview_csv",
     "reconcile_stale_batches",
     "run_csv",
     "run_inline",
 ]
+
+log = logging.getLogger(__name__)
 
 STATE_FILE = "state.db"
 LOCKS_FOLDER = "locks"
@@ -376,21 +383,50 @@ def _scratch_dir(backend: Backend) -> Path:
 
 
 def stage_csv(path: Path, options: BatchSpec, scratch: Path) -> StagedManifest:
-    """Stage a CSV file; InputError names the file when it cannot be read."""
+    """Stage a CSV file in its encoding (named, or detected); InputError names the file."""
+    return _stage_csv(path, options, scratch)[0]
+
+
+def preview_csv(path: Path, options: BatchSpec) -> CsvPreview:
+    """Read and validate a CSV as a batch would (``run --dry-run``): no fetch, no state.
+
+    The staging goes to a temporary folder, not the output folder, which stays untouched.
+    """
+    with tempfile.TemporaryDirectory(prefix="imgpipe-preview-") as folder:
+        staged, text = _stage_csv(path, options, Path(folder) / "staging.sqlite3")
+        try:
+            counts = StagedCounts(staged.rows_read, staged.duplicate_rows)
+            preview = CsvPreview.of(counts, staged.jobs(), staged.problems())
+            preview.details = {
+                "source": str(path),
+                "encoding": text.encoding.removesuffix("-sig"),
+                "encoding_chosen": text.how,
+                "creator_column": staged.creator_column,
+                "url_column": staged.url_column,
+            }
+            return preview
+        finally:
+            staged.close()
+
+
+def _stage_csv(path: Path, options: BatchSpec, scratch: Path) -> tuple[StagedManifest, CsvText]:
     try:
-        with path.open(encoding="utf-8-sig", newline="") as stream:
-            return stage_manifest(
-                stream,
+        with path.open("rb") as raw:
+            text = csv_text(raw, options.encoding)
+            log.info("%s: reading it as %s (%s)", path, text.encoding, text.how)
+            staged = stage_manifest(
+                text,
                 path=scratch,
                 creator_column=options.creator_column,
                 url_column=options.url_column,
             )
+            return staged, text
     except FileNotFoundError as exc:
         raise InputError(f"CSV file not found: {path}") from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except ManifestError as exc:
         raise ManifestError(f"{path}: {exc}") from exc
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from exc
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
 

@@ -11,10 +11,10 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol, TextIO
+from typing import BinaryIO, Protocol
 
 from imgpipe.domain.manifest import CreatorJob, RowProblem
 from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
@@ -65,9 +65,8 @@ class ObjectStore(Protocol):
         """A readable binary stream of the object, for the caller to close; StorageError if
         missing. For objects too large to hold, such as a CSV of a million rows::
 
-            raw = store.open("csv-files/big.csv")
-            with io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:  # closes raw
-                staged = stage_manifest(text, path=work / "staging.sqlite3")
+            with store.open("csv-files/big.csv") as raw:
+                staged = stage_manifest(csv_text(raw), path=work / "staging.sqlite3")
         """
         ...
 
@@ -212,11 +211,11 @@ class StagedCsv(Protocol):
 
 
 class Stager(Protocol):
-    """Stages a CSV text stream into ``path`` (``adapters.sqlite_staging.stage_manifest``)."""
+    """Stages a CSV's lines of text into ``path`` (``adapters.sqlite_staging.stage_manifest``)."""
 
     def __call__(
         self,
-        stream: TextIO,
+        stream: Iterable[str],
         *,
         path: Path,
         creator_column: str | None = None,

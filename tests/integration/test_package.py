@@ -18,6 +18,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -67,6 +68,7 @@ PROBE = textwrap.dedent(
             if m in sys.modules or importlib.import_module(m)
         },
         "boto3": boto3.__version__,
+        "imgpipe": __import__("imgpipe").__version__,
         "botocore": botocore.__version__,
         "if_none_match": "IfNoneMatch" in put,
     })
@@ -166,6 +168,11 @@ def test_handlers_import_and_serve_from_the_unzipped_package_alone(
     assert version(report["boto3"]) >= (1, 35)
     assert version(report["botocore"]) >= (1, 35)
     assert report["if_none_match"] is True
+    # The version the User-Agent and the OpenAPI document show: pyproject's, not a fallback.
+    assert (
+        report["imgpipe"]
+        == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    )
     assert report["responses"] == [
         [200, "application/json"],
         [200, "text/html; charset=utf-8"],

@@ -35,6 +35,7 @@ from imgpipe.errors import BlockedAddressError, ConfigError
 from imgpipe.fetch.netguard import AddressGuard, ResolutionError, parse_ip_literal
 from imgpipe.fetch.responses import parse_retry_after
 from imgpipe.ports import Delivery
+from imgpipe.version import user_agent as product_token
 
 __all__ = ["SIGNATURE_HEADER", "WebhookNotifier", "shown_url", "signature"]
 
@@ -89,7 +90,7 @@ class WebhookNotifier:
         retries: int = 3,
         backoff_base: float = 0.5,
         backoff_max: float = 8.0,
-        user_agent: str = "imgpipe-notice/1",
+        user_agent: str | None = None,
     ) -> None:
         self.url = url
         self.shown = shown_url(url)
@@ -99,6 +100,7 @@ class WebhookNotifier:
         self._retries = retries
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
+        # The same product token as downloads (imgpipe/<version>), read when first needed.
         self._user_agent = user_agent
         self._check_url()
 
@@ -123,7 +125,7 @@ class WebhookNotifier:
 
         headers = {
             "Content-Type": "application/json",
-            "User-Agent": self._user_agent,
+            "User-Agent": self._user_agent or product_token(),
             "Idempotency-Key": idempotency_key,
         }
         if self._secret:

@@ -17,16 +17,17 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from imgpipe.bootstrap import open_backend, reconcile_stale_batches, run_csv
+from imgpipe.bootstrap import open_backend, preview_csv, reconcile_stale_batches, run_csv
 from imgpipe.domain.spec import RANGES
 from imgpipe.entrypoints import cli_aws, cli_service
 from imgpipe.entrypoints.cli_logging import LogFormatName, LogFormatOption, setup_logging
 from imgpipe.entrypoints.progress import LogProgress, RichProgress
-from imgpipe.entrypoints.report import print_batch, print_batches, print_summary
+from imgpipe.entrypoints.report import print_batch, print_batches, print_preview, print_summary
 from imgpipe.errors import ConfigError, ImgpipeError, InputError, column_role
 from imgpipe.service.batch import BatchInterruptedError
 from imgpipe.service.progress import NullProgress, ProgressSink
-from imgpipe.settings import Settings
+from imgpipe.settings import BatchSpec, Settings
+from imgpipe.version import version
 
 __all__ = ["app", "main"]
 
@@ -34,10 +35,34 @@ EXIT_INPUT = 2
 EXIT_UNFINISHED = 4  # not the input's fault: a store failed or the batch is busy
 
 app = typer.Typer(
-    add_completion=False,
     no_args_is_help=True,
     help="Turn spreadsheets of creator cover images into per-creator grid collages.",
+    # Click's plain help: typer's rich panels print every flag as `--force <bool>`,
+    # as if it took a value (typer 0.29), and show docstring markup as written.
+    rich_markup_mode=None,
 )
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"imgpipe {version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the installed version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Turn spreadsheets of creator cover images into per-creator grid collages."""
+
 
 OutOption = Annotated[
     Path | None,
@@ -117,6 +142,10 @@ def run(
     ] = None,
     creator_column: Annotated[str | None, typer.Option(help="Name the creator column.")] = None,
     url_column: Annotated[str | None, typer.Option(help="Name the cover URL column.")] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(help="The CSV's text encoding (cp1252, latin-1, utf-16...) [detected]."),
+    ] = None,
     allow_private_networks: Annotated[
         str | None,
         typer.Option(help="CIDR[,CIDR...] that may be fetched although private/loopback."),
@@ -138,6 +167,14 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no table.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     log_format: LogFormatOption = LogFormatName.text,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Read and check the CSV, list its creators, covers and row problems; "
+            "fetch nothing, record nothing.",
+        ),
+    ] = False,
 ) -> None:
     """Render one collage per creator of CSV_FILE."""
     console = Console(stderr=True)
@@ -160,11 +197,14 @@ def run(
             retries=retries,
             creator_column=creator_column,
             url_column=url_column,
+            encoding=encoding,
             allowed_networks=allow_private_networks,
             force=force or None,
         )
         if not csv_file.is_file():
             raise InputError(f"CSV file not found: {csv_file}")
+        if dry_run:
+            _dry_run(csv_file, options, as_json=as_json)
         backend = open_backend(settings, out_dir=out)
     except ImgpipeError as exc:
         raise _fail(console, str(exc)) from None
@@ -254,6 +294,16 @@ def status(
         print_batch(Console(), batch, records, as_json=as_json)
     finally:
         backend.close()
+
+
+def _dry_run(csv_file: Path, options: BatchSpec, *, as_json: bool) -> None:
+    """Print what a run would work on, then exit 0 (InputError: the CSV is unusable)."""
+    preview = preview_csv(csv_file, options)
+    if as_json:
+        sys.stdout.write(json.dumps(preview.to_dict(), ensure_ascii=False, indent=2) + "\n")
+    else:
+        print_preview(Console(), preview)
+    raise typer.Exit(0)
 
 
 # Further command groups register themselves here, one line each (worker, dlq, serve...).

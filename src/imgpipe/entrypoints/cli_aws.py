@@ -20,7 +20,11 @@ if TYPE_CHECKING:  # boto3 stays out of the CLI's import
 
 __all__ = ["register"]
 
-dlq_app = typer.Typer(help="Inspect and replay the dead-letter queue.", no_args_is_help=True)
+dlq_app = typer.Typer(
+    help="Inspect and replay the dead-letter queue.",
+    no_args_is_help=True,
+    rich_markup_mode=None,  # flags shown as flags (see cli.py)
+)
 
 
 def _fail(exc: ImgpipeError) -> typer.Exit:

@@ -110,7 +110,7 @@ def compress(
 ) -> None:
     """Compress images to JPEGs within 800x800 (q85); never writes a larger file.
 
-    ``photos/a.png`` becomes ``<out>/photos/a.jpg``; a file that would not get
+    photos/a.png becomes <out>/photos/a.jpg; a file that would not get
     smaller is copied unchanged under its own name. Exit 3 if any file failed.
     """
     options = CompressOptions.from_settings(Settings(), max_size=max_size, quality=quality)

@@ -28,9 +28,10 @@ from rich.table import Table
 from rich.text import Text
 
 from imgpipe.domain.records import BatchRecord, CreatorRecord
+from imgpipe.service.preview import CsvPreview
 from imgpipe.service.summary import BatchSummary
 
-__all__ = ["print_batch", "print_batches", "print_summary"]
+__all__ = ["print_batch", "print_batches", "print_preview", "print_summary"]
 
 MAX_FAILED_ROWS = 20
 
@@ -139,6 +140,33 @@ def print_batch(
             *_cells(name, r.status.value, r.images_processed, r.error_count, r.collage_key or "")
         )
     console.print(table)
+
+
+def print_preview(console: Console, preview: CsvPreview) -> None:
+    """``run --dry-run``: the creators a batch would render and the rows it would skip."""
+    details = preview.details
+    console.print(
+        Text.assemble(
+            (str(details.get("source", "")), "bold"),
+            f": {details.get('encoding')} ({details.get('encoding_chosen')}), columns ",
+            (f"{details.get('creator_column')!r} and {details.get('url_column')!r}", "bold"),
+            f", {preview.rows_read} rows, {preview.duplicate_rows} duplicate rows",
+        )
+    )
+    table = Table(title=Text(f"{len(preview.creators)} creators, {preview.covers} covers"))
+    for column in ("creator", "key", "covers"):
+        table.add_column(column)
+    for creator in preview.creators:
+        table.add_row(*_cells(creator.creator, creator.key, creator.covers))
+    console.print(table)
+    if preview.problem_count:
+        problems = Table(title=Text(f"{preview.problem_count} row problems (skipped)"))
+        for column in ("line", "field", "reason", "value"):
+            problems.add_column(column)
+        for problem in preview.problems:
+            problems.add_row(*_cells(problem.line, problem.field, problem.reason, problem.value))
+        console.print(problems)
+    console.print("dry run: nothing fetched, no batch recorded")
 
 
 def _cells(*values: object) -> list[Text]:

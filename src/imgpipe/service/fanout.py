@@ -39,13 +39,20 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from imgpipe.domain.csv_text import check_encoding, csv_text
 from imgpipe.domain.fingerprints import content_hash
 from imgpipe.domain.keys import ARCHIVE_FAILED, ARCHIVE_PROCESSED
 from imgpipe.domain.keys import output_prefix as output_prefix_of
 from imgpipe.domain.manifest import CoverRef, CreatorJob, Manifest, parse_manifest
 from imgpipe.domain.records import CreatorStatus
 from imgpipe.domain.spec import RANGES
-from imgpipe.errors import InputError, KeyCollisionError, MessageError, StorageError
+from imgpipe.errors import (
+    ConfigError,
+    InputError,
+    KeyCollisionError,
+    MessageError,
+    StorageError,
+)
 from imgpipe.logs import log_context
 from imgpipe.ports import ObjectStore, StagedCsv, Stager, StateStore, WorkQueue
 from imgpipe.service.ledger import BatchLedger, local_owner
@@ -93,6 +100,8 @@ _CONFIG_FIELDS = {
     "retries": ("retries", int),
     "force": ("force", bool),
 }
+# How to read the CSV (the API's form fields, passed on to the planner as they are).
+_TEXT_FIELDS = ("creator_column", "url_column", "encoding")
 
 
 def options_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -105,6 +114,14 @@ def options_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """
     overrides: dict[str, Any] = {}
     for name, value in config.items():
+        if name in _TEXT_FIELDS:
+            if not isinstance(value, str):
+                raise MessageError(f"processing_config.{name}: expected str, got {value!r}")
+            try:
+                overrides[name] = check_encoding(value) if name == "encoding" else value
+            except ConfigError as exc:
+                raise MessageError(f"processing_config.{name}: {exc}") from exc
+            continue
         if name not in _CONFIG_FIELDS:
             continue
         target, kind = _CONFIG_FIELDS[name]
@@ -254,18 +271,13 @@ class FanOut:
         except StorageError as exc:
             raise MessageError(f"CSV {csv_key!r} cannot be read: {exc}") from exc
         try:
-            hashing = io.BufferedReader(_Hashing(raw, identity))
-            with io.TextIOWrapper(hashing, encoding="utf-8-sig", newline="") as text:
+            with io.BufferedReader(_Hashing(raw, identity)) as hashing:  # closes raw
                 staged = self.stage(
-                    text,
+                    csv_text(hashing, options.encoding),
                     path=scratch,
                     creator_column=options.creator_column,
                     url_column=options.url_column,
                 )
-        except UnicodeDecodeError as exc:
-            raise InputError(
-                f"{csv_key}: not UTF-8 text ({exc.reason} at byte {exc.start})"
-            ) from exc
         except InputError as exc:
             raise InputError(f"{csv_key}: {exc}") from exc
         except StorageError as exc:
@@ -523,12 +535,8 @@ class FanOut:
 def parse_csv_bytes(data: bytes, options: BatchSpec, csv_key: str) -> Manifest:
     """A CSV read from an object store -> manifest; InputError names the key."""
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{csv_key}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    try:
         return parse_manifest(
-            io.StringIO(text, newline=""),
+            csv_text(io.BytesIO(data), options.encoding),
             creator_column=options.creator_column,
             url_column=options.url_column,
         )

@@ -87,6 +87,14 @@ async def create_batch(
     url_column: Annotated[
         str | None, Form(max_length=200, description="the cover URL column's header")
     ] = None,
+    encoding: Annotated[
+        str | None,
+        Form(
+            max_length=40,
+            description="the CSV's text encoding (utf-8, cp1252, latin-1, utf-16...); "
+            "omitted: detected",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     # The guard middleware has capped the body at IMGPIPE_MAX_UPLOAD_BYTES already.
     data = await file.read()
@@ -95,7 +103,7 @@ async def create_batch(
         for k, v in {
             "rows": rows, "cols": cols, "quality": quality, "max_images": max_images,
             "min_images": min_images, "force": force, "creator_column": creator_column,
-            "url_column": url_column,
+            "url_column": url_column, "encoding": encoding,
         }.items()
         if v is not None
     }  # fmt: skip
