@@ -49,7 +49,11 @@ def render_gallery(summary: BatchSummary, *, base: str = "") -> str:
 
 
 def _relative(creator: dict[str, Any], base: str) -> dict[str, Any]:
-    key = creator.get("collage_key")
-    if not base or not key:
+    """The creator with its collage and preview keys relative to ``base``."""
+    if not base:
         return creator
-    return {**creator, "collage_key": str(key).removeprefix(base)}
+    links = ("collage_key", "preview_key")
+    return {
+        **creator,
+        **{name: str(creator[name]).removeprefix(base) for name in links if creator.get(name)},
+    }
