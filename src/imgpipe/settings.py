@@ -88,6 +88,9 @@ class Settings(BaseSettings):
         "us-east-1", validation_alias=_env("IMGPIPE_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")
     )
     csv_prefix: str = Field("csv-files/", validation_alias=_env("IMGPIPE_CSV_PREFIX"))
+    # The database of `run --query` / `export-csv --query` (a SQLAlchemy URL). From the
+    # environment, its password stays out of argv and `ps`; never shown (repr=False).
+    sql_url: str = Field("", validation_alias=_env("IMGPIPE_SQL_URL"), repr=False)
     presign_expiry: int = Field(3600, validation_alias=_env("IMGPIPE_PRESIGN_EXPIRY"))
     metrics_namespace: str = Field("imgpipe", validation_alias=_env("IMGPIPE_METRICS_NAMESPACE"))
 

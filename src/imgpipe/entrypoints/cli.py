@@ -18,14 +18,15 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from imgpipe.bootstrap import open_backend, reconcile_stale_batches, run_csv
+from imgpipe.bootstrap import open_backend, reconcile_stale_batches, run_csv, run_sql
 from imgpipe.domain.spec import RANGES
-from imgpipe.entrypoints import cli_aws, cli_service
+from imgpipe.entrypoints import cli_aws, cli_service, cli_sql
 from imgpipe.entrypoints.progress import LogProgress, RichProgress
 from imgpipe.entrypoints.report import print_batch, print_batches, print_summary
 from imgpipe.errors import ConfigError, ImgpipeError, InputError, column_role
 from imgpipe.service.batch import BatchInterruptedError
 from imgpipe.service.progress import NullProgress, ProgressSink
+from imgpipe.service.summary import BatchSummary
 from imgpipe.settings import Settings
 
 __all__ = ["app", "main"]
@@ -79,8 +80,13 @@ def _ranged(option: str, help: str, flag: str | None = None) -> Any:
 
 @app.command()
 def run(
-    csv_file: Annotated[Path, typer.Argument(help="CSV of creators and cover URLs.")],
+    csv_file: Annotated[
+        Path | None,
+        typer.Argument(help="CSV of creators and cover URLs (or give --from-sql/--query)."),
+    ] = None,
     out: OutOption = None,
+    from_sql: cli_sql.FromSqlOption = None,
+    query: cli_sql.QueryOption = None,
     rows: Annotated[int | None, _ranged("rows", "Grid rows [IMGPIPE_DEFAULT_ROWS=5].")] = None,
     cols: Annotated[int | None, _ranged("cols", "Grid columns [IMGPIPE_DEFAULT_COLS=7].")] = None,
     cell_size: Annotated[
@@ -131,7 +137,7 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no table.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Render one collage per creator of CSV_FILE."""
+    """Render one collage per creator of CSV_FILE, or of the rows of a SQL query."""
     console = Console(stderr=True)
     _configure_logging(quiet)
     try:
@@ -153,7 +159,8 @@ def run(
             allowed_networks=allow_private_networks,
             force=force or None,
         )
-        if not csv_file.is_file():
+        sql = cli_sql.sql_source(settings, from_sql, query, csv_given=csv_file is not None)
+        if csv_file is not None and not csv_file.is_file():
             raise InputError(f"CSV file not found: {csv_file}")
         backend = open_backend(settings, out_dir=out)
     except ImgpipeError as exc:
@@ -162,19 +169,24 @@ def run(
         raise _fail(console, f"invalid settings: {exc}") from None
 
     try:
-        progress: ProgressSink
-        if quiet or as_json or not console.is_terminal:
-            progress = NullProgress() if quiet else LogProgress()
-            summary = run_csv(
+
+        def start(progress: ProgressSink) -> BatchSummary:
+            if sql is not None:
+                return run_sql(
+                    sql.url, sql.query, options, backend, progress=progress,
+                    new_batch=new_batch, handle_signals=True,
+                )  # fmt: skip
+            assert csv_file is not None  # sql_source refused neither
+            return run_csv(
                 csv_file, options, backend, progress=progress, new_batch=new_batch,
                 handle_signals=True,
             )  # fmt: skip
+
+        if quiet or as_json or not console.is_terminal:
+            summary = start(NullProgress() if quiet else LogProgress())
         else:
             with RichProgress(console) as bar:
-                summary = run_csv(
-                    csv_file, options, backend, progress=bar, new_batch=new_batch,
-                    handle_signals=True,
-                )  # fmt: skip
+                summary = start(bar)
     except BatchInterruptedError as exc:
         console.print(
             f"[bold yellow]interrupted:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
@@ -238,6 +250,7 @@ def _configure_logging(quiet: bool) -> None:
 # Further command groups register themselves here, one line each (worker, dlq, serve...).
 cli_aws.register(app)
 cli_service.register(app)
+cli_sql.register(app)
 
 
 def main() -> None:
