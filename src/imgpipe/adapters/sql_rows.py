@@ -13,7 +13,7 @@ would quote it. SQLAlchemy's errors become the project's here:
 
 * a URL that cannot be used (syntax, unknown dialect, missing driver): ConfigError;
 * a query the database refuses (syntax, unknown table or column): InputError;
-* no connection, or one that broke off: SourceError.
+* no connection (a wrong password included), or one that broke off: SourceError.
 
 Example::
 
@@ -102,29 +102,37 @@ def query_rows(source: SqlQuery, *, yield_per: int = YIELD_PER) -> Iterator[Quer
     if parsed is None:
         raise ConfigError(f"invalid SQL URL ({_UNPARSEABLE})")
     scrub = _Scrubber(source.url, parsed)
-    connected = False
+    phase = "connect"  # then "execute" (the query's fault), then "read" (the server's)
     try:
         # NullPool: one connection for one read, closed with the block; no pool lingers.
         engine = sqlalchemy.create_engine(parsed, poolclass=NullPool)
         try:
             with engine.connect() as connection:
-                connected = True
+                phase = "execute"
                 result: CursorResult[Any] = connection.execution_options(
                     stream_results=True, yield_per=yield_per
                 ).execute(sqlalchemy.text(source.query))
                 if not result.returns_rows:
                     raise InputError("the SQL query returns no rows (is it a SELECT?)")
-                yield QueryResult(list(result.keys()), _tuples(result))
+                phase = "read"
+                try:
+                    yield QueryResult(list(result.keys()), _tuples(result))
+                finally:
+                    # PyMySQL's unbuffered result must be read to its end before its
+                    # connection closes (its __del__ reads a closed socket otherwise):
+                    # a read cut short (a missing column) drains the rest here.
+                    result.close()
         finally:
             engine.dispose()
     except ImgpipeError:
         raise
     except (ImportError, sa_exc.ArgumentError, sa_exc.NoSuchModuleError) as exc:
         raise ConfigError(f"cannot use SQL URL {scrub.url}: {scrub(exc)}") from None
-    except sa_exc.ProgrammingError as exc:
-        raise InputError(f"SQL query failed on {scrub.url}: {scrub(exc)}") from None
     except sa_exc.SQLAlchemyError as exc:
-        doing = "reading from" if connected else "cannot connect to"
+        lost = isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+        if phase == "execute" and not lost:  # syntax, unknown table or column, no permission
+            raise InputError(f"SQL query failed on {scrub.url}: {scrub(exc)}") from None
+        doing = "cannot connect to" if phase == "connect" else "reading from"
         raise SourceError(f"{doing} {scrub.url} failed: {scrub(exc)}") from None
 
 
