@@ -147,8 +147,9 @@ def test_an_unusable_url_is_a_config_error_that_does_not_echo_it() -> None:
     with pytest.raises(ConfigError) as caught, query_rows(SqlQuery("no-url-Secret123", "SELECT 1")):
         pass
     assert "Secret123" not in str(caught.value)
-    with pytest.raises(ConfigError) as unknown, query_rows(
-        SqlQuery("nosuchdb://user:Secret123@host/db", "SELECT 1")
+    with (
+        pytest.raises(ConfigError) as unknown,
+        query_rows(SqlQuery("nosuchdb://user:Secret123@host/db", "SELECT 1")),
     ):
         pass
     assert "Secret123" not in str(unknown.value) and "user:***@host" in str(unknown.value)

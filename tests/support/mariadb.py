@@ -67,7 +67,9 @@ def _binary(*names: str) -> str:
         found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
         if found:
             return found
-    raise RuntimeError(f"none of {names} found: run `make mariadb` (apt-get install mariadb-server)")
+    raise RuntimeError(
+        f"none of {names} found: run `make mariadb` (apt-get install mariadb-server)"
+    )
 
 
 def _wait_ready(server: MariaDB, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
