@@ -212,3 +212,27 @@ def test_sqlite_rows_stream_too(tmp_path: Path) -> None:
     finally:
         tracemalloc.stop()
     assert count == 3000 and peak < 3_000_000, f"peak {peak:,} B"
+
+
+@pytest.mark.mariadb
+@pytest.mark.slow
+def test_a_connection_lost_mid_stream_is_a_source_error(mariadb: MariaDB, mariadb_url: str) -> None:
+    """The server kills the reading connection after the first slice: no half a result."""
+    rows = [(f"creator{i % 50}", f"https://img.example/{i}/" + "x" * 4000) for i in range(3000)]
+    load_covers(mariadb_url, rows)
+    database = mariadb_url.rsplit("/", 1)[1]
+    read = 0
+    with pytest.raises(SourceError) as caught:
+        with query_rows(SqlQuery(mariadb_url, SELECT), yield_per=100) as result:
+            for _ in result.rows:
+                read += 1
+                if read == 100:
+                    for (connection_id,) in mariadb.query(
+                        "SELECT ID FROM information_schema.PROCESSLIST"
+                        f" WHERE USER = 'imgpipe' AND DB = '{database}'"
+                    ):
+                        mariadb.admin(f"KILL CONNECTION {connection_id}")
+    assert 100 <= read < 3000
+    message = str(caught.value)
+    assert message.startswith("reading from mysql+pymysql://imgpipe:***@127.0.0.1:")
+    assert PASSWORD not in message

@@ -46,12 +46,17 @@ class MariaDB:
 
     def admin(self, sql: str) -> None:
         """Run one statement as root over the unix socket (root has no TCP login)."""
+        self.query(sql)
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows of one statement run as root over the unix socket."""
         import pymysql
 
         connection = pymysql.connect(unix_socket=str(self.socket), user="root", autocommit=True)
         try:
             with connection.cursor() as cursor:
                 cursor.execute(sql)
+                return list(cursor.fetchall())
         finally:
             connection.close()
 

@@ -103,6 +103,7 @@ def query_rows(source: SqlQuery, *, yield_per: int = YIELD_PER) -> Iterator[Quer
         raise ConfigError(f"invalid SQL URL ({_UNPARSEABLE})")
     scrub = _Scrubber(source.url, parsed)
     phase = "connect"  # then "execute" (the query's fault), then "read" (the server's)
+    driver_cursor: Any = None
     try:
         # NullPool: one connection for one read, closed with the block; no pool lingers.
         engine = sqlalchemy.create_engine(parsed, poolclass=NullPool)
@@ -115,6 +116,7 @@ def query_rows(source: SqlQuery, *, yield_per: int = YIELD_PER) -> Iterator[Quer
                 if not result.returns_rows:
                     raise InputError("the SQL query returns no rows (is it a SELECT?)")
                 phase = "read"
+                driver_cursor = result.cursor
                 try:
                     yield QueryResult(list(result.keys()), _tuples(result))
                 finally:
@@ -129,11 +131,29 @@ def query_rows(source: SqlQuery, *, yield_per: int = YIELD_PER) -> Iterator[Quer
     except (ImportError, sa_exc.ArgumentError, sa_exc.NoSuchModuleError) as exc:
         raise ConfigError(f"cannot use SQL URL {scrub.url}: {scrub(exc)}") from None
     except sa_exc.SQLAlchemyError as exc:
+        _abandon(driver_cursor)
         lost = isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
         if phase == "execute" and not lost:  # syntax, unknown table or column, no permission
             raise InputError(f"SQL query failed on {scrub.url}: {scrub(exc)}") from None
-        doing = "cannot connect to" if phase == "connect" else "reading from"
-        raise SourceError(f"{doing} {scrub.url} failed: {scrub(exc)}") from None
+        if phase == "connect":  # a wrong password included: the driver says which
+            raise SourceError(f"cannot connect to {scrub.url}: {scrub(exc)}") from None
+        raise SourceError(f"reading from {scrub.url} failed: {scrub(exc)}") from None
+
+
+def _abandon(cursor: Any) -> None:
+    """Let a failed PyMySQL unbuffered read go without reading the rest.
+
+    PyMySQL 1.1's ``SSCursor`` and its result read the rest of the rows when they
+    are collected, even once the connection is closed (SQLAlchemy closes it on
+    a lost connection): an AttributeError "ignored in __del__" each. Nothing is
+    left to read on a failed connection, so they are told so.
+    """
+    if cursor is None or not type(cursor).__module__.startswith("pymysql."):
+        return
+    result = getattr(cursor, "_result", None)
+    if result is not None:
+        result.unbuffered_active = False  # MySQLResult.__del__ reads nothing then
+    cursor.connection = None  # and SSCursor.close (its __del__) returns at once
 
 
 def _tuples(result: CursorResult[Any]) -> Iterator[Sequence[Any]]:
