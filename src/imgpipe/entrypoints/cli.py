@@ -1,8 +1,8 @@
-"""``imgpipe`` command line: ``run`` a CSV, show ``status`` of batches (and more below).
+"""``imgpipe`` command line: ``run`` a CSV (or a SQL query), show ``status`` of batches, and more.
 
 Exit codes: 0 every creator rendered or unchanged, 3 some creators failed,
 2 unusable input (missing file, no usable column, bad option), 4 the batch could
-not finish (a store failed, or another process runs it; rerun to continue),
+not finish (a store or the SQL source failed, or another process runs it; rerun to continue),
 130 / 143 stopped by SIGINT / SIGTERM (rerun the same command to continue).
 """
 
