@@ -17,6 +17,7 @@ import sqlalchemy
 from imgpipe.adapters.sql_rows import SqlQuery, query_rows
 from imgpipe.adapters.sqlite_staging import StagedManifest, stage_manifest
 from imgpipe.bootstrap import stage_sql
+from imgpipe.domain.result_rows import result_records
 from imgpipe.errors import ColumnError, ConfigError, InputError, SourceError
 from imgpipe.settings import BatchSpec
 from tests.support.mariadb import PASSWORD, MariaDB, load_covers
@@ -236,3 +237,35 @@ def test_a_connection_lost_mid_stream_is_a_source_error(mariadb: MariaDB, mariad
     message = str(caught.value)
     assert message.startswith("reading from mysql+pymysql://imgpipe:***@127.0.0.1:")
     assert PASSWORD not in message
+
+
+@pytest.mark.mariadb
+@pytest.mark.slow
+def test_a_result_refused_at_its_columns_is_not_read_to_its_end(
+    mariadb: MariaDB, mariadb_url: str
+) -> None:
+    """50 MB of rows with no usable column: the connection is dropped, not drained.
+
+    MySQL's protocol wants an unbuffered result read to its end; doing so for a
+    result refused at its header would move every row for nothing.
+    """
+    rows_of_50_mb = (  # 100 x 100 rows of 5,000 bytes, made by the server (no table)
+        "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < 100)"
+        " SELECT CONCAT('c', a.n) AS who, REPEAT('x', 5000) AS what FROM seq a, seq b"
+    )
+
+    def bytes_sent() -> int:
+        [(_, value)] = mariadb.query("SHOW GLOBAL STATUS LIKE 'Bytes_sent'")
+        return int(value)
+
+    before = bytes_sent()
+    with pytest.raises(ColumnError, match="no creator column"):
+        with query_rows(SqlQuery(mariadb_url, rows_of_50_mb)) as result:
+            result_records(result.columns, result.rows)
+    sent = bytes_sent() - before
+    assert sent < 20_000_000, f"{sent:,} bytes sent"
+    # and the same result read whole does move them all: the measure tells the two apart
+    before = bytes_sent()
+    with query_rows(SqlQuery(mariadb_url, rows_of_50_mb)) as result:
+        assert sum(1 for _ in result.rows) == 10_000
+    assert bytes_sent() - before > 50_000_000

@@ -119,11 +119,14 @@ def query_rows(source: SqlQuery, *, yield_per: int = YIELD_PER) -> Iterator[Quer
                 driver_cursor = result.cursor
                 try:
                     yield QueryResult(list(result.keys()), _tuples(result))
-                finally:
-                    # PyMySQL's unbuffered result must be read to its end before its
-                    # connection closes (its __del__ reads a closed socket otherwise):
-                    # a read cut short (a missing column) drains the rest here.
-                    result.close()
+                except BaseException:
+                    # Cut short (a missing column, Ctrl-C): the connection is dropped
+                    # rather than the rest of a result of millions of rows read to
+                    # its end, which MySQL's protocol requires before anything else.
+                    _abandon(driver_cursor)
+                    connection.invalidate()
+                    raise
+                result.close()
         finally:
             engine.dispose()
     except ImgpipeError:
