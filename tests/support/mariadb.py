@@ -6,9 +6,9 @@ free port on 127.0.0.1, no option files read (``--no-defaults``), so nothing
 of a system installation is touched. The tests connect over TCP with PyMySQL as
 a user with a password, exactly as ``imgpipe run --from-sql`` would.
 
-Start-up cost, measured on the 2-core CI machine: ``mariadb-install-db`` about
-2.7 s, then ready for connections in about 0.7 s; the fixture reports its own
-time in ``MariaDB.started_in``.
+Start-up cost, measured on the shared 2-core machine: ``mariadb-install-db``
+about 2.7 s, then ready for connections in about 0.7 s (5.5 s in all under a
+load of 5); each session's own figure is kept in ``MariaDB.started_in``.
 """
 
 from __future__ import annotations
