@@ -10,7 +10,7 @@ IAC_STAMP := $(IAC_VENV)/.installed
 OUT ?= imgpipe-data
 ARCH ?= x86_64
 
-.PHONY: run test bench lint typecheck iac-lint package lock clean install dev serve screenshots browser
+.PHONY: run test bench lint typecheck iac-lint package lock clean install dev serve screenshots browser mariadb
 # Browser tests drive Debian's Chromium; installed here when missing (root or sudo).
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -51,6 +51,17 @@ $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium
 
 browser: $(CHROMIUM)
+
+# The SQL source's tests start Debian's MariaDB server (tests/support/mariadb.py);
+# installed here when missing. Its service is not started: the tests run their own.
+MARIADBD ?= /usr/sbin/mariadbd
+
+$(MARIADBD):
+	@command -v apt-get >/dev/null || { echo "install mariadb-server ($(MARIADBD)) for the SQL tests" >&2; exit 1; }
+	$(SUDO) apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q mariadb-server
+
+mariadb: $(MARIADBD)
 
 $(IAC_STAMP): deploy/requirements-iac.txt
 	$(PYTHON) -m venv $(IAC_VENV)
@@ -95,7 +106,7 @@ lock: $(DEV_STAMP)
 	done
 
 # pytest exits 5 when it collected nothing; that must fail, never pass silently.
-test: lint typecheck iac-lint browser
+test: lint typecheck iac-lint browser mariadb
 	$(BIN)/python -m pytest; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

@@ -16,15 +16,19 @@ import logging
 import os
 import signal
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from imgpipe.adapters.sqlite_staging import StagedManifest, stage_manifest
+from imgpipe.adapters.sqlite_staging import StagedManifest, stage_manifest, stage_records
 from imgpipe.domain.csv_text import CsvText, csv_text
 from imgpipe.domain.manifest import Manifest
+from imgpipe.domain.result_rows import result_records, write_csv
 from imgpipe.errors import ConfigError, InputError, ManifestError
 from imgpipe.fetch.cover_cache import CoverCache
 from imgpipe.fetch.downloader import Downloader
@@ -50,6 +54,9 @@ from imgpipe.service.results import PlanStats
 from imgpipe.service.summary import BatchSummary
 from imgpipe.settings import BatchSpec, Settings, parse_networks
 
+if TYPE_CHECKING:  # SQLAlchemy is the sql extra's, imported only when a query runs
+    from imgpipe.adapters.sql_rows import SqlQuery
+
 __all__ = [
     "STATE_FILE",
     "Backend",
@@ -62,8 +69,10 @@ __all__ = [
     "open_distributed",
     "preview_csv",
     "reconcile_stale_batches",
+    "export_sql_csv",
     "run_csv",
     "run_inline",
+    "run_sql",
 ]
 
 log = logging.getLogger(__name__)
@@ -346,32 +355,95 @@ def run_csv(
     BatchInterruptedError raised then carries the signal in ``signal``.
     """
     identity = batch_identity(file_digest(path), options, source=str(path.resolve()))
+    # Per process: a second run of the same input (refused later) must not touch ours.
+    scratch = _scratch_dir(backend) / f"{identity}-{os.getpid()}.sqlite3"
+    try:
+        with stage_csv(path, options, scratch) as staged:
+            planned = _Planned(staged, str(path), identity, path.resolve().parent)
+            return _run_planned(
+                planned, options, backend, progress, monitor, batch_id,
+                new_batch=new_batch, handle_signals=handle_signals,
+            )  # fmt: skip
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
+def run_sql(
+    url: str,
+    query: str,
+    options: BatchSpec,
+    backend: Backend,
+    *,
+    progress: ProgressSink | None = None,
+    monitor: MemoryMonitor | None = None,
+    batch_id: str | None = None,
+    new_batch: bool = False,
+    handle_signals: bool = False,
+) -> BatchSummary:
+    """Run the rows of a SQL query as :func:`run_csv` runs a CSV's (``imgpipe run --from-sql``).
+
+    The rows stream from a server-side cursor into the same staging and row checks
+    as a CSV's; the connection is closed before the first download. The batch's
+    identity is the digest of the creator and URL cells streamed, with the source
+    ``sql:<URL, password masked> <query>``: rerunning the same query over the same
+    rows continues its unfinished batch, and a changed row is a new batch.
+    """
+    from imgpipe.adapters.sql_rows import SqlQuery
+
+    source = SqlQuery(url, query)
+    # The identity is known once the rows are read, so the scratch file is named apart.
+    scratch = _scratch_dir(backend) / f"sql-{uuid.uuid4().hex}-{os.getpid()}.sqlite3"
+    try:
+        staged, digest = stage_sql(source, options, scratch)
+        with staged:
+            identity = batch_identity(digest, options, source=source.source)
+            planned = _Planned(staged, source.source, identity, None)
+            return _run_planned(
+                planned, options, backend, progress, monitor, batch_id,
+                new_batch=new_batch, handle_signals=handle_signals,
+            )  # fmt: skip
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class _Planned:
+    staged: StagedManifest
+    source: str  # what the batch record names: the CSV's path, or sql:<masked URL> <query>
+    identity: str
+    base_dir: Path | None  # where relative cover paths start (the CSV's folder; None: cwd)
+
+
+def _run_planned(
+    planned: _Planned,
+    options: BatchSpec,
+    backend: Backend,
+    progress: ProgressSink | None,
+    monitor: MemoryMonitor | None,
+    batch_id: str | None,
+    *,
+    new_batch: bool,
+    handle_signals: bool,
+) -> BatchSummary:
     monitor = monitor or MemoryMonitor(
         warning=options.memory_warning, critical=options.memory_critical
     )
-    # Per process: a second run of the same input (refused later) must not touch ours.
-    scratch = _scratch_dir(backend) / f"{identity}-{os.getpid()}.sqlite3"
-    with stage_csv(path, options, scratch) as staged:
-        try:
-            stats = plan_stats(staged.rows_read, staged.duplicate_rows, staged.problems())
-            return asyncio.run(
-                _run(
-                    staged,
-                    stats,
-                    options,
-                    backend,
-                    path,
-                    progress,
-                    monitor,
-                    identity,
-                    batch_id,
-                    new_batch=new_batch,
-                    handle_signals=handle_signals,
-                )
-            )
-        finally:
-            staged.close()
-            scratch.unlink(missing_ok=True)
+    staged = planned.staged
+    stats = plan_stats(staged.rows_read, staged.duplicate_rows, staged.problems())
+    return asyncio.run(
+        _run(
+            staged,
+            stats,
+            options,
+            backend,
+            planned,
+            progress,
+            monitor,
+            batch_id,
+            new_batch=new_batch,
+            handle_signals=handle_signals,
+        )  # fmt: skip
+    )
 
 
 def _scratch_dir(backend: Backend) -> Path:
@@ -380,6 +452,79 @@ def _scratch_dir(backend: Backend) -> Path:
     folder = (root or backend.settings.data_dir.resolve()) / "processing" / "staging"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def stage_sql(source: SqlQuery, options: BatchSpec, scratch: Path) -> tuple[StagedManifest, str]:
+    """Stage a query's rows; also the digest of the rows streamed (the batch's input)."""
+    from imgpipe.adapters.sql_rows import query_rows
+
+    with query_rows(source) as result:
+        records = result_records(
+            result.columns,
+            result.rows,
+            creator_column=options.creator_column,
+            url_column=options.url_column,
+        )
+        staged = stage_records(records, path=scratch)
+    return staged, records.hexdigest()
+
+
+def export_sql_csv(
+    url: str,
+    query: str,
+    out: str,
+    settings: Settings,
+    *,
+    creator_column: str | None = None,
+    url_column: str | None = None,
+) -> tuple[str, int]:
+    """Write a query's rows as a CSV at ``out``: a file, or ``s3://bucket/key`` (a key
+    ending in ``/`` gets ``export_<UTC time>.csv``). Returns where it went and the rows.
+
+    The rows stream into a temporary file beside the target (or in a temporary
+    folder, for S3) that replaces the target only once complete, so a failed
+    export leaves no half a CSV where the flow would pick it up.
+    """
+    from imgpipe.adapters.sql_rows import SqlQuery, query_rows
+
+    source = SqlQuery(url, query)
+
+    def write(path: Path) -> int:
+        with query_rows(source) as result, path.open("w", encoding="utf-8", newline="") as out:
+            return write_csv(
+                result.columns,
+                result.rows,
+                out,
+                creator_column=creator_column,
+                url_column=url_column,
+            )
+
+    if out.startswith("s3://"):
+        bucket, _, key = out.removeprefix("s3://").partition("/")
+        if not bucket or not key:
+            raise ConfigError(f"--out {out}: expected s3://bucket/key.csv or s3://bucket/prefix/")
+        if key.endswith("/"):
+            key += f"export_{datetime.now(UTC):%Y%m%d_%H%M%S}.csv"
+        from imgpipe.adapters.s3_store import S3ObjectStore
+
+        store = S3ObjectStore(bucket, settings=settings)
+        with tempfile.TemporaryDirectory(prefix="imgpipe-export-") as folder:
+            local = Path(folder) / "export.csv"
+            count = write(local)
+            stored = store.put_file(key, local, content_type="text/csv")
+        return stored.url, count
+    target = Path(out)
+    if target.is_dir():
+        raise ConfigError(f"--out {target} is a folder; export-csv writes one file")
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        count = write(partial)
+        partial.replace(target)
+    except OSError as exc:
+        raise InputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    finally:
+        partial.unlink(missing_ok=True)
+    return str(target), count
 
 
 def stage_csv(path: Path, options: BatchSpec, scratch: Path) -> StagedManifest:
@@ -436,10 +581,9 @@ async def _run(
     stats: PlanStats,
     options: BatchSpec,
     backend: Backend,
-    path: Path,
+    planned_input: _Planned,
     progress: ProgressSink | None,
     monitor: MemoryMonitor,
-    identity: str,
     batch_id: str | None,
     *,
     new_batch: bool,
@@ -463,7 +607,7 @@ async def _run(
     try:
         with ThreadPoolExecutor(cpu_workers, thread_name_prefix="imgpipe-cpu") as executor:
             async with Downloader(
-                policy, base_dir=path.resolve().parent, cache=cache
+                policy, base_dir=planned_input.base_dir, cache=cache
             ) as downloader:
                 runner = BatchRunner(
                     backend.ledger(),
@@ -477,8 +621,8 @@ async def _run(
                     planned,
                     stats,
                     options,
-                    source=str(path),
-                    identity=identity,
+                    source=planned_input.source,
+                    identity=planned_input.identity,
                     batch_id=batch_id,
                     new_batch=new_batch,
                     stop=stop,

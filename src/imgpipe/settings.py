@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     # Buckets besides the input bucket that csv_s3 messages may name (comma-separated;
     # the template's ReadableBuckets grants the functions read access to the same list).
     readable_buckets: str = Field("", validation_alias=_env("IMGPIPE_READABLE_BUCKETS"))
+    # The database of `run --query` / `export-csv --query` (a SQLAlchemy URL). From the
+    # environment, its password stays out of argv and `ps`; never shown (repr=False).
+    sql_url: str = Field("", validation_alias=_env("IMGPIPE_SQL_URL"), repr=False)
     presign_expiry: int = Field(3600, validation_alias=_env("IMGPIPE_PRESIGN_EXPIRY"))
     metrics_namespace: str = Field("imgpipe", validation_alias=_env("IMGPIPE_METRICS_NAMESPACE"))
 

@@ -1,8 +1,8 @@
-"""``imgpipe`` command line: ``run`` a CSV, show ``status`` of batches (and more below).
+"""``imgpipe`` command line: ``run`` a CSV (or a SQL query), show ``status`` of batches, and more.
 
 Exit codes: 0 every creator rendered or unchanged, 3 some creators failed,
 2 unusable input (missing file, no usable column, bad option), 4 the batch could
-not finish (a store failed, or another process runs it; rerun to continue),
+not finish (a store or the SQL source failed, or another process runs it; rerun to continue),
 130 / 143 stopped by SIGINT / SIGTERM (rerun the same command to continue).
 """
 
@@ -17,15 +17,16 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from imgpipe.bootstrap import open_backend, preview_csv, reconcile_stale_batches, run_csv
+from imgpipe.bootstrap import open_backend, preview_csv, reconcile_stale_batches, run_csv, run_sql
 from imgpipe.domain.spec import RANGES
-from imgpipe.entrypoints import cli_aws, cli_service
+from imgpipe.entrypoints import cli_aws, cli_service, cli_sql
 from imgpipe.entrypoints.cli_logging import LogFormatName, LogFormatOption, setup_logging
 from imgpipe.entrypoints.progress import LogProgress, RichProgress
 from imgpipe.entrypoints.report import print_batch, print_batches, print_preview, print_summary
 from imgpipe.errors import ConfigError, ImgpipeError, InputError, column_role
 from imgpipe.service.batch import BatchInterruptedError
 from imgpipe.service.progress import NullProgress, ProgressSink
+from imgpipe.service.summary import BatchSummary
 from imgpipe.settings import BatchSpec, Settings
 from imgpipe.version import version
 
@@ -104,8 +105,13 @@ def _ranged(option: str, help: str, flag: str | None = None) -> Any:
 
 @app.command()
 def run(
-    csv_file: Annotated[Path, typer.Argument(help="CSV of creators and cover URLs.")],
+    csv_file: Annotated[
+        Path | None,
+        typer.Argument(help="CSV of creators and cover URLs (or give --from-sql/--query)."),
+    ] = None,
     out: OutOption = None,
+    from_sql: cli_sql.FromSqlOption = None,
+    query: cli_sql.QueryOption = None,
     rows: Annotated[int | None, _ranged("rows", "Grid rows [IMGPIPE_DEFAULT_ROWS=5].")] = None,
     cols: Annotated[int | None, _ranged("cols", "Grid columns [IMGPIPE_DEFAULT_COLS=7].")] = None,
     cell_size: Annotated[
@@ -176,7 +182,7 @@ def run(
         ),
     ] = False,
 ) -> None:
-    """Render one collage per creator of CSV_FILE."""
+    """Render one collage per creator of CSV_FILE, or of the rows of a SQL query."""
     console = Console(stderr=True)
     setup_logging(log_format, quiet=quiet)
     try:
@@ -201,9 +207,12 @@ def run(
             allowed_networks=allow_private_networks,
             force=force or None,
         )
-        if not csv_file.is_file():
+        sql = cli_sql.sql_source(settings, from_sql, query, csv_given=csv_file is not None)
+        if csv_file is not None and not csv_file.is_file():
             raise InputError(f"CSV file not found: {csv_file}")
         if dry_run:
+            if csv_file is None:
+                raise ConfigError("--dry-run checks a CSV file; for a query, try export-csv")
             _dry_run(csv_file, options, as_json=as_json)
         backend = open_backend(settings, out_dir=out)
     except ImgpipeError as exc:
@@ -212,21 +221,26 @@ def run(
         raise _fail(console, f"invalid settings: {exc}") from None
 
     try:
-        progress: ProgressSink
-        # JSON logs are one object per line: no bar drawn between them, progress is logged
-        plain = as_json or log_format is LogFormatName.json or not console.is_terminal
-        if quiet or plain:
-            progress = NullProgress() if quiet else LogProgress()
-            summary = run_csv(
+
+        def start(progress: ProgressSink) -> BatchSummary:
+            if sql is not None:
+                return run_sql(
+                    sql.url, sql.query, options, backend, progress=progress,
+                    new_batch=new_batch, handle_signals=True,
+                )  # fmt: skip
+            assert csv_file is not None  # sql_source refused neither
+            return run_csv(
                 csv_file, options, backend, progress=progress, new_batch=new_batch,
                 handle_signals=True,
             )  # fmt: skip
+
+        # JSON logs are one object per line: no bar drawn between them, progress is logged
+        plain = as_json or log_format is LogFormatName.json or not console.is_terminal
+        if quiet or plain:
+            summary = start(NullProgress() if quiet else LogProgress())
         else:
             with RichProgress(console) as bar:
-                summary = run_csv(
-                    csv_file, options, backend, progress=bar, new_batch=new_batch,
-                    handle_signals=True,
-                )  # fmt: skip
+                summary = start(bar)
     except BatchInterruptedError as exc:
         console.print(
             f"[bold yellow]interrupted:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
@@ -309,6 +323,7 @@ def _dry_run(csv_file: Path, options: BatchSpec, *, as_json: bool) -> None:
 # Further command groups register themselves here, one line each (worker, dlq, serve...).
 cli_aws.register(app)
 cli_service.register(app)
+cli_sql.register(app)
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from imgpipe.domain.records import BatchRecord, CreatorRecord
+from imgpipe.domain.result_rows import row_label
 from imgpipe.service.preview import CsvPreview
 from imgpipe.service.summary import BatchSummary
 
@@ -67,7 +68,7 @@ def print_summary(console: Console, summary: BatchSummary, root: Path) -> None:
 
     if summary.failed_urls:
         failed = Table(title="Failed covers")
-        for column in ("creator", "line", "reason", "url"):
+        for column in ("creator", row_label(summary.source), "reason", "url"):
             failed.add_column(column, overflow="fold")
         for item in summary.failed_urls[:MAX_FAILED_ROWS]:
             cells = (item["creator"], item["line"], item["reason"] or "", item["url"])
@@ -78,7 +79,8 @@ def print_summary(console: Console, summary: BatchSummary, root: Path) -> None:
             console.print(f"... and {hidden} more in the summary file")
 
     for problem in summary.row_problems[:MAX_FAILED_ROWS]:
-        line = f"line {problem['line']}: skipped ({problem['reason']}) {problem['value']}"
+        where = f"{row_label(summary.source)} {problem['line']}"
+        line = f"{where}: skipped ({problem['reason']}) {problem['value']}"
         console.print(Text(line))
 
     console.print(Text(f"Summary: {root / summary.summary_key}"))
