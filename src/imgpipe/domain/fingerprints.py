@@ -34,7 +34,13 @@ def content_hash(data: bytes) -> str:
 
 
 def collage_fingerprint(
-    image_hashes: Sequence[str], *, rows: int, cols: int, cell_size: int, quality: int
+    image_hashes: Sequence[str],
+    *,
+    rows: int,
+    cols: int,
+    cell_size: int,
+    quality: int,
+    near_duplicates: int = 0,
 ) -> str:
     """SHA-256 hex of a canonical JSON of the render inputs; image order matters.
 
@@ -53,6 +59,10 @@ def collage_fingerprint(
         "cell": cell_size,  # the key stays "cell": renaming it would re-render everything
         "quality": quality,
     }
+    if near_duplicates:
+        # Which covers were merged decides the images; the setting is named too, so a
+        # change of it re-renders. Absent at 0, as before near-duplicates existed.
+        document["near"] = near_duplicates
     # Sorted keys, no whitespace, ASCII: one byte string per document, whatever
     # the dict order or the platform.
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)

@@ -127,6 +127,14 @@ def run(
     min_images: Annotated[
         int | None, _ranged("min_images", "Fewer usable covers fail the creator [1].")
     ] = None,
+    near_duplicates: Annotated[
+        int | None,
+        _ranged(
+            "near_duplicates",
+            "Covers whose look differs in at most this many bits of 64 count once; "
+            "0 turns it off [IMGPIPE_NEAR_DUPLICATES=6].",
+        ),
+    ] = None,
     concurrency: Annotated[
         int | None,
         _ranged("concurrency", "Downloads in flight [IMGPIPE_MAX_CONCURRENT_DOWNLOADS=8]."),
@@ -196,6 +204,7 @@ def run(
             quality=quality,
             max_images=max_images,
             min_images=min_images,
+            near_duplicates=near_duplicates,
             concurrency=concurrency,
             per_host_concurrency=per_host_concurrency,
             max_workers=max_workers,

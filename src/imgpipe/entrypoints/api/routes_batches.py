@@ -80,6 +80,7 @@ async def create_batch(
     quality: Annotated[int | None, Form(**RANGES["quality"].bounds())] = None,
     max_images: Annotated[int | None, Form(**RANGES["max_images"].bounds())] = None,
     min_images: Annotated[int | None, Form(**RANGES["min_images"].bounds())] = None,
+    near_duplicates: Annotated[int | None, Form(**RANGES["near_duplicates"].bounds())] = None,
     force: Annotated[bool | None, Form()] = None,
     creator_column: Annotated[
         str | None, Form(max_length=200, description="the creator column's header")
@@ -102,8 +103,8 @@ async def create_batch(
         k: v
         for k, v in {
             "rows": rows, "cols": cols, "quality": quality, "max_images": max_images,
-            "min_images": min_images, "force": force, "creator_column": creator_column,
-            "url_column": url_column, "encoding": encoding,
+            "min_images": min_images, "near_duplicates": near_duplicates, "force": force,
+            "creator_column": creator_column, "url_column": url_column, "encoding": encoding,
         }.items()
         if v is not None
     }  # fmt: skip
