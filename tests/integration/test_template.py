@@ -576,14 +576,24 @@ def test_readable_buckets_grant_reads_only_when_listed(template: dict[str, Any])
         if name not in ("PlannerFunction", "WorkerFunction"):
             assert not raw, name
             continue
-        (conditional,) = raw
-        condition, statement, otherwise = conditional["Fn::If"]
-        assert (condition, otherwise) == ("HasReadableBuckets", NO_VALUE)
-        assert statement["Action"] == "s3:GetObject"
-        # one <bucket>/* ARN per listed name: objects only, nothing else in the bucket
-        delimiter, joined = statement["Resource"]["Fn::Split"]
-        text, variables = joined["Fn::Sub"]
-        assert delimiter == "," and text == "arn:*:s3:::${Buckets}/*"
-        assert variables == {"Buckets": {"Fn::Join": ["/*,arn:*:s3:::", names]}}
+        granted = {}
+        for conditional in raw:
+            condition, statement, otherwise = conditional["Fn::If"]
+            assert (condition, otherwise) == ("HasReadableBuckets", NO_VALUE)
+            delimiter, joined = statement["Resource"]["Fn::Split"]
+            assert delimiter == ","
+            granted[statement["Action"]] = joined["Fn::Sub"]
+        # one <bucket>/* ARN per listed name for the objects (the CSV, covers beside it),
+        # one <bucket> ARN for ListBucket (a missing cover is a 404, not a 403)
+        assert granted == {
+            "s3:GetObject": [
+                "arn:*:s3:::${Buckets}/*",
+                {"Buckets": {"Fn::Join": ["/*,arn:*:s3:::", names]}},
+            ],
+            "s3:ListBucket": [
+                "arn:*:s3:::${Buckets}",
+                {"Buckets": {"Fn::Join": [",arn:*:s3:::", names]}},
+            ],
+        }, name
         env = function(template, name)["Environment"]["Variables"]
         assert env["IMGPIPE_READABLE_BUCKETS"] == {"Fn::Join": [",", names]}
