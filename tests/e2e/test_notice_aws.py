@@ -8,10 +8,8 @@ gets exactly one digest per batch, sent by whoever wrote the summary.
 from __future__ import annotations
 
 import json
-import threading
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -33,29 +31,6 @@ from tests.support.sns import SubscribedTopic
 
 
 @pytest.fixture
-def atomic_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make moto's DynamoDB writes atomic, as DynamoDB's are.
-
-    moto (in this process, on server threads) updates an item by read-modify-write
-    without a lock, and rolls a failed transaction back by restoring a copy of the
-    whole table: two workers finishing creators at the same moment can lose one
-    count, and then the batch never finishes. One lock over the writes restores what
-    DynamoDB guarantees; the engine's own races (claims, replays) are untouched.
-    """
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.RLock()  # transact_write_items calls update_item inside
-    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
-        original = getattr(DynamoDBBackend, name)
-
-        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, locked)
-
-
-@pytest.fixture
 def topic(deployed: Deployment, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> SubscribedTopic:
     """The deployment with IMGPIPE_NOTIFY_TOPIC_ARN set and a presigned summary link."""
     subscribed = SubscribedTopic.create(deployed.settings, "imgpipe-done")
@@ -73,7 +48,7 @@ def notice_record(deployed: Deployment, batch_id: str) -> dict[str, object]:
 
 @pytest.mark.slow
 def test_two_workers_and_duplicate_deliveries_publish_one_digest(
-    deployed: Deployment, topic: SubscribedTopic, atomic_dynamodb: None
+    deployed: Deployment, topic: SubscribedTopic
 ) -> None:
     names = [f"creator {i}" for i in range(6)]
     with FaultServer() as server:

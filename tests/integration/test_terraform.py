@@ -515,18 +515,28 @@ def test_notices_go_to_an_encrypted_topic_only(module: dict[str, Any]) -> None:
         assert grants == expected, name
 
 
-def test_readable_buckets_grant_object_reads_only_when_listed(module: dict[str, Any]) -> None:
+def test_readable_buckets_grant_reads_and_listing_only_when_listed(module: dict[str, Any]) -> None:
     assert module["variable"]["readable_buckets"]["default"] == []
     assert module["locals"]["readable_object_arns"] == (
         '${[for b in var.readable_buckets : "arn:${local.partition}:s3:::${b}/*"]}'
+    )
+    assert module["locals"]["readable_bucket_arns"] == (
+        '${[for b in var.readable_buckets : "arn:${local.partition}:s3:::${b}"]}'
     )
     for name in FUNCTIONS_TF.values():
         dynamic = module["data"]["aws_iam_policy_document"][name].get("dynamic", [])
         if name not in ("planner", "worker"):
             assert not dynamic
             continue
-        (entry,) = dynamic
-        assert entry["statement"]["for_each"] == ("${length(var.readable_buckets) == 0 ? [] : [1]}")
-        (content,) = entry["statement"]["content"]
-        assert content["actions"] == ["s3:GetObject"]
-        assert content["resources"] == "${local.readable_object_arns}"
+        granted = {}
+        for entry in dynamic:
+            assert entry["statement"]["for_each"] == (
+                "${length(var.readable_buckets) == 0 ? [] : [1]}"
+            )
+            (content,) = entry["statement"]["content"]
+            (action,) = content["actions"]
+            granted[action] = content["resources"]
+        assert granted == {
+            "s3:GetObject": "${local.readable_object_arns}",
+            "s3:ListBucket": "${local.readable_bucket_arns}",
+        }, name

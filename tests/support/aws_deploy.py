@@ -75,7 +75,12 @@ class Deployment:
 
 
 @pytest.fixture
-def deployed(aws: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
+def deployed(
+    aws: Settings, atomic_dynamodb: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Deployment]:
+    """The deployment, with moto's DynamoDB writes made atomic (``atomic_dynamodb``):
+    every test on it runs handlers at once (``work`` starts a planning loop beside the
+    workers, each with two threads; others race deliveries or kill workers)."""
     names = ensure_resources(aws, prefix="flow")
     for name, value in names.items():
         monkeypatch.setenv(name, value)

@@ -45,12 +45,6 @@ HANDLERS = {
 
 # Names read by the libraries the functions run, not by Settings.
 LIBRARY_ENVIRONMENT = {"POWERTOOLS_SERVICE_NAME"}
-# Issue 11's other branches add these settings (the completion notice's topic, the
-# buckets a csv_s3 message may name) and the code that uses them. Until they land the
-# deploy descriptions are ahead of the code; once they have, every entry here is also
-# checked like any other (tests accept an entry only while its evidence is missing).
-IN_FLIGHT_ENVIRONMENT = {"IMGPIPE_NOTIFY_TOPIC_ARN", "IMGPIPE_READABLE_BUCKETS"}
-IN_FLIGHT_ACTIONS = {"sns:Publish"}
 
 # Every IAM action the deploy descriptions grant, and where the code needs it (file
 # under src/imgpipe, text that must be there). A permission whose evidence disappears
@@ -120,8 +114,12 @@ USED: dict[str, list[tuple[str, str]]] = {
     ],
     # put_creators: a plan's pending records, 25 at a time
     "dynamodb:BatchWriteItem": [("adapters/dynamodb_state.py", "batch_write_item(")],
-    # the completion notice, published with the summary (IMGPIPE_NOTIFY_TOPIC_ARN)
-    "sns:Publish": [("settings.py", "IMGPIPE_NOTIFY_TOPIC_ARN")],
+    # SnsNotifier.send: the completion notice, published with the summary to the topic
+    # IMGPIPE_NOTIFY_TOPIC_ARN names
+    "sns:Publish": [
+        ("adapters/sns_notifier.py", "self.client.publish("),
+        ("settings.py", "IMGPIPE_NOTIFY_TOPIC_ARN"),
+    ],
 }
 # Granted because tracing is Active: the Lambda runtime sends the trace segments with
 # the function's role. X-Ray has no resource-level permissions ("*" is the only form).
@@ -202,10 +200,8 @@ def settings_names() -> set[str]:
 
 
 def unknown_environment(names: set[str]) -> set[str]:
-    """Names neither a setting, a library's, nor in flight while their setting is missing."""
-    known = settings_names()
-    in_flight = {n for n in IN_FLIGHT_ENVIRONMENT if n not in known}
-    return names - known - LIBRARY_ENVIRONMENT - in_flight
+    """Names that are neither a setting nor read by a library the functions run."""
+    return names - settings_names() - LIBRARY_ENVIRONMENT
 
 
 # -- what the code emits -------------------------------------------------------------------

@@ -17,7 +17,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from imgpipe.bootstrap import open_backend, preview_csv, reconcile_stale_batches, run_csv, run_sql
+from imgpipe.bootstrap import open_backend, preview_csv, reconcile_stale_batches, run_csv
+from imgpipe.bootstrap_sql import run_sql
 from imgpipe.domain.spec import RANGES
 from imgpipe.entrypoints import cli_aws, cli_service, cli_sql
 from imgpipe.entrypoints.cli_logging import LogFormatName, LogFormatOption, setup_logging
@@ -298,13 +299,18 @@ def status(
 ) -> None:
     """Show recent batches, or one batch's creators and failures."""
     console = Console(stderr=True)
-    settings = Settings()
-    root = (out or settings.data_dir).resolve()
-    # Only the local backend keeps its state in a folder; on AWS it is the table.
-    if settings.backend == "local" and not root.is_dir():
-        raise _fail(console, f"no output folder at {root} (run `imgpipe run` first or pass --out)")
-    where = str(root) if settings.backend == "local" else settings.dynamodb_table_name
-    backend = open_backend(settings, out_dir=root)
+    try:
+        settings = Settings()
+        root = (out or settings.data_dir).resolve()
+        # Only the local backend keeps its state in a folder; on AWS it is the table.
+        if settings.backend == "local" and not root.is_dir():
+            raise InputError(f"no output folder at {root} (run `imgpipe run` first or pass --out)")
+        where = str(root) if settings.backend == "local" else settings.dynamodb_table_name
+        backend = open_backend(settings, out_dir=root)
+    except ImgpipeError as exc:  # settings the backend refuses (a notice URL, a prefix)
+        raise _fail(console, str(exc), _exit_code(exc)) from None
+    except ValueError as exc:  # pydantic validation of the environment
+        raise _fail(console, f"invalid settings: {exc}") from None
     try:
         reconcile_stale_batches(backend)  # a running batch whose process died: interrupted
         if batch_id is None:
@@ -315,6 +321,8 @@ def status(
             raise _fail(console, f"no batch {batch_id!r} in {where}")
         records = list(backend.state.creators_in_batch(batch_id))
         print_batch(Console(), batch, records, as_json=as_json)
+    except ImgpipeError as exc:  # the state store unreachable: not the caller's to fix (4)
+        raise _fail(console, str(exc), _exit_code(exc)) from None
     finally:
         backend.close()
 

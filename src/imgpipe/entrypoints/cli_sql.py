@@ -94,7 +94,7 @@ def export_csv(
     url_column: Annotated[str | None, typer.Option(help="Name the cover URL column.")] = None,
 ) -> None:
     """Write a query's rows as a CSV that `imgpipe run` and the AWS flow read."""
-    from imgpipe.bootstrap import export_sql_csv
+    from imgpipe.bootstrap_sql import export_sql_csv
 
     console = Console(stderr=True)
     try:
