@@ -21,6 +21,7 @@ from tests.e2e.test_aws_chaos import (
     assert_batch_done,
     covers,
     creator_messages,
+    die_after_claiming_the_summary,
     plan_upload,
     runtime,
 )
@@ -86,8 +87,6 @@ def test_two_workers_and_duplicate_deliveries_publish_one_digest(
 def test_the_sweep_that_writes_a_dead_writers_summary_sends_its_notice(
     deployed: Deployment, topic: SubscribedTopic, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from imgpipe.service.summary import SummaryWriter
-
     with FaultServer() as server:
         rows = [("Only", server.add("/1.jpg", Serve(solid_jpeg(RED))))]
         deployed.upload_csv("csv-files/orphan.csv", rows)
@@ -96,16 +95,7 @@ def test_the_sweep_that_writes_a_dead_writers_summary_sends_its_notice(
         fanout = runtime()
         monkeypatch.setattr(fanout.ledger, "summary_wait_seconds", 0.2)
 
-        class Died(BaseException):
-            """The invocation ends here (a timeout, a kill): no handler runs after it."""
-
-        def die(*args: object, **kwargs: object) -> None:
-            raise Died("the invocation died after claiming the summary")
-
-        with monkeypatch.context() as patched:
-            patched.setattr(SummaryWriter, "publish", die)
-            with pytest.raises(Died):
-                aws_lambda.handle_record_body(message.body)
+        die_after_claiming_the_summary(monkeypatch, message.body)
         deployed.queue.delete(message)
 
     assert topic.received(quiet_seconds=0.3) == []  # no summary, no notice

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import json
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,7 +25,6 @@ from imgpipe.adapters.aws_resources import (
     SWEEP_TIMEOUT,
     WORKER_TIMEOUT,
 )
-from imgpipe.adapters.dynamodb_state import create_state_table
 from imgpipe.service.compress import COMPRESSED_PREFIX, is_compressible_key
 from imgpipe.settings import Settings
 from tests.support.iac import (
@@ -42,6 +40,7 @@ from tests.support.iac import (
     load_template,
     resolve,
     resource,
+    state_table_calls,
     statements,
     unknown_environment,
 )
@@ -214,13 +213,7 @@ def test_queues_match_aws_resources(
 
 
 def test_table_is_what_create_state_table_creates(template: dict[str, Any]) -> None:
-    calls: dict[str, dict[str, Any]] = {}
-    client = SimpleNamespace(
-        create_table=lambda **kw: calls.setdefault("create_table", kw),
-        update_time_to_live=lambda **kw: calls.setdefault("ttl", kw),
-        get_waiter=lambda name: SimpleNamespace(wait=lambda **kw: None),
-    )
-    create_state_table(client, "t")
+    calls = state_table_calls()
     created, table = calls["create_table"], resource(template, "StateTable")
 
     def by_name(items: list[dict[str, Any]], key: str) -> dict[str, Any]:

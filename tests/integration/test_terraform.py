@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib
 import json
 import re
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,7 +22,7 @@ from imgpipe.adapters.aws_resources import (
     PLAN_QUEUE_ATTRIBUTES,
     QUEUE_ATTRIBUTES,
 )
-from imgpipe.adapters.dynamodb_state import BATCH_INDEX, STATUS_INDEX, create_state_table
+from imgpipe.adapters.dynamodb_state import BATCH_INDEX, STATUS_INDEX
 from imgpipe.settings import Settings
 from tests.support.iac import (
     FUNCTIONS_TF,
@@ -39,6 +38,7 @@ from tests.support.iac import (
     load_terraform,
     resolve,
     resource,
+    state_table_calls,
     statements,
     tf_environment_names,
     tf_statements,
@@ -271,13 +271,7 @@ def test_queues_match_aws_resources_and_the_template(
 def test_table_is_what_create_state_table_creates(
     module: dict[str, Any], template: dict[str, Any]
 ) -> None:
-    calls: dict[str, dict[str, Any]] = {}
-    client = SimpleNamespace(
-        create_table=lambda **kw: calls.setdefault("create_table", kw),
-        update_time_to_live=lambda **kw: calls.setdefault("ttl", kw),
-        get_waiter=lambda name: SimpleNamespace(wait=lambda **kw: None),
-    )
-    create_state_table(client, "t")
+    calls = state_table_calls()
     created = calls["create_table"]
     table = resources(module, "aws_dynamodb_table")["state"]
     assert table["name"] == "${var.table_name}"

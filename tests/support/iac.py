@@ -13,13 +13,14 @@ import ast
 import math
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import hcl2
 import yaml
 from pydantic import AliasChoices
 
-from imgpipe.adapters.dynamodb_state import BATCH_INDEX, STATUS_INDEX
+from imgpipe.adapters.dynamodb_state import BATCH_INDEX, STATUS_INDEX, create_state_table
 from imgpipe.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -176,6 +177,18 @@ INDEXES = {
 }
 # The functions that may write a batch summary, hence send the completion notice.
 NOTIFIERS = ("PlannerFunction", "WorkerFunction", "SweepFunction")
+
+
+def state_table_calls() -> dict[str, dict[str, Any]]:
+    """What ``create_state_table`` asks DynamoDB for: ``create_table`` and ``ttl`` keywords."""
+    calls: dict[str, dict[str, Any]] = {}
+    client = SimpleNamespace(
+        create_table=lambda **kw: calls.setdefault("create_table", kw),
+        update_time_to_live=lambda **kw: calls.setdefault("ttl", kw),
+        get_waiter=lambda name: SimpleNamespace(wait=lambda **kw: None),
+    )
+    create_state_table(client, "t")
+    return calls
 
 
 def evidence_missing(action: str) -> list[str]:

@@ -305,6 +305,8 @@ class CreatorPipeline:
         accepted: list[_Accepted] = []
         outcomes: dict[int, CoverOutcome] = {}
         seen: set[str] = set()
+        # Near-duplicates are a kind of duplicate: off with deduplication too.
+        near = options.collect.near_duplicates if options.collect.deduplicate else 0
         next_index = 0
         while len(accepted) < target and next_index < len(covers):
             wave = range(next_index, min(len(covers), next_index + target - len(accepted)))
@@ -312,26 +314,24 @@ class CreatorPipeline:
             results = await asyncio.gather(
                 *(self._fetch_tile(key, covers[i], options) for i in wave)
             )
-            for index, (outcome, cell) in zip(wave, results, strict=True):
-                if cell is not None and options.collect.deduplicate and outcome.sha256 in seen:
+            for index, (outcome, decoded) in zip(wave, results, strict=True):
+                if decoded is not None and options.collect.deduplicate and outcome.sha256 in seen:
                     outcome = replace(outcome, ok=False, reason=Reason.DUPLICATE.value)
-                    cell = None
-                # Near-duplicates are a kind of duplicate: off with deduplication too.
-                near = options.collect.near_duplicates if options.collect.deduplicate else 0
-                twin = _near_twin(cell, accepted, near)
-                if twin is not None and cell is not None:
+                    decoded = None
+                twin = _near_twin(decoded, accepted, near)
+                if twin is not None and decoded is not None:
                     line, distance = (
                         covers[twin.index].line,
-                        hamming(cell.look.bits, twin.look.bits),
+                        hamming(decoded.look.bits, twin.look.bits),
                     )
                     detail = f"looks like the cover of line {line} ({distance}/64 bits differ)"
                     outcome = replace(
                         outcome, ok=False, reason=Reason.NEAR_DUPLICATE.value, detail=detail
                     )
-                    cell = None
-                if cell is not None and outcome.sha256 is not None:
+                    decoded = None
+                if decoded is not None and outcome.sha256 is not None:
                     seen.add(outcome.sha256)
-                    accepted.append(_Accepted(index, outcome.sha256, cell.tile, cell.look))
+                    accepted.append(_Accepted(index, outcome.sha256, decoded.tile, decoded.look))
                 outcomes[index] = outcome
         for index in range(next_index, len(covers)):
             outcomes[index] = CoverOutcome(
@@ -342,7 +342,7 @@ class CreatorPipeline:
 
     async def _fetch_tile(
         self, key: str, cover: CoverRef, options: BatchSpec
-    ) -> tuple[CoverOutcome, _Cell | None]:
+    ) -> tuple[CoverOutcome, _Decoded | None]:
         fetched = await self.fetcher.fetch(cover.url)
         base = CoverOutcome(
             cover.line,
@@ -357,12 +357,12 @@ class CreatorPipeline:
             return base, None
         data = fetched.data
         try:
-            digest, cell = await self._run_cpu(_hash_and_decode, data, options)
+            digest, decoded = await self._run_cpu(_hash_and_decode, data, options)
         except ImageError as exc:
             self.progress.cover_done(key, False)
             return replace(base, reason=exc.reason, detail=exc.detail, bytes=len(data)), None
         self.progress.cover_done(key, True)
-        return replace(base, ok=True, reason=None, sha256=digest, bytes=len(data)), cell
+        return replace(base, ok=True, reason=None, sha256=digest, bytes=len(data)), decoded
 
     async def _run_cpu(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -430,28 +430,30 @@ def _log_outcome(result: CreatorResult) -> None:
     )  # fmt: skip
 
 
-class _Cell(NamedTuple):
+class _Decoded(NamedTuple):
     """A decoded cover ready for the grid, and how it looks to the near-duplicate check."""
 
     tile: Image.Image
     look: Look
 
 
-def _hash_and_decode(data: bytes, options: BatchSpec) -> tuple[str, _Cell]:
+def _hash_and_decode(data: bytes, options: BatchSpec) -> tuple[str, _Decoded]:
     tile = load_tile(
         data,
         options.render.cell_size,
         max_pixels=options.collect.max_pixels,
         min_size=options.collect.min_image_size,
     )
-    return content_hash(data), _Cell(tile, look_of(tile))
+    return content_hash(data), _Decoded(tile, look_of(tile))
 
 
-def _near_twin(cell: _Cell | None, accepted: Sequence[_Accepted], bits: int) -> _Accepted | None:
-    """The first accepted cover ``cell`` looks like, within ``bits`` (0: the check is off)."""
-    if cell is None or not bits:
+def _near_twin(
+    decoded: _Decoded | None, accepted: Sequence[_Accepted], bits: int
+) -> _Accepted | None:
+    """The first accepted cover ``decoded`` looks like, within ``bits`` (0: the check is off)."""
+    if decoded is None or not bits:
         return None
-    return next((item for item in accepted if alike(cell.look, item.look, bits)), None)
+    return next((item for item in accepted if alike(decoded.look, item.look, bits)), None)
 
 
 # Compact, by one reused encoder: with an indent Python's encoder runs in pure Python,

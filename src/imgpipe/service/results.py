@@ -21,9 +21,7 @@ __all__ = ["NOT_FAILURES", "BatchContext", "CreatorResult", "PlanStats"]
 
 # Reasons that describe a cover we chose not to use rather than one that failed.
 _DUPLICATES = frozenset({Reason.DUPLICATE.value, Reason.NEAR_DUPLICATE.value})
-NOT_FAILURES = frozenset(
-    {Reason.DUPLICATE.value, Reason.NEAR_DUPLICATE.value, Reason.NOT_ATTEMPTED.value}
-)
+NOT_FAILURES = _DUPLICATES | {Reason.NOT_ATTEMPTED.value}
 
 
 @dataclass(frozen=True)
