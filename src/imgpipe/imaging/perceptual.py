@@ -32,6 +32,10 @@ _COLUMNS, _ROWS = 9, 8  # 8 x 8 comparisons = 64 bits
 _COLOUR_TOLERANCE = 24
 
 
+# The left pixel of each compared pair, row by row.
+_PAIRS = tuple(row * _COLUMNS + col for row in range(_ROWS) for col in range(_COLUMNS - 1))
+
+
 class Look(NamedTuple):
     bits: int  # the 64-bit dHash, most significant bit first (row by row)
     colour: tuple[int, ...]  # mean R, G, B
@@ -39,13 +43,14 @@ class Look(NamedTuple):
 
 def look_of(tile: Image.Image) -> Look:
     """The tile's dHash and mean colour."""
-    grey = tile.convert("L").resize((_COLUMNS, _ROWS), Image.Resampling.BOX).tobytes()
+    # Shrunk first, then made grey: the same values (grey is a weighted sum, box
+    # shrinking an average) for a 72-pixel conversion instead of a whole tile's.
+    small = tile.convert("RGB").resize((_COLUMNS, _ROWS), Image.Resampling.BOX)
+    grey = small.convert("L").tobytes()
     bits = 0
-    for row in range(_ROWS):
-        base = row * _COLUMNS
-        for col in range(_COLUMNS - 1):
-            bits = (bits << 1) | (grey[base + col] > grey[base + col + 1])
-    mean = tile.convert("RGB").resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))
+    for index in _PAIRS:
+        bits = (bits << 1) | (grey[index] > grey[index + 1])
+    mean = small.resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))
     return Look(bits, tuple(mean) if isinstance(mean, tuple) else (int(mean or 0),) * 3)
 
 
