@@ -42,6 +42,7 @@ from imgpipe.service.batch import (
 from imgpipe.service.compare import Comparator, ComparisonConfig, make_comparator
 from imgpipe.service.compress import CompressOptions, Compressor
 from imgpipe.service.fanout import DistributedPorts, FanOut
+from imgpipe.service.gallery import prepare_gallery
 from imgpipe.service.ledger import BatchLedger
 from imgpipe.service.memory import MemoryMonitor
 from imgpipe.service.notice import BatchNotices
@@ -476,6 +477,11 @@ async def _run(
     stop = asyncio.Event()
     received: list[int] = []
     loop = asyncio.get_running_loop()
+    # The gallery's template (Jinja2's import and compile, ~0.1 s) is made while the
+    # covers download, not after the last creator: it was the run's serial tail.
+    # A failure here shows again, in context, when the gallery is written.
+    warm = loop.run_in_executor(None, prepare_gallery)
+    warm.add_done_callback(lambda done: done.cancelled() or done.exception())
     signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
 
     def stop_on(number: int) -> None:

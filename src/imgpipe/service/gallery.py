@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from imgpipe.service.summary import BatchSummary
 
-__all__ = ["render_gallery"]
+__all__ = ["prepare_gallery", "render_gallery"]
 
 
 @lru_cache(maxsize=1)
@@ -33,6 +33,11 @@ def _template() -> Template:
         lstrip_blocks=True,
     )
     return env.get_template("gallery.html")
+
+
+def prepare_gallery() -> None:
+    """Import and compile the template now (thread-safe), so rendering later is quick."""
+    _template()
 
 
 def render_gallery(summary: BatchSummary, *, base: str = "") -> str:
