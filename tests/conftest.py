@@ -9,7 +9,7 @@ import os
 
 from hypothesis import settings
 
-pytest_plugins = ["tests.support.aws", "tests.support.aws_deploy"]
+pytest_plugins = ["tests.support.aws", "tests.support.aws_deploy", "tests.support.mariadb"]
 
 settings.register_profile("repeatable", derandomize=True, database=None)
 settings.register_profile("explore", derandomize=False)

@@ -12,22 +12,29 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import signal
+import tempfile
+import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from imgpipe.adapters.sqlite_staging import StagedManifest, stage_manifest
+from imgpipe.adapters.sqlite_staging import StagedManifest, stage_manifest, stage_records
+from imgpipe.domain.csv_text import CsvText, csv_text
 from imgpipe.domain.manifest import Manifest
+from imgpipe.domain.result_rows import result_records, write_csv
 from imgpipe.errors import ConfigError, InputError, ManifestError
 from imgpipe.fetch.cover_cache import CoverCache
 from imgpipe.fetch.downloader import Downloader
 from imgpipe.fetch.store_source import StoreRelativeFetcher
 from imgpipe.imaging.budget import DecodeBudget, return_freed_blocks
-from imgpipe.ports import BatchLocks, ObjectStore, StateStore
+from imgpipe.ports import BatchLocks, Notifier, ObjectStore, StateStore
 from imgpipe.service.batch import (
     BatchInterruptedError,
     BatchRunner,
@@ -39,11 +46,16 @@ from imgpipe.service.compress import CompressOptions, Compressor
 from imgpipe.service.fanout import DistributedPorts, FanOut
 from imgpipe.service.ledger import BatchLedger
 from imgpipe.service.memory import MemoryMonitor
+from imgpipe.service.notice import BatchNotices
 from imgpipe.service.planning import batch_identity, plan_stats
+from imgpipe.service.preview import CsvPreview, StagedCounts
 from imgpipe.service.progress import ProgressSink
 from imgpipe.service.results import PlanStats
 from imgpipe.service.summary import BatchSummary
-from imgpipe.settings import BatchSpec, Settings
+from imgpipe.settings import BatchSpec, Settings, parse_networks
+
+if TYPE_CHECKING:  # SQLAlchemy is the sql extra's, imported only when a query runs
+    from imgpipe.adapters.sql_rows import SqlQuery
 
 __all__ = [
     "STATE_FILE",
@@ -52,12 +64,18 @@ __all__ = [
     "make_image_tools",
     "make_fanout",
     "make_ledger",
+    "make_notifiers",
     "open_backend",
     "open_distributed",
+    "preview_csv",
     "reconcile_stale_batches",
+    "export_sql_csv",
     "run_csv",
     "run_inline",
+    "run_sql",
 ]
+
+log = logging.getLogger(__name__)
 
 STATE_FILE = "state.db"
 LOCKS_FOLDER = "locks"
@@ -74,9 +92,10 @@ class Backend:
     locks: BatchLocks  # proof of life of this machine's batch processes
     settings: Settings
     distributed: DistributedPorts | None = None  # the AWS backend's ports, shared
+    notifiers: list[Notifier] | None = None  # completion notices; None: from the settings
 
     def ledger(self) -> BatchLedger:
-        return make_ledger(self.settings, self.state, self.store, self.plans)
+        return make_ledger(self.settings, self.state, self.store, self.plans, self.notifiers)
 
     def close(self) -> None:
         close = getattr(self.state, "close", None)
@@ -108,15 +127,55 @@ def make_image_tools(settings: Settings) -> ImageTools:
 
 
 def make_ledger(
-    settings: Settings, state: StateStore, outputs: ObjectStore, plans: ObjectStore
+    settings: Settings,
+    state: StateStore,
+    outputs: ObjectStore,
+    plans: ObjectStore,
+    notifiers: list[Notifier] | None = None,
 ) -> BatchLedger:
-    return BatchLedger(state, outputs, plans, lease_seconds=settings.creator_lease_seconds)
+    """The batch rules on these stores; the summary's writer sends the completion notice."""
+    if notifiers is None:
+        notifiers = make_notifiers(settings)
+    notices = BatchNotices(notifiers, outputs, presign_seconds=settings.notify_presign_seconds)
+    return BatchLedger(
+        state, outputs, plans, lease_seconds=settings.creator_lease_seconds, notices=notices
+    )
+
+
+def make_notifiers(settings: Settings) -> list[Notifier]:
+    """The notice channels configured: a webhook (``IMGPIPE_NOTIFY_URL``) and/or an SNS
+    topic (``IMGPIPE_NOTIFY_TOPIC_ARN``). httpx and boto3 are imported only for them.
+
+    The webhook shares the downloads' address guard and allowed networks; a URL that
+    can never be sent to is a ConfigError now, not a failed notice at the batch's end.
+    """
+    notifiers: list[Notifier] = []
+    if settings.notify_url:
+        from imgpipe.adapters.webhook_notifier import WebhookNotifier
+        from imgpipe.fetch.netguard import AddressGuard
+
+        guard = AddressGuard(allowed_networks=parse_networks(settings.allow_private_networks))
+        notifiers.append(
+            WebhookNotifier(
+                settings.notify_url,
+                guard=guard,
+                secret=settings.notify_secret,
+                timeout=settings.notify_timeout,
+                retries=settings.notify_retries,
+            )
+        )
+    if settings.notify_topic_arn:
+        from imgpipe.adapters.sns_notifier import SnsNotifier
+
+        notifiers.append(SnsNotifier(settings.notify_topic_arn, settings=settings))
+    return notifiers
 
 
 def open_backend(settings: Settings, *, out_dir: Path | None = None) -> Backend:
     """Adapters for ``settings.backend``: a local folder + SQLite, or S3 + DynamoDB."""
     from imgpipe.adapters.memory import InProcessBatchLocks
 
+    notifiers = make_notifiers(settings)  # a notice URL that cannot work fails here, first
     if settings.backend == "aws":
         ports = open_distributed(settings)
         return Backend(
@@ -127,6 +186,7 @@ def open_backend(settings: Settings, *, out_dir: Path | None = None) -> Backend:
             locks=InProcessBatchLocks(),
             settings=settings,
             distributed=ports,
+            notifiers=notifiers,
         )
     from imgpipe.adapters.local_lock import FileBatchLocks
     from imgpipe.adapters.local_store import LocalObjectStore
@@ -142,6 +202,7 @@ def open_backend(settings: Settings, *, out_dir: Path | None = None) -> Backend:
         plans=store,
         locks=FileBatchLocks(root / LOCKS_FOLDER),
         settings=settings,
+        notifiers=notifiers,
     )
 
 
@@ -182,6 +243,10 @@ def open_distributed(settings: Settings) -> DistributedPorts:
     from imgpipe.adapters.aws_clients import make_client
 
     s3 = make_client("s3", settings)
+
+    def readable(bucket: str) -> ObjectStore:
+        return S3ObjectStore(bucket, client=s3, settings=settings)
+
     return DistributedPorts(
         inputs=S3ObjectStore(settings.input_bucket, client=s3, settings=settings),
         outputs=S3ObjectStore(settings.output_bucket, client=s3, settings=settings),
@@ -193,29 +258,32 @@ def open_distributed(settings: Settings) -> DistributedPorts:
         plan_queue=SqsWorkQueue(
             settings.plan_queue_url or settings.sqs_queue_url, settings=settings
         ),
+        readable=readable,
     )
 
 
 def make_fanout(settings: Settings, ports: DistributedPorts | None = None) -> FanOut:
     """The distributed batch service, fetching covers from the web or beside the CSV."""
     ports = ports or open_distributed(settings)
-    fetcher = store_fetchers(settings, ports.inputs)
+    fetcher = store_fetchers(settings)
     ledger = make_ledger(settings, ports.state, ports.outputs, ports.work)
     scratch = settings.data_dir.resolve() / "processing" / "staging"
     return FanOut(ports, ledger, settings, fetcher, stage=stage_manifest, scratch_dir=scratch)
 
 
 def store_fetchers(
-    settings: Settings, inputs: ObjectStore
-) -> Callable[[BatchSpec, str], AbstractAsyncContextManager[StoreRelativeFetcher]]:
+    settings: Settings,
+) -> Callable[[BatchSpec, str, ObjectStore], AbstractAsyncContextManager[StoreRelativeFetcher]]:
     """Fetchers of a distributed batch: the web (guarded, cached) and objects beside
-    the CSV in the input store; one downloader per creator message or inline run."""
+    the CSV in its store; one downloader per creator message or inline run."""
     cache = cover_cache(settings, settings.data_dir)
 
     @asynccontextmanager
-    async def fetcher(options: BatchSpec, csv_key: str) -> AsyncIterator[StoreRelativeFetcher]:
+    async def fetcher(
+        options: BatchSpec, csv_key: str, store: ObjectStore
+    ) -> AsyncIterator[StoreRelativeFetcher]:
         async with Downloader(options.fetch, cache=cache) as downloader:
-            yield StoreRelativeFetcher(downloader, inputs, csv_key, options.fetch.max_bytes)
+            yield StoreRelativeFetcher(downloader, store, csv_key, options.fetch.max_bytes)
 
     return fetcher
 
@@ -234,15 +302,18 @@ def run_inline(
     source: str,
     csv_key: str,
     identity: str,
+    csv_store: ObjectStore | None = None,
 ) -> BatchSummary:
-    """A whole batch in this process on the distributed stores (direct invocation)."""
+    """A whole batch in this process on the distributed stores (direct invocation);
+    ``csv_store``: the CSV's bucket, for covers beside it (default: the input bucket)."""
     from imgpipe.adapters.memory import InProcessBatchLocks
 
     options = options.with_overrides(allow_local_files=False)
     ledger = make_ledger(settings, ports.state, ports.outputs, ports.work)
 
     async def run() -> BatchSummary:
-        async with store_fetchers(settings, ports.inputs)(options, csv_key) as fetcher:
+        store = csv_store or ports.inputs
+        async with store_fetchers(settings)(options, csv_key, store) as fetcher:
             runner = BatchRunner(ledger, fetcher, locks=InProcessBatchLocks())
             planned = InMemoryJobs(manifest)
             return await runner.run(
@@ -284,32 +355,95 @@ def run_csv(
     BatchInterruptedError raised then carries the signal in ``signal``.
     """
     identity = batch_identity(file_digest(path), options, source=str(path.resolve()))
+    # Per process: a second run of the same input (refused later) must not touch ours.
+    scratch = _scratch_dir(backend) / f"{identity}-{os.getpid()}.sqlite3"
+    try:
+        with stage_csv(path, options, scratch) as staged:
+            planned = _Planned(staged, str(path), identity, path.resolve().parent)
+            return _run_planned(
+                planned, options, backend, progress, monitor, batch_id,
+                new_batch=new_batch, handle_signals=handle_signals,
+            )  # fmt: skip
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
+def run_sql(
+    url: str,
+    query: str,
+    options: BatchSpec,
+    backend: Backend,
+    *,
+    progress: ProgressSink | None = None,
+    monitor: MemoryMonitor | None = None,
+    batch_id: str | None = None,
+    new_batch: bool = False,
+    handle_signals: bool = False,
+) -> BatchSummary:
+    """Run the rows of a SQL query as :func:`run_csv` runs a CSV's (``imgpipe run --from-sql``).
+
+    The rows stream from a server-side cursor into the same staging and row checks
+    as a CSV's; the connection is closed before the first download. The batch's
+    identity is the digest of the creator and URL cells streamed, with the source
+    ``sql:<URL, password masked> <query>``: rerunning the same query over the same
+    rows continues its unfinished batch, and a changed row is a new batch.
+    """
+    from imgpipe.adapters.sql_rows import SqlQuery
+
+    source = SqlQuery(url, query)
+    # The identity is known once the rows are read, so the scratch file is named apart.
+    scratch = _scratch_dir(backend) / f"sql-{uuid.uuid4().hex}-{os.getpid()}.sqlite3"
+    try:
+        staged, digest = stage_sql(source, options, scratch)
+        with staged:
+            identity = batch_identity(digest, options, source=source.source)
+            planned = _Planned(staged, source.source, identity, None)
+            return _run_planned(
+                planned, options, backend, progress, monitor, batch_id,
+                new_batch=new_batch, handle_signals=handle_signals,
+            )  # fmt: skip
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class _Planned:
+    staged: StagedManifest
+    source: str  # what the batch record names: the CSV's path, or sql:<masked URL> <query>
+    identity: str
+    base_dir: Path | None  # where relative cover paths start (the CSV's folder; None: cwd)
+
+
+def _run_planned(
+    planned: _Planned,
+    options: BatchSpec,
+    backend: Backend,
+    progress: ProgressSink | None,
+    monitor: MemoryMonitor | None,
+    batch_id: str | None,
+    *,
+    new_batch: bool,
+    handle_signals: bool,
+) -> BatchSummary:
     monitor = monitor or MemoryMonitor(
         warning=options.memory_warning, critical=options.memory_critical
     )
-    # Per process: a second run of the same input (refused later) must not touch ours.
-    scratch = _scratch_dir(backend) / f"{identity}-{os.getpid()}.sqlite3"
-    with stage_csv(path, options, scratch) as staged:
-        try:
-            stats = plan_stats(staged.rows_read, staged.duplicate_rows, staged.problems())
-            return asyncio.run(
-                _run(
-                    staged,
-                    stats,
-                    options,
-                    backend,
-                    path,
-                    progress,
-                    monitor,
-                    identity,
-                    batch_id,
-                    new_batch=new_batch,
-                    handle_signals=handle_signals,
-                )
-            )
-        finally:
-            staged.close()
-            scratch.unlink(missing_ok=True)
+    staged = planned.staged
+    stats = plan_stats(staged.rows_read, staged.duplicate_rows, staged.problems())
+    return asyncio.run(
+        _run(
+            staged,
+            stats,
+            options,
+            backend,
+            planned,
+            progress,
+            monitor,
+            batch_id,
+            new_batch=new_batch,
+            handle_signals=handle_signals,
+        )  # fmt: skip
+    )
 
 
 def _scratch_dir(backend: Backend) -> Path:
@@ -320,22 +454,124 @@ def _scratch_dir(backend: Backend) -> Path:
     return folder
 
 
-def stage_csv(path: Path, options: BatchSpec, scratch: Path) -> StagedManifest:
-    """Stage a CSV file; InputError names the file when it cannot be read."""
+def stage_sql(source: SqlQuery, options: BatchSpec, scratch: Path) -> tuple[StagedManifest, str]:
+    """Stage a query's rows; also the digest of the rows streamed (the batch's input)."""
+    from imgpipe.adapters.sql_rows import query_rows
+
+    with query_rows(source) as result:
+        records = result_records(
+            result.columns,
+            result.rows,
+            creator_column=options.creator_column,
+            url_column=options.url_column,
+        )
+        staged = stage_records(records, path=scratch)
+    return staged, records.hexdigest()
+
+
+def export_sql_csv(
+    url: str,
+    query: str,
+    out: str,
+    settings: Settings,
+    *,
+    creator_column: str | None = None,
+    url_column: str | None = None,
+) -> tuple[str, int]:
+    """Write a query's rows as a CSV at ``out``: a file, or ``s3://bucket/key`` (a key
+    ending in ``/`` gets ``export_<UTC time>.csv``). Returns where it went and the rows.
+
+    The rows stream into a temporary file beside the target (or in a temporary
+    folder, for S3) that replaces the target only once complete, so a failed
+    export leaves no half a CSV where the flow would pick it up.
+    """
+    from imgpipe.adapters.sql_rows import SqlQuery, query_rows
+
+    source = SqlQuery(url, query)
+
+    def write(path: Path) -> int:
+        with query_rows(source) as result, path.open("w", encoding="utf-8", newline="") as out:
+            return write_csv(
+                result.columns,
+                result.rows,
+                out,
+                creator_column=creator_column,
+                url_column=url_column,
+            )
+
+    if out.startswith("s3://"):
+        bucket, _, key = out.removeprefix("s3://").partition("/")
+        if not bucket or not key:
+            raise ConfigError(f"--out {out}: expected s3://bucket/key.csv or s3://bucket/prefix/")
+        if key.endswith("/"):
+            key += f"export_{datetime.now(UTC):%Y%m%d_%H%M%S}.csv"
+        from imgpipe.adapters.s3_store import S3ObjectStore
+
+        store = S3ObjectStore(bucket, settings=settings)
+        with tempfile.TemporaryDirectory(prefix="imgpipe-export-") as folder:
+            local = Path(folder) / "export.csv"
+            count = write(local)
+            stored = store.put_file(key, local, content_type="text/csv")
+        return stored.url, count
+    target = Path(out)
+    if target.is_dir():
+        raise ConfigError(f"--out {target} is a folder; export-csv writes one file")
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
-        with path.open(encoding="utf-8-sig", newline="") as stream:
-            return stage_manifest(
-                stream,
+        count = write(partial)
+        partial.replace(target)
+    except OSError as exc:
+        raise InputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    finally:
+        partial.unlink(missing_ok=True)
+    return str(target), count
+
+
+def stage_csv(path: Path, options: BatchSpec, scratch: Path) -> StagedManifest:
+    """Stage a CSV file in its encoding (named, or detected); InputError names the file."""
+    return _stage_csv(path, options, scratch)[0]
+
+
+def preview_csv(path: Path, options: BatchSpec) -> CsvPreview:
+    """Read and validate a CSV as a batch would (``run --dry-run``): no fetch, no state.
+
+    The staging goes to a temporary folder, not the output folder, which stays untouched.
+    """
+    with tempfile.TemporaryDirectory(prefix="imgpipe-preview-") as folder:
+        staged, text = _stage_csv(path, options, Path(folder) / "staging.sqlite3")
+        try:
+            counts = StagedCounts(staged.rows_read, staged.duplicate_rows)
+            preview = CsvPreview.of(counts, staged.jobs(), staged.problems())
+            preview.details = {
+                "source": str(path),
+                "encoding": text.encoding.removesuffix("-sig"),
+                "encoding_chosen": text.how,
+                "creator_column": staged.creator_column,
+                "url_column": staged.url_column,
+            }
+            return preview
+        finally:
+            staged.close()
+
+
+def _stage_csv(path: Path, options: BatchSpec, scratch: Path) -> tuple[StagedManifest, CsvText]:
+    try:
+        with path.open("rb") as raw:
+            text = csv_text(raw, options.encoding)
+            log.info("%s: reading it as %s (%s)", path, text.encoding, text.how)
+            staged = stage_manifest(
+                text,
                 path=scratch,
                 creator_column=options.creator_column,
                 url_column=options.url_column,
             )
+            return staged, text
     except FileNotFoundError as exc:
         raise InputError(f"CSV file not found: {path}") from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except ManifestError as exc:
         raise ManifestError(f"{path}: {exc}") from exc
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from exc
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
@@ -345,10 +581,9 @@ async def _run(
     stats: PlanStats,
     options: BatchSpec,
     backend: Backend,
-    path: Path,
+    planned_input: _Planned,
     progress: ProgressSink | None,
     monitor: MemoryMonitor,
-    identity: str,
     batch_id: str | None,
     *,
     new_batch: bool,
@@ -372,7 +607,7 @@ async def _run(
     try:
         with ThreadPoolExecutor(cpu_workers, thread_name_prefix="imgpipe-cpu") as executor:
             async with Downloader(
-                policy, base_dir=path.resolve().parent, cache=cache
+                policy, base_dir=planned_input.base_dir, cache=cache
             ) as downloader:
                 runner = BatchRunner(
                     backend.ledger(),
@@ -386,8 +621,8 @@ async def _run(
                     planned,
                     stats,
                     options,
-                    source=str(path),
-                    identity=identity,
+                    source=planned_input.source,
+                    identity=planned_input.identity,
                     batch_id=batch_id,
                     new_batch=new_batch,
                     stop=stop,

@@ -21,6 +21,7 @@ so services and entry points only ever catch ``ImgpipeError`` subclasses::
     │   ├── BatchLockedError   another process is running this batch on this machine
     │   └── SummaryPendingError  another worker claimed the summary, not written yet
     ├── QueueError             work queue failure (SQS)
+    ├── SourceError            a SQL source failed (no connection, the server went away)
     ├── MessageError           a queue message or event that cannot be processed (poison)
     └── ComparisonError        a comparison timed out or its model failed (not the input's fault)
 """
@@ -45,6 +46,7 @@ __all__ = [
     "ManifestError",
     "MessageError",
     "QueueError",
+    "SourceError",
     "StateError",
     "StorageError",
     "SummaryPendingError",
@@ -159,6 +161,10 @@ class SummaryPendingError(StateError):
 
 class QueueError(ImgpipeError):
     """The work queue failed."""
+
+
+class SourceError(ImgpipeError):
+    """A SQL source could not be read: no connection, or it broke off (not the query's fault)."""
 
 
 class MessageError(ImgpipeError):

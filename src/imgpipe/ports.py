@@ -11,10 +11,10 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol, TextIO
+from typing import BinaryIO, Protocol
 
 from imgpipe.domain.manifest import CreatorJob, RowProblem
 from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
@@ -22,7 +22,9 @@ from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
 __all__ = [
     "BatchLock",
     "BatchLocks",
+    "Delivery",
     "Metrics",
+    "Notifier",
     "ObjectStore",
     "QueueMessage",
     "StagedCsv",
@@ -63,9 +65,8 @@ class ObjectStore(Protocol):
         """A readable binary stream of the object, for the caller to close; StorageError if
         missing. For objects too large to hold, such as a CSV of a million rows::
 
-            raw = store.open("csv-files/big.csv")
-            with io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:  # closes raw
-                staged = stage_manifest(text, path=work / "staging.sqlite3")
+            with store.open("csv-files/big.csv") as raw:
+                staged = stage_manifest(csv_text(raw), path=work / "staging.sqlite3")
         """
         ...
 
@@ -90,7 +91,10 @@ class ObjectStore(Protocol):
         """Keys under ``prefix``, sorted."""
         ...
 
-    def url_for(self, key: str) -> str: ...
+    def url_for(self, key: str, *, expires_in: int | None = None) -> str:
+        """Where a person fetches ``key``: a presigned URL on S3, valid ``expires_in``
+        seconds (default: the store's own expiry), a file URI locally."""
+        ...
 
 
 class StateStore(Protocol):
@@ -207,11 +211,11 @@ class StagedCsv(Protocol):
 
 
 class Stager(Protocol):
-    """Stages a CSV text stream into ``path`` (``adapters.sqlite_staging.stage_manifest``)."""
+    """Stages a CSV's lines of text into ``path`` (``adapters.sqlite_staging.stage_manifest``)."""
 
     def __call__(
         self,
-        stream: TextIO,
+        stream: Iterable[str],
         *,
         path: Path,
         creator_column: str | None = None,
@@ -276,3 +280,32 @@ class Metrics(Protocol):
     def incr(self, name: str, value: float = 1.0, **labels: str) -> None: ...
 
     def observe(self, name: str, value: float, **labels: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How one notice went: a result, never an exception (a notice never fails a batch)."""
+
+    sent: bool
+    attempts: int
+    status_code: int | None = None  # the last HTTP answer (webhook, or SNS's API)
+    error: str | None = None  # why it was not sent, naming the URL or topic
+    message_id: str | None = None  # SNS's id of the published message
+
+
+class Notifier(Protocol):
+    """Delivers a finished batch's digest (JSON bytes) to one channel: a webhook, SNS.
+
+    ``idempotency_key`` (the batch id) goes with the message where the channel can
+    carry it (a header, a message attribute), so that receivers drop duplicates::
+
+        delivery = notifier.send(b'{"batch_id": "b1", ...}', idempotency_key="b1")
+        delivery.sent, delivery.attempts
+    """
+
+    @property
+    def channel(self) -> str:
+        """``"webhook"`` or ``"sns"``: recorded with the delivery."""
+        ...
+
+    def send(self, body: bytes, *, idempotency_key: str) -> Delivery: ...

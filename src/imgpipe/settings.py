@@ -18,9 +18,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from imgpipe.domain.keys import (
+    API_UPLOADS_PREFIX,
+    ARCHIVE_FAILED,
+    ARCHIVE_PROCESSED,
+    COMPRESSED_PREFIX,
+    OUTPUT_FOLDERS,
+    prefixes_overlap,
+)
 from imgpipe.domain.spec import RANGES, BatchSpec, Bounds, IPNetwork, parse_networks
 
 __all__ = ["SPEC_OPTIONS", "BatchSpec", "IPNetwork", "Settings", "parse_networks"]
@@ -88,6 +96,12 @@ class Settings(BaseSettings):
         "us-east-1", validation_alias=_env("IMGPIPE_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")
     )
     csv_prefix: str = Field("csv-files/", validation_alias=_env("IMGPIPE_CSV_PREFIX"))
+    # Buckets besides the input bucket that csv_s3 messages may name (comma-separated;
+    # the template's ReadableBuckets grants the functions read access to the same list).
+    readable_buckets: str = Field("", validation_alias=_env("IMGPIPE_READABLE_BUCKETS"))
+    # The database of `run --query` / `export-csv --query` (a SQLAlchemy URL). From the
+    # environment, its password stays out of argv and `ps`; never shown (repr=False).
+    sql_url: str = Field("", validation_alias=_env("IMGPIPE_SQL_URL"), repr=False)
     presign_expiry: int = Field(3600, validation_alias=_env("IMGPIPE_PRESIGN_EXPIRY"))
     metrics_namespace: str = Field("imgpipe", validation_alias=_env("IMGPIPE_METRICS_NAMESPACE"))
 
@@ -146,6 +160,17 @@ class Settings(BaseSettings):
         512 * 1024 * 1024, ge=0, validation_alias=_env("IMGPIPE_CACHE_MAX_BYTES")
     )
 
+    # completion notices (README, "Completion notices"): a webhook, an SNS topic, or both
+    notify_url: str = Field("", validation_alias=_env("IMGPIPE_NOTIFY_URL"))
+    notify_secret: str = Field("", validation_alias=_env("IMGPIPE_NOTIFY_SECRET"))
+    notify_topic_arn: str = Field("", validation_alias=_env("IMGPIPE_NOTIFY_TOPIC_ARN"))
+    # 0: no link in the digest; else a link to the summary valid this long (S3: 7 days at most)
+    notify_presign_seconds: int = Field(
+        0, ge=0, le=7 * 24 * 3600, validation_alias=_env("IMGPIPE_NOTIFY_PRESIGN_SECONDS")
+    )
+    notify_timeout: float = Field(10.0, gt=0, validation_alias=_env("IMGPIPE_NOTIFY_TIMEOUT"))
+    notify_retries: int = Field(3, ge=0, le=10, validation_alias=_env("IMGPIPE_NOTIFY_RETRIES"))
+
     # compression (event, CLI, API)
     compress_prefix: str = Field("uploads/", validation_alias=_env("IMGPIPE_COMPRESS_PREFIX"))
     compress_max_size: int = Field(800, validation_alias=_env("IMGPIPE_COMPRESS_MAX_SIZE"))
@@ -194,6 +219,46 @@ class Settings(BaseSettings):
     public_metrics: bool = Field(False, validation_alias=_env("IMGPIPE_PUBLIC_METRICS"))
     cors_origins: str = Field("", validation_alias=_env("IMGPIPE_CORS_ORIGINS"))
     readiness_url: str = Field("", validation_alias=_env("IMGPIPE_READINESS_URL"))
+
+    @model_validator(mode="after")
+    def _refuse_overlapping_prefixes(self) -> Settings:
+        """S3 notifications match prefixes, and CloudFormation cannot compare two
+        parameters' prefixes: a key under both a watched prefix and another one, or
+        an output the code writes under a watched prefix, would be taken as input."""
+        watched = {
+            "IMGPIPE_CSV_PREFIX": self.csv_prefix,
+            "IMGPIPE_COMPRESS_PREFIX": self.compress_prefix,
+        }
+        if prefixes_overlap(self.csv_prefix, self.compress_prefix):
+            raise ValueError(
+                f"IMGPIPE_CSV_PREFIX={self.csv_prefix!r} and "
+                f"IMGPIPE_COMPRESS_PREFIX={self.compress_prefix!r} overlap: an upload under "
+                "both would be planned as a CSV and compressed as an image; "
+                "give them prefixes that do not start one another"
+            )
+        # What the code writes into the input bucket, and which watched prefix it could trip.
+        written = [
+            ("IMGPIPE_CSV_PREFIX", ARCHIVE_PROCESSED, "the archive of planned CSVs"),
+            ("IMGPIPE_CSV_PREFIX", ARCHIVE_FAILED, "the archive of unusable CSVs"),
+            ("IMGPIPE_CSV_PREFIX", API_UPLOADS_PREFIX, "the API's CSV uploads"),
+            ("IMGPIPE_COMPRESS_PREFIX", COMPRESSED_PREFIX, "the compressed images"),
+        ]
+        if self.input_bucket and self.input_bucket == self.output_bucket:
+            for folder in OUTPUT_FOLDERS:
+                written.append(("IMGPIPE_COMPRESS_PREFIX", folder, "the collages and results"))
+        for name, folder, what in written:
+            if prefixes_overlap(watched[name], folder):
+                raise ValueError(
+                    f"{name}={watched[name]!r} overlaps {folder!r}, where imgpipe writes "
+                    f"{what} in the input bucket: they would be taken as new input; "
+                    f"choose a {name} that does not start, or start with, {folder!r}"
+                )
+        return self
+
+    def readable_bucket_names(self) -> frozenset[str]:
+        """IMGPIPE_READABLE_BUCKETS as names; the input bucket is always readable."""
+        names = {name.strip() for name in self.readable_buckets.split(",") if name.strip()}
+        return frozenset(names | ({self.input_bucket} if self.input_bucket else set()))
 
     def batch_spec(self, **overrides: Any) -> BatchSpec:
         """The settings as a :class:`BatchSpec`, with the given non-None flat overrides."""

@@ -162,7 +162,7 @@ def assert_batch_done(deployed: Deployment, batch_id: str, names: list[str]) -> 
     assert summary["batch_id"] == batch_id
     assert summary["totals"]["creators"] == summary["totals"]["completed"] == len(names)
     assert sorted(c["creator"] for c in summary["creators"]) == sorted(names)
-    collages = list(deployed.outputs.list("collages/"))
+    collages = [k for k in deployed.outputs.list("collages/") if k.endswith(".jpg")]
     assert len(collages) == len(names)
     assert sorted(r.collage_key or "" for r in records.values()) == sorted(collages)
     assert deployed.dlq.receive(wait_seconds=0) == []

@@ -196,11 +196,14 @@ def test_an_error_message_with_markup_is_printed_as_text(tmp_path: Path) -> None
 def test_a_malformed_csv_is_exit_2_with_its_line_not_a_traceback(tmp_path: Path) -> None:
     huge = tmp_path / "huge.csv"
     huge.write_text("\ncreator,url," + "x" * 140_000 + "\nAnn,a.jpg\n", encoding="utf-8")
-    not_text = tmp_path / "latin1.csv"
+    not_text = tmp_path / "latin1.csv"  # named UTF-8 but is not
     not_text.write_bytes(b"creator,url\nZo\xeb,a.jpg\n")
 
-    for path, message in ((huge, "line 2: unreadable CSV header"), (not_text, "not UTF-8")):
-        result = imgpipe("run", path, "--out", tmp_path / "o", env={"COLUMNS": "250"})
+    for path, message, named in (
+        (huge, "line 2: unreadable CSV header", ()),
+        (not_text, "line 2: byte 0xeb is not utf-8 text", ("--encoding", "utf-8")),
+    ):
+        result = imgpipe("run", path, *named, "--out", tmp_path / "o", env={"COLUMNS": "250"})
         assert result.returncode == 2, result.stderr
         assert message in result.stderr and path.name in result.stderr
         assert "Traceback" not in result.stderr

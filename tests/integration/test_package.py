@@ -18,6 +18,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -67,6 +68,7 @@ PROBE = textwrap.dedent(
             if m in sys.modules or importlib.import_module(m)
         },
         "boto3": boto3.__version__,
+        "imgpipe": __import__("imgpipe").__version__,
         "botocore": botocore.__version__,
         "if_none_match": "IfNoneMatch" in put,
     })
@@ -130,7 +132,8 @@ def test_bundled_boto3_has_s3_conditional_writes(package: Path) -> None:
         bundled = re.search(r"^Version: (\S+)$", text, re.M)
         assert bundled is not None
         assert version(bundled.group(1)) >= (1, 35)
-        assert f"{dist}=={bundled.group(1)}" in build.SDK_PINS  # exactly the pin
+        # exactly the lock's pin, in a host build too
+        assert build.locked_versions(build.lock_file("x86_64"))[dist] == bundled.group(1)
 
 
 def test_unzipped_package_fits_lambda(package: Path) -> None:
@@ -165,6 +168,11 @@ def test_handlers_import_and_serve_from_the_unzipped_package_alone(
     assert version(report["boto3"]) >= (1, 35)
     assert version(report["botocore"]) >= (1, 35)
     assert report["if_none_match"] is True
+    # The version the User-Agent and the OpenAPI document show: pyproject's, not a fallback.
+    assert (
+        report["imgpipe"]
+        == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    )
     assert report["responses"] == [
         [200, "application/json"],
         [200, "text/html; charset=utf-8"],

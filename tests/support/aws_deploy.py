@@ -65,7 +65,12 @@ class Deployment:
         return loops
 
     def summaries(self) -> list[dict[str, Any]]:
-        keys = list(self.outputs.list("results/processing-summaries/"))
+        """The summary documents (not the completion notices' records beside them)."""
+        keys = [
+            k
+            for k in self.outputs.list("results/processing-summaries/")
+            if not k.endswith(".notice.json")
+        ]
         return [json.loads(self.outputs.get(k)) for k in keys]
 
 

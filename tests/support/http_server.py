@@ -31,6 +31,8 @@ Behaviours (frozen dataclasses, reusable across paths):
 (see :mod:`tests.support.tls`); the handshake runs in the connection's thread.
 
 Any object with ``respond(exchange)`` is a behaviour too (see :class:`Exchange`).
+POST requests are answered like GET ones, their body recorded in
+:attr:`RecordedRequest.body` (webhook receivers).
 Unknown paths answer 404; paths match without the query string, so
 ``server.url("/a.jpg?v=2")`` hits ``/a.jpg``. :meth:`FaultServer.responses`
 lists what was answered (status, body bytes); :meth:`FaultServer.conditional_hits`
@@ -89,6 +91,8 @@ class RecordedRequest:
     host: str  # Host header without the port
     headers: Mapping[str, str]
     time: float
+    method: str = "GET"
+    body: bytes = b""  # what a POST sent (Content-Length bytes)
 
 
 @dataclass(frozen=True)
@@ -349,6 +353,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.server.owner._dispatch(self)
 
+    def do_POST(self) -> None:  # webhooks: the body is read and recorded first
+        self.server.owner._dispatch(self)
+
     def log_message(self, format: str, *args: Any) -> None:
         pass  # keep test output clean
 
@@ -541,8 +548,16 @@ class FaultServer:
     def _dispatch(self, handler: _Handler) -> None:
         path = urlsplit(handler.path).path
         host = urlsplit("//" + (handler.headers.get("Host") or "")).hostname or ""
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length > 0 else b""
         record = RecordedRequest(
-            path, handler.path, host, dict(handler.headers.items()), time.monotonic()
+            path,
+            handler.path,
+            host,
+            dict(handler.headers.items()),
+            time.monotonic(),
+            method=handler.command,
+            body=body,
         )
         with self._lock:
             hit = self._hits[path]

@@ -26,7 +26,7 @@ from imgpipe.domain.keys import creator_key
 from imgpipe.domain.manifest import CreatorJob
 from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
 from imgpipe.errors import ClaimBusyError, ConflictError, SummaryPendingError
-from imgpipe.ports import StateStore, StoredObject
+from imgpipe.ports import ObjectStore, StateStore, StoredObject
 from imgpipe.service import ledger as ledger_module
 from imgpipe.service.fanout import DistributedPorts, FanOut
 from imgpipe.service.ledger import BatchLedger
@@ -125,7 +125,9 @@ def engine(
     fetcher = DictFetcher(covers)
 
     @asynccontextmanager
-    async def fetchers(options: BatchSpec, csv_key: str) -> AsyncIterator[DictFetcher]:
+    async def fetchers(
+        options: BatchSpec, csv_key: str, store: ObjectStore
+    ) -> AsyncIterator[DictFetcher]:
         yield fetcher
 
     ledger = BatchLedger(
@@ -188,7 +190,7 @@ def test_plan_then_every_message_then_exactly_one_summary() -> None:
     assert summary["batch_id"] == batch_id
     assert (summary["totals"]["completed"], summary["totals"]["failed"]) == (2, 1)
     assert sorted(c["creator"] for c in summary["creators"]) == ["Ann", "Bob", "Cy"]
-    assert len(list(e.outputs.list("collages/"))) == 2
+    assert len([k for k in e.outputs.list("collages/") if k.endswith(".jpg")]) == 2
     batch = e.state.get_batch(batch_id)
     assert (
         batch is not None
@@ -224,7 +226,7 @@ def test_a_redelivered_message_is_a_replay_counted_once() -> None:
     assert again.status is CreatorStatus.COMPLETED and again.collage_key == first.collage_key
     assert e.fetcher.calls == fetched  # nothing fetched again
     assert counters(e, batch_id) == (1, 0, 0)
-    assert len(list(e.outputs.list("collages/"))) == 1
+    assert len([k for k in e.outputs.list("collages/") if k.endswith(".jpg")]) == 1
 
 
 def test_a_live_claim_of_another_worker_makes_the_message_wait() -> None:

@@ -138,3 +138,18 @@ def test_a_processing_config_outside_a_range_is_a_message_error_naming_the_key(
 ) -> None:
     with pytest.raises(MessageError, match=rf"processing_config\.{key}="):
         options_from_config({key: value})
+
+
+def test_a_processing_config_passes_how_to_read_the_csv_and_checks_it() -> None:
+    """The API's form fields reach the AWS planner: columns and encoding, as text."""
+    config = {"creator_column": "Autor", "url_column": "Bild", "encoding": "CP1252", "rows": 3}
+    assert options_from_config(config) == {
+        "creator_column": "Autor",
+        "url_column": "Bild",
+        "encoding": "cp1252",
+        "rows": 3,
+    }
+    with pytest.raises(MessageError, match=r"processing_config\.encoding: unknown text encoding"):
+        options_from_config({"encoding": "klingon"})
+    with pytest.raises(MessageError, match=r"processing_config\.url_column: expected str"):
+        options_from_config({"url_column": 7})

@@ -25,6 +25,7 @@ from imgpipe.settings import Settings
 
 __all__ = [
     "COMPRESS_TIMEOUT",
+    "CSV_SUFFIXES",
     "MAX_RECEIVE_COUNT",
     "PLANNER_TIMEOUT",
     "PLAN_QUEUE_ATTRIBUTES",
@@ -47,6 +48,9 @@ QUEUE_ATTRIBUTES = {
     "ReceiveMessageWaitTimeSeconds": "20",
 }
 PLAN_QUEUE_ATTRIBUTES = {**QUEUE_ATTRIBUTES, "VisibilityTimeout": str(6 * PLANNER_TIMEOUT)}
+# S3 suffix filters are case-sensitive: one notification per spelling that exports use
+# (``.CSV`` from Windows tools). The handler takes any case of the suffix.
+CSV_SUFFIXES = (".csv", ".CSV")
 # Room for throttled receives and for redeliveries that met a live claim and
 # re-queued themselves (a visibility change still counts a receive).
 MAX_RECEIVE_COUNT = 5
@@ -87,10 +91,6 @@ def ensure_resources(
 
     # One queue for every kind here: the worker plans the CSV it is notified of.
     queue_arn = _arn(sqs, queue_url)
-    rules = [
-        {"Name": "prefix", "Value": notify_prefix or settings.csv_prefix},
-        {"Name": "suffix", "Value": ".csv"},
-    ]
     s3.put_bucket_notification_configuration(
         Bucket=names["IMGPIPE_INPUT_BUCKET"],
         NotificationConfiguration={
@@ -98,8 +98,16 @@ def ensure_resources(
                 {
                     "QueueArn": queue_arn,
                     "Events": ["s3:ObjectCreated:*"],
-                    "Filter": {"Key": {"FilterRules": rules}},
+                    "Filter": {
+                        "Key": {
+                            "FilterRules": [
+                                {"Name": "prefix", "Value": notify_prefix or settings.csv_prefix},
+                                {"Name": "suffix", "Value": suffix},
+                            ]
+                        }
+                    },
                 }
+                for suffix in CSV_SUFFIXES
             ]
         },
     )

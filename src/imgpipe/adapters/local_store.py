@@ -180,8 +180,8 @@ class LocalObjectStore:
             raise StorageError(f"cannot list {prefix!r}: {exc.strerror or exc}") from exc
         return iter(sorted(keys))
 
-    def url_for(self, key: str) -> str:
-        return self._path(key).as_uri()
+    def url_for(self, key: str, *, expires_in: int | None = None) -> str:
+        return self._path(key).as_uri()  # a file does not expire
 
     def _path(self, key: str) -> Path:
         """The file for ``key``; StorageError for any key that could leave ``root``."""

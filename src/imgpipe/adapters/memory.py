@@ -101,7 +101,7 @@ class InMemoryObjectStore:
             keys = sorted(k for k in self._objects if k.startswith(prefix))
         return iter(keys)
 
-    def url_for(self, key: str) -> str:
+    def url_for(self, key: str, *, expires_in: int | None = None) -> str:
         return f"memory:///{key}"
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from imgpipe.adapters.aws_clients import aws_error_code, make_client
@@ -99,6 +100,29 @@ class S3ObjectStore:
                 raise KeyCollisionError(f"s3://{self.bucket}/{key} already exists") from exc
             raise StorageError(f"cannot write s3://{self.bucket}/{key}: {exc}") from exc
         return StoredObject(key=key, size=len(data), url=f"s3://{self.bucket}/{key}")
+
+    def put_file(
+        self, key: str, path: Path, *, content_type: str = "application/octet-stream"
+    ) -> StoredObject:
+        """Upload a local file, streamed from disk (multipart above ``multipart_threshold``).
+
+        Not part of the ObjectStore port: only what writes a large file it made
+        (``imgpipe export-csv --out s3://...``) needs it, and it is wired to S3 alone.
+        """
+        check_key(key)
+        from boto3.s3.transfer import TransferConfig
+
+        # No year-long CacheControl: unlike a collage, an export's key is written again.
+        extra = {"ContentType": content_type, "ServerSideEncryption": "AES256"}
+        transfer = TransferConfig(
+            multipart_threshold=self.multipart_threshold,
+            multipart_chunksize=self.multipart_threshold,
+        )
+        try:
+            self.client.upload_file(str(path), self.bucket, key, ExtraArgs=extra, Config=transfer)
+        except Exception as exc:
+            raise StorageError(f"cannot write s3://{self.bucket}/{key}: {exc}") from exc
+        return StoredObject(key=key, size=path.stat().st_size, url=f"s3://{self.bucket}/{key}")
 
     def get(self, key: str) -> bytes:
         check_key(key)
@@ -195,13 +219,13 @@ class S3ObjectStore:
             raise StorageError(f"cannot list s3://{self.bucket}/{prefix}: {exc}") from exc
         return iter(sorted(keys))
 
-    def url_for(self, key: str) -> str:
+    def url_for(self, key: str, *, expires_in: int | None = None) -> str:
         check_key(key)
         try:
             url: str = self.client.generate_presigned_url(
                 "get_object",
                 Params={"Bucket": self.bucket, "Key": key},
-                ExpiresIn=self.presign_expiry,
+                ExpiresIn=expires_in or self.presign_expiry,
             )
         except Exception as exc:
             raise StorageError(f"cannot presign s3://{self.bucket}/{key}: {exc}") from exc

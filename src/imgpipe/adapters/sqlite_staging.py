@@ -30,7 +30,7 @@ from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from imgpipe.domain.keys import unique_key
 from imgpipe.domain.manifest import (
@@ -45,7 +45,7 @@ from imgpipe.domain.manifest import (
 )
 from imgpipe.errors import StorageError
 
-__all__ = ["StagedManifest", "stage_manifest"]
+__all__ = ["Records", "StagedManifest", "stage_manifest", "stage_records"]
 
 _BATCH = 20_000  # rows per executemany: large enough that the per-call overhead vanishes
 _CHUNK = 500  # creators per query in jobs(); with the default cap, at most 17,500 covers
@@ -217,6 +217,34 @@ def stage_manifest(
     records = read_records(
         stream, creator_column=creator_column, url_column=url_column, schemes=schemes
     )
+    return stage_records(records, path=path, max_covers_per_creator=max_covers_per_creator)
+
+
+class Records(Protocol):
+    """Checked records of any source: a CSV's (ManifestRecords) or a query's (ResultRecords)."""
+
+    creator_column: str
+    url_column: str
+    delimiter: str
+    blank_rows: int
+
+    def __iter__(self) -> Iterator[ManifestRow | RowProblem]: ...
+
+
+def stage_records(
+    records: Records, *, path: Path, max_covers_per_creator: int | None = None
+) -> StagedManifest:
+    """Stage records already checked (:func:`stage_manifest` of a CSV is built on it).
+
+    >>> import tempfile
+    >>> from imgpipe.domain.result_rows import result_records
+    >>> rows = result_records(["creator_name", "cover_url"], [("Bo", "b.jpg"), (None, "x")])
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     with stage_records(rows, path=Path(tmp) / "s.db") as staged:
+    ...         print(staged.creators, [(p.line, p.reason) for p in staged.problems()])
+    1 [(2, 'missing_creator')]
+    """
+    check_cap(max_covers_per_creator)
     path = Path(path)
     path.unlink(missing_ok=True)
     try:

@@ -10,6 +10,11 @@ folder and in S3 alike::
     'collages/by-creator/Ann/collage_20260102_030405.jpg'
     >>> summary_key("20260102-030405-1a2b3c4d")
     'results/processing-summaries/20260102-030405-1a2b3c4d.json'
+
+A batch may put its output under a prefix (a ``csv_s3`` message's ``output_prefix``)::
+
+    >>> summary_key("b1", prefix=output_prefix("sqs-trigger"))
+    'sqs-trigger/results/processing-summaries/b1.json'
 """
 
 from __future__ import annotations
@@ -21,14 +26,33 @@ from datetime import datetime
 from typing import Protocol
 
 __all__ = [
+    "API_UPLOADS_PREFIX",
+    "ARCHIVE_FAILED",
+    "ARCHIVE_PROCESSED",
+    "COMPRESSED_PREFIX",
+    "OUTPUT_FOLDERS",
     "TakenKeys",
     "check_batch_id",
     "collage_key",
     "creator_key",
     "metadata_key",
+    "notice_key",
+    "output_prefix",
+    "prefixes_overlap",
+    "preview_key",
     "summary_key",
     "unique_key",
 ]
+
+# What the code itself writes into the input bucket. A watched prefix (IMGPIPE_CSV_PREFIX,
+# IMGPIPE_COMPRESS_PREFIX) must not overlap these, or an output would come back as input.
+COMPRESSED_PREFIX = "compressed/"  # compressed/<original key>
+ARCHIVE_PROCESSED = "archived/processed/"  # a planned CSV, once its batch is summarised
+ARCHIVE_FAILED = "archived/failed/"  # an unusable CSV
+API_UPLOADS_PREFIX = "api-uploads/"  # CSVs uploaded to the API on AWS, planned by message
+# The output layout's folders (under a batch's output prefix, if any).
+OUTPUT_FOLDERS = ("collages/", "results/")
+MAX_PREFIX_BYTES = 256
 
 MAX_KEY_BYTES = 100
 """Budget for the readable part of a creator key; the hash suffix comes on top."""
@@ -128,7 +152,43 @@ def unique_key(name: str, taken: TakenKeys) -> str:
     return key
 
 
-def collage_key(creator: str, when: datetime, suffix: int = 0) -> str:
+def output_prefix(text: str) -> str:
+    """A batch's output prefix, checked and ending with ``/`` (``""``: the bucket's root).
+
+    It is a folder of plain segments, so keys under it stay inside the bucket's
+    layout; a ValueError says what is wrong with it.
+
+    >>> output_prefix("sqs-trigger"), output_prefix("team/a/"), output_prefix("")
+    ('sqs-trigger/', 'team/a/', '')
+    >>> output_prefix("../x")
+    Traceback (most recent call last):
+    ...
+    ValueError: output prefix '../x': segments may not be empty, '.' or '..'
+    """
+    if not text:
+        return ""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_PREFIX_BYTES:
+        raise ValueError(f"output prefix {text[:40]!r}...: longer than {MAX_PREFIX_BYTES} bytes")
+    if any(unicodedata.category(ch).startswith("C") for ch in text) or "\\" in text:
+        raise ValueError(f"output prefix {text!r}: control characters or backslashes")
+    segments = text.removesuffix("/").split("/")
+    if any(segment in ("", ".", "..") for segment in segments):
+        raise ValueError(f"output prefix {text!r}: segments may not be empty, '.' or '..'")
+    return "/".join(segments) + "/"
+
+
+def prefixes_overlap(first: str, second: str) -> bool:
+    """True when a key could lie under both prefixes (one starts the other).
+
+    >>> prefixes_overlap("csv-files/", "uploads/"), prefixes_overlap("in/", "in/img/")
+    (False, True)
+    >>> prefixes_overlap("", "uploads/")  # the empty prefix holds every key
+    True
+    """
+    return first.startswith(second) or second.startswith(first)
+
+
+def collage_key(creator: str, when: datetime, suffix: int = 0, *, prefix: str = "") -> str:
     """Where a creator's collage rendered at ``when`` goes; ``suffix`` > 0 after a collision.
 
     >>> collage_key("Ann", datetime(2026, 1, 2, 3, 4, 5), 2)
@@ -138,10 +198,24 @@ def collage_key(creator: str, when: datetime, suffix: int = 0) -> str:
     if suffix < 0:
         raise ValueError(f"collage key suffix must be >= 0, got {suffix}")
     tail = f"_{suffix}" if suffix else ""
-    return f"collages/by-creator/{creator}/collage_{when:%Y%m%d_%H%M%S}{tail}.jpg"
+    return f"{prefix}collages/by-creator/{creator}/collage_{when:%Y%m%d_%H%M%S}{tail}.jpg"
 
 
-def metadata_key(batch_id: str, creator: str) -> str:
+def preview_key(collage: str, width: int) -> str:
+    """Where the ``width`` px preview of the collage stored at ``collage`` goes.
+
+    Beside the collage and named after it, so a collage has one preview per width
+    and a new preview width never reuses an old object.
+
+    >>> preview_key("collages/by-creator/Ann/collage_20260102_030405.jpg", 480)
+    'collages/by-creator/Ann/collage_20260102_030405.w480.webp'
+    """
+    if not collage.endswith(".jpg") or width < 1:
+        raise ValueError(f"no preview key for {collage!r} at width {width}")
+    return f"{collage[: -len('.jpg')]}.w{width}.webp"
+
+
+def metadata_key(batch_id: str, creator: str, *, prefix: str = "") -> str:
     """Per-creator metadata document of one batch.
 
     >>> metadata_key("b1", "Ann")
@@ -149,17 +223,26 @@ def metadata_key(batch_id: str, creator: str) -> str:
     """
     check_batch_id(batch_id)
     _check_segment(creator)
-    return f"results/metadata/{batch_id}/{creator}.json"
+    return f"{prefix}results/metadata/{batch_id}/{creator}.json"
 
 
-def summary_key(batch_id: str) -> str:
+def summary_key(batch_id: str, *, prefix: str = "") -> str:
     """The batch summary document.
 
     >>> summary_key("b1")
     'results/processing-summaries/b1.json'
     """
     check_batch_id(batch_id)
-    return f"results/processing-summaries/{batch_id}.json"
+    return f"{prefix}results/processing-summaries/{batch_id}.json"
+
+
+def notice_key(batch_id: str, *, prefix: str = "") -> str:
+    """How the batch's completion notice went, beside its summary (never in it).
+
+    >>> notice_key("b1")
+    'results/processing-summaries/b1.notice.json'
+    """
+    return summary_key(batch_id, prefix=prefix).removesuffix(".json") + ".notice.json"
 
 
 def _cut_utf8(text: str, limit: int) -> str:

@@ -47,8 +47,10 @@ __all__ = [
     "ManifestRow",
     "RowProblem",
     "check_cap",
+    "locate_columns",
     "parse_manifest",
     "read_records",
+    "row_item",
 ]
 
 CREATOR_ALIASES: tuple[str, ...] = (
@@ -156,10 +158,7 @@ class ManifestRecords:
         self.delimiter = _pick_delimiter(header_line, header_at, creator_column, url_column)
         reader = csv.reader(lines, delimiter=self.delimiter, skipinitialspace=True)
         header = _read_header(reader)
-        creator_at = _find_column(header, "creator", CREATOR_ALIASES, creator_column)
-        url_at = _find_column(header, "url", URL_ALIASES, url_column)
-        if creator_at == url_at:
-            raise ManifestError(f"creator and URL columns are the same column {header[url_at]!r}")
+        creator_at, url_at = locate_columns(header, creator_column, url_column)
         self.creator_column = header[creator_at].strip()
         self.url_column = header[url_at].strip()
         self.blank_rows = 0  # empty lines between records; they are not rows
@@ -198,13 +197,43 @@ class ManifestRecords:
                 continue
             if len(row) < need:
                 row += [""] * (need - len(row))
-            creator, url = row[creator_at].strip(), row[url_at].strip()
-            if not creator:
-                yield RowProblem(start, "creator", "missing_creator")
-                continue
-            reason = _check_url(url, schemes)
-            problem = None if reason is None else RowProblem(start, "url", reason, url)
-            yield ManifestRow(start, creator, url, problem)
+            yield row_item(start, row[creator_at], row[url_at], schemes)
+
+
+def locate_columns(
+    header: list[str], creator_column: str | None = None, url_column: str | None = None
+) -> tuple[int, int]:
+    """The indexes of the creator and URL columns in ``header``, found by alias or by name.
+
+    A missing column is a ColumnError naming the role and the header; one column
+    for both roles is a ManifestError. Shared by CSV files and SQL results.
+
+    >>> locate_columns(["id", "cover_url", "creator_name"])
+    (2, 1)
+    """
+    creator_at = _find_column(header, "creator", CREATOR_ALIASES, creator_column)
+    url_at = _find_column(header, "url", URL_ALIASES, url_column)
+    if creator_at == url_at:
+        raise ManifestError(f"creator and URL columns are the same column {header[url_at]!r}")
+    return creator_at, url_at
+
+
+def row_item(
+    line: int, creator: str, url: str, schemes: frozenset[str] = DEFAULT_SCHEMES
+) -> ManifestRow | RowProblem:
+    """One record's creator and URL cells, checked: the row validation of every source.
+
+    >>> row_item(7, "  ", "a.jpg")
+    RowProblem(line=7, field='creator', reason='missing_creator', value='')
+    >>> row_item(8, " Ann ", "ftp://x").problem.reason
+    'unsupported_scheme'
+    """
+    creator, url = creator.strip(), url.strip()
+    if not creator:
+        return RowProblem(line, "creator", "missing_creator")
+    reason = _check_url(url, schemes)
+    problem = None if reason is None else RowProblem(line, "url", reason, url)
+    return ManifestRow(line, creator, url, problem)
 
 
 def read_records(

@@ -77,7 +77,7 @@ class BatchStatus(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     COMPLETED_WITH_FAILURES = "completed_with_failures"
-    FAILED = "failed"  # the batch could not be planned or summarized at all
+    FAILED = "failed"  # every creator failed, or the batch could not be planned at all
     INTERRUPTED = "interrupted"  # stopped by a signal or a crash; a rerun continues it
 
     @property

@@ -28,6 +28,8 @@ import ipaddress
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, TypedDict
 
+from imgpipe.domain.csv_text import check_encoding
+from imgpipe.domain.keys import output_prefix
 from imgpipe.errors import ConfigError
 
 __all__ = [
@@ -43,7 +45,6 @@ __all__ = [
 ]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-USER_AGENT = "imgpipe/0.1 (+https://github.com/imgpipe/imgpipe)"
 
 
 def parse_networks(value: str | list[str] | tuple[Any, ...] | None) -> tuple[IPNetwork, ...]:
@@ -175,7 +176,7 @@ class FetchPolicy:
     per_host_concurrency: int = 8
     allowed_networks: tuple[IPNetwork, ...] = ()  # private ranges that may be fetched
     allow_local_files: bool = True
-    user_agent: str = USER_AGENT
+    user_agent: str = ""  # "": imgpipe's own (imgpipe.version.user_agent)
 
     def __post_init__(self) -> None:
         _check(self)
@@ -196,12 +197,24 @@ class BatchSpec:
     max_workers: int = 8  # creators in flight (bounds memory)
     creator_column: str | None = None
     url_column: str | None = None
+    encoding: str | None = None  # the CSV's text encoding; None: detected (domain/csv_text.py)
     memory_warning: float = 80.0
     memory_critical: float = 90.0
     record_ttl_days: int = 30
+    # Where the batch's collages and results go in the output store (a csv_s3
+    # message's output_prefix): "" or a folder ending with "/".
+    output_prefix: str = ""
 
     def __post_init__(self) -> None:
         _check(self)
+        try:
+            checked = output_prefix(self.output_prefix)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        if checked != self.output_prefix:
+            raise ConfigError(f"output prefix {self.output_prefix!r}: must end with '/'")
+        if self.encoding is not None:
+            object.__setattr__(self, "encoding", check_encoding(self.encoding))
 
     @classmethod
     def of(cls, **flat: Any) -> BatchSpec:

@@ -2,18 +2,24 @@
 
 ``handler(event, context)`` dispatches on the event:
 
-- S3 ``ObjectCreated`` for ``<IMGPIPE_CSV_PREFIX>*.csv`` (keys arrive URL-encoded:
+- S3 ``ObjectCreated`` for ``<IMGPIPE_CSV_PREFIX>*.csv``, any case (keys arrive URL-encoded:
   ``a+b%C3%BC.csv`` is ``a bü.csv``): plan the batch and fan out per-creator
   messages. Images under ``<IMGPIPE_COMPRESS_PREFIX>`` (``uploads/``) are
   compressed to ``compressed/<key>``. ``s3:TestEvent`` and other keys are ignored.
 - SQS records: an S3 notification body (S3 -> SQS wiring), a per-creator
   message of the fan-out, or the original system's ``processing_type: csv_s3``
-  message. Failures are reported per record (``batchItemFailures``).
+  message (its ``output_prefix`` prefixes the batch's collages and results; its
+  ``s3_bucket`` is the input bucket or one of ``IMGPIPE_READABLE_BUCKETS``).
+  Failures are reported per record (``batchItemFailures``).
 - Direct invocation: ``{"csv_s3": {"bucket": ..., "key": ...}}`` or
   ``{"csv_text": "creator,url\\n..."}`` runs the whole batch inline and returns
   its summary (a test mode).
 
-Importing this module is cheap: boto3, Pillow and Powertools load on first use.
+Every function logs JSON through Powertools Logger (with ``batch_id`` and ``creator``
+while a creator is processed) and is traced with X-Ray: see ``lambda_observability``.
+
+Importing this module is cheap: boto3, Pillow, Powertools and the X-Ray SDK load on
+first use (in a Lambda, during the init phase).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
+from imgpipe.entrypoints.lambda_observability import lambda_logger, observed, tracing
 from imgpipe.errors import MessageError
 
 if TYPE_CHECKING:  # pydantic is a tenth of a second; the first event pays it, not the import
@@ -55,6 +62,9 @@ def _runtime() -> Any:
     from imgpipe.bootstrap import make_fanout
     from imgpipe.settings import Settings
 
+    # Logging and tracing first: the clients made below are then traced from the start.
+    lambda_logger()
+    tracing()
     settings = Settings()
     return settings, make_fanout(settings)
 
@@ -69,8 +79,13 @@ def _metrics() -> Any:
     return EmfMetrics(namespace=settings.metrics_namespace, function_name=function)
 
 
+@observed
 def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """The Lambda entry point (``imgpipe.entrypoints.aws_lambda.handler``)."""
+    return _handle(event, context)
+
+
+def _handle(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     settings, _ = _runtime()
     records = event.get("Records")
     if isinstance(records, list) and records and records[0].get("eventSource") == "aws:sqs":
@@ -101,28 +116,34 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     raise MessageError(f"unrecognised event with keys {sorted(event)[:10]}")
 
 
+@observed
 def planner_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """The planner function: S3 CSV events and the planning queue's ``csv_s3`` messages."""
-    return handler(event, context)
+    return _handle(event, context)
 
 
+@observed
 def worker_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """The worker function: the work queue's per-creator messages."""
-    return handler(event, context)
+    return _handle(event, context)
 
 
+@observed
 def compress_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """The compression function: S3 events for images under the compress prefix."""
-    return handler(event, context)
+    return _handle(event, context)
 
 
+@observed
 def sweep_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """The scheduled sweep: re-queue expired claims, finalise finished batches.
 
     Emits ``StuckCreators``: claims that expired with no message coming back.
     """
     _, fanout = _runtime()
-    counts = fanout.sweep()
+    with tracing().span("sweep") as span:
+        counts = fanout.sweep()
+        span.annotate("stuck", counts["stuck"])
     try:
         with _METRICS_LOCK:
             metrics = _metrics()
@@ -174,17 +195,34 @@ def handle_record_body(body: str, lease: MessageLease | None = None) -> dict[str
     if message.get("type") == CREATOR_MESSAGE:
         return _creator(message, fanout, lease)
     if message.get("processing_type") == "csv_s3":
-        bucket, key = message.get("s3_bucket"), message.get("s3_key")
+        key = message.get("s3_key")
         if not isinstance(key, str) or not key:
             raise MessageError("csv_s3 message without s3_key")
-        if bucket and bucket != settings.input_bucket:
-            raise MessageError(f"s3_bucket {bucket!r} is not the input bucket")
+        bucket, prefix = _text_field(message, "s3_bucket"), _text_field(message, "output_prefix")
         overrides = options_from_config(message.get("processing_config") or {})
         batch_id = message.get("batch_id")
         heartbeat = None if lease is None else lambda: lease.extend(PLAN_HEARTBEAT_SECONDS)
-        return _plan(fanout, key, overrides, heartbeat=heartbeat, batch_id=batch_id)
+        return _plan(
+            fanout,
+            key,
+            overrides,
+            heartbeat=heartbeat,
+            batch_id=batch_id,
+            bucket=bucket or None,
+            output_prefix=prefix,
+        )
     kind = message.get("processing_type") or message.get("type")
     raise MessageError(f"unknown message type {kind!r}")
+
+
+def _text_field(message: Mapping[str, Any], name: str) -> str:
+    """An optional string field of a message ("" when absent); MessageError otherwise."""
+    value = message.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise MessageError(f"csv_s3 message: {name} must be a string, got {value!r}")
+    return value
 
 
 def _s3_record(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -217,7 +255,8 @@ def _compress(store: Any, key: str, settings: Settings) -> dict[str, Any]:
     from imgpipe.service.compress import CompressOptions, compress_object
 
     try:
-        target, result = compress_object(store, key, CompressOptions.from_settings(settings))
+        with tracing().span("compress", object_key=key):
+            target, result = compress_object(store, key, CompressOptions.from_settings(settings))
     except ImageError as exc:
         log.warning("not compressed %s: %s", key, exc, extra={"key": key, "reason": exc.reason})
         return {"key": key, "error": f"{exc.reason}: {exc.detail}"}
@@ -232,8 +271,20 @@ def _plan(
     *,
     heartbeat: Any = None,
     batch_id: str | None = None,
+    bucket: str | None = None,
+    output_prefix: str = "",
 ) -> dict[str, Any]:
-    planned = fanout.plan(key, overrides, heartbeat=heartbeat, batch_id=batch_id)
+    with tracing().span("plan", csv_key=key, batch_id=batch_id) as span:
+        planned = fanout.plan(
+            key,
+            overrides,
+            heartbeat=heartbeat,
+            batch_id=batch_id,
+            bucket=bucket,
+            output_prefix=output_prefix,
+        )
+        if planned.batch_id:  # known once planned, unless the API reserved it
+            span.annotate("batch_id", planned.batch_id)
     log.info(
         "planned %s",
         key,
@@ -253,6 +304,7 @@ def _creator(message: dict[str, Any], fanout: Any, lease: MessageLease | None) -
     import asyncio
 
     from imgpipe.errors import ClaimBusyError
+    from imgpipe.logs import log_context
 
     started = time.perf_counter()
     heartbeat = None
@@ -262,18 +314,27 @@ def _creator(message: dict[str, Any], fanout: Any, lease: MessageLease | None) -
         async def heartbeat() -> None:
             await asyncio.to_thread(lease.extend, seconds)
 
-    try:
-        result = asyncio.run(fanout.process(message, heartbeat=heartbeat))
-    except ClaimBusyError as exc:
-        if lease is not None:
-            lease.defer(exc.retry_after)  # back when the other claim would expire
-        raise
+    batch_id, creator = _text(message.get("batch_id")), _text(message.get("key"))
+    # One creator per thread here (a message at a time), so its subsegment nests the
+    # S3, DynamoDB and download calls; the pipeline sets the same log keys for the CLI.
+    with log_context(batch_id=batch_id, creator=creator):
+        try:
+            with tracing().span("creator", batch_id=batch_id, creator=creator):
+                result = asyncio.run(fanout.process(message, heartbeat=heartbeat))
+        except ClaimBusyError as exc:
+            if lease is not None:
+                lease.defer(exc.retry_after)  # back when the other claim would expire
+            raise
     try:
         with _METRICS_LOCK:  # worker threads share Powertools' class-level metric set
             _emit(result, time.perf_counter() - started)
     except Exception:  # metrics must never fail (and so redeliver) finished work
         log.exception("could not emit metrics for %s", result.key)
     return _logged(message, result)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _emit(result: Any, duration: float) -> None:
@@ -285,12 +346,13 @@ def _emit(result: Any, duration: float) -> None:
 
 
 def _logged(message: dict[str, Any], result: Any) -> dict[str, Any]:
-    log.info(
-        "creator %s: %s",
-        result.key,
-        result.status.value,
-        extra={"batch_id": message.get("batch_id"), "creator": result.key},
-    )
+    if result.replayed:  # a processed creator was logged by the pipeline (imgpipe.events)
+        log.info(
+            "creator %s was already %s: not processed again",
+            result.key,
+            result.status.value,
+            extra={"batch_id": message.get("batch_id"), "creator": result.key},
+        )
     return {"creator": result.key, "status": result.status.value, "replayed": result.replayed}
 
 
@@ -303,6 +365,7 @@ def _inline(event: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
 
     _, fanout = _runtime()
     options = settings.batch_spec(**options_from_config(event.get("processing_config") or {}))
+    store = fanout.ports.inputs
     if "csv_text" in event:
         data, key, source = (
             str(event["csv_text"]).encode(),
@@ -314,12 +377,23 @@ def _inline(event: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
         key = str(ref.get("key", "")) if isinstance(ref, dict) else ""
         if not key:
             raise MessageError("csv_s3 needs a key")
-        data, source = fanout.ports.inputs.get(key), f"s3://{settings.input_bucket}/{key}"
+        bucket = str(ref.get("bucket") or "") or settings.input_bucket
+        store = fanout.csv_store(bucket)  # the input bucket or a readable one
+        data, source = store.get(key), f"s3://{bucket}/{key}"
     manifest = parse_csv_bytes(data, options, key)
     identity = batch_identity(content_hash(data), options, source=source)
-    summary = run_inline(
-        manifest, options, fanout.ports, settings, source=source, csv_key=key, identity=identity
-    )
+    with tracing().span("inline", csv_key=key) as span:
+        summary = run_inline(
+            manifest,
+            options,
+            fanout.ports,
+            settings,
+            source=source,
+            csv_key=key,
+            identity=identity,
+            csv_store=store,
+        )
+        span.annotate("batch_id", summary.batch_id)
     return dict(summary.to_dict())
 
 

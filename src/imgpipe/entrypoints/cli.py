@@ -1,15 +1,14 @@
-"""``imgpipe`` command line: ``run`` a CSV, show ``status`` of batches (and more below).
+"""``imgpipe`` command line: ``run`` a CSV (or a SQL query), show ``status`` of batches, and more.
 
 Exit codes: 0 every creator rendered or unchanged, 3 some creators failed,
 2 unusable input (missing file, no usable column, bad option), 4 the batch could
-not finish (a store failed, or another process runs it; rerun to continue),
+not finish (a store or the SQL source failed, or another process runs it; rerun to continue),
 130 / 143 stopped by SIGINT / SIGTERM (rerun the same command to continue).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,15 +17,18 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from imgpipe.bootstrap import open_backend, reconcile_stale_batches, run_csv
+from imgpipe.bootstrap import open_backend, preview_csv, reconcile_stale_batches, run_csv, run_sql
 from imgpipe.domain.spec import RANGES
-from imgpipe.entrypoints import cli_aws, cli_service
+from imgpipe.entrypoints import cli_aws, cli_service, cli_sql
+from imgpipe.entrypoints.cli_logging import LogFormatName, LogFormatOption, setup_logging
 from imgpipe.entrypoints.progress import LogProgress, RichProgress
-from imgpipe.entrypoints.report import print_batch, print_batches, print_summary
+from imgpipe.entrypoints.report import print_batch, print_batches, print_preview, print_summary
 from imgpipe.errors import ConfigError, ImgpipeError, InputError, column_role
 from imgpipe.service.batch import BatchInterruptedError
 from imgpipe.service.progress import NullProgress, ProgressSink
-from imgpipe.settings import Settings
+from imgpipe.service.summary import BatchSummary
+from imgpipe.settings import BatchSpec, Settings
+from imgpipe.version import version
 
 __all__ = ["app", "main"]
 
@@ -34,10 +36,34 @@ EXIT_INPUT = 2
 EXIT_UNFINISHED = 4  # not the input's fault: a store failed or the batch is busy
 
 app = typer.Typer(
-    add_completion=False,
     no_args_is_help=True,
     help="Turn spreadsheets of creator cover images into per-creator grid collages.",
+    # Click's plain help: typer's rich panels print every flag as `--force <bool>`,
+    # as if it took a value (typer 0.29), and show docstring markup as written.
+    rich_markup_mode=None,
 )
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"imgpipe {version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the installed version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Turn spreadsheets of creator cover images into per-creator grid collages."""
+
 
 OutOption = Annotated[
     Path | None,
@@ -79,8 +105,13 @@ def _ranged(option: str, help: str, flag: str | None = None) -> Any:
 
 @app.command()
 def run(
-    csv_file: Annotated[Path, typer.Argument(help="CSV of creators and cover URLs.")],
+    csv_file: Annotated[
+        Path | None,
+        typer.Argument(help="CSV of creators and cover URLs (or give --from-sql/--query)."),
+    ] = None,
     out: OutOption = None,
+    from_sql: cli_sql.FromSqlOption = None,
+    query: cli_sql.QueryOption = None,
     rows: Annotated[int | None, _ranged("rows", "Grid rows [IMGPIPE_DEFAULT_ROWS=5].")] = None,
     cols: Annotated[int | None, _ranged("cols", "Grid columns [IMGPIPE_DEFAULT_COLS=7].")] = None,
     cell_size: Annotated[
@@ -117,9 +148,20 @@ def run(
     ] = None,
     creator_column: Annotated[str | None, typer.Option(help="Name the creator column.")] = None,
     url_column: Annotated[str | None, typer.Option(help="Name the cover URL column.")] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(help="The CSV's text encoding (cp1252, latin-1, utf-16...) [detected]."),
+    ] = None,
     allow_private_networks: Annotated[
         str | None,
         typer.Option(help="CIDR[,CIDR...] that may be fetched although private/loopback."),
+    ] = None,
+    notify_url: Annotated[
+        str | None,
+        typer.Option(
+            help="POST the completion notice here [IMGPIPE_NOTIFY_URL]; "
+            "signed when IMGPIPE_NOTIFY_SECRET is set."
+        ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Re-render unchanged creators.")] = False,
     new_batch: Annotated[
@@ -130,12 +172,23 @@ def run(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no table.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    log_format: LogFormatOption = LogFormatName.text,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Read and check the CSV, list its creators, covers and row problems; "
+            "fetch nothing, record nothing.",
+        ),
+    ] = False,
 ) -> None:
-    """Render one collage per creator of CSV_FILE."""
+    """Render one collage per creator of CSV_FILE, or of the rows of a SQL query."""
     console = Console(stderr=True)
-    _configure_logging(quiet)
+    setup_logging(log_format, quiet=quiet)
     try:
-        settings = Settings()
+        settings = _with_flags(
+            Settings(), notify_url=notify_url, allow_private_networks=allow_private_networks
+        )
         options = settings.batch_spec(
             rows=rows,
             cols=cols,
@@ -150,11 +203,17 @@ def run(
             retries=retries,
             creator_column=creator_column,
             url_column=url_column,
+            encoding=encoding,
             allowed_networks=allow_private_networks,
             force=force or None,
         )
-        if not csv_file.is_file():
+        sql = cli_sql.sql_source(settings, from_sql, query, csv_given=csv_file is not None)
+        if csv_file is not None and not csv_file.is_file():
             raise InputError(f"CSV file not found: {csv_file}")
+        if dry_run:
+            if csv_file is None:
+                raise ConfigError("--dry-run checks a CSV file; for a query, try export-csv")
+            _dry_run(csv_file, options, as_json=as_json)
         backend = open_backend(settings, out_dir=out)
     except ImgpipeError as exc:
         raise _fail(console, str(exc)) from None
@@ -162,19 +221,26 @@ def run(
         raise _fail(console, f"invalid settings: {exc}") from None
 
     try:
-        progress: ProgressSink
-        if quiet or as_json or not console.is_terminal:
-            progress = NullProgress() if quiet else LogProgress()
-            summary = run_csv(
+
+        def start(progress: ProgressSink) -> BatchSummary:
+            if sql is not None:
+                return run_sql(
+                    sql.url, sql.query, options, backend, progress=progress,
+                    new_batch=new_batch, handle_signals=True,
+                )  # fmt: skip
+            assert csv_file is not None  # sql_source refused neither
+            return run_csv(
                 csv_file, options, backend, progress=progress, new_batch=new_batch,
                 handle_signals=True,
             )  # fmt: skip
+
+        # JSON logs are one object per line: no bar drawn between them, progress is logged
+        plain = as_json or log_format is LogFormatName.json or not console.is_terminal
+        if quiet or plain:
+            summary = start(NullProgress() if quiet else LogProgress())
         else:
             with RichProgress(console) as bar:
-                summary = run_csv(
-                    csv_file, options, backend, progress=bar, new_batch=new_batch,
-                    handle_signals=True,
-                )  # fmt: skip
+                summary = start(bar)
     except BatchInterruptedError as exc:
         console.print(
             f"[bold yellow]interrupted:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
@@ -191,7 +257,26 @@ def run(
         sys.stdout.write(json.dumps(summary.to_dict(), ensure_ascii=False, indent=2) + "\n")
     elif not quiet:
         print_summary(Console(), summary, Path(backend.location))
+    _report_notice(console, summary.extra.get("notice"))
     raise typer.Exit(summary.exit_code)
+
+
+def _with_flags(settings: Settings, **flags: str | None) -> Settings:
+    """The settings with the flags given; downloads and the notice share the networks."""
+    given = {name: value for name, value in flags.items() if value is not None}
+    return settings.model_copy(update=given) if given else settings
+
+
+def _report_notice(console: Console, notice: dict[str, Any] | None) -> None:
+    """One line per notice that did not go out; the batch's exit code stays its own."""
+    for delivery in (notice or {}).get("deliveries", []):
+        if delivery["status"] != "sent":
+            console.print(
+                f"[bold yellow]notice not sent:[/] {escape(str(delivery['error']))} "
+                f"({delivery['attempts']} attempt(s))",
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 @app.command()
@@ -225,19 +310,20 @@ def status(
         backend.close()
 
 
-def _configure_logging(quiet: bool) -> None:
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # httpx logs every request at INFO; that drowns the progress.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+def _dry_run(csv_file: Path, options: BatchSpec, *, as_json: bool) -> None:
+    """Print what a run would work on, then exit 0 (InputError: the CSV is unusable)."""
+    preview = preview_csv(csv_file, options)
+    if as_json:
+        sys.stdout.write(json.dumps(preview.to_dict(), ensure_ascii=False, indent=2) + "\n")
+    else:
+        print_preview(Console(), preview)
+    raise typer.Exit(0)
 
 
 # Further command groups register themselves here, one line each (worker, dlq, serve...).
 cli_aws.register(app)
 cli_service.register(app)
+cli_sql.register(app)
 
 
 def main() -> None:

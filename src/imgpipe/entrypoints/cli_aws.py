@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -13,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from imgpipe.entrypoints.cli_logging import LogFormatName, LogFormatOption, setup_logging
 from imgpipe.errors import ConfigError, ImgpipeError
 from imgpipe.settings import Settings
 
@@ -21,7 +20,11 @@ if TYPE_CHECKING:  # boto3 stays out of the CLI's import
 
 __all__ = ["register"]
 
-dlq_app = typer.Typer(help="Inspect and replay the dead-letter queue.", no_args_is_help=True)
+dlq_app = typer.Typer(
+    help="Inspect and replay the dead-letter queue.",
+    no_args_is_help=True,
+    rich_markup_mode=None,  # flags shown as flags (see cli.py)
+)
 
 
 def _fail(exc: ImgpipeError) -> typer.Exit:
@@ -49,6 +52,7 @@ def worker(
         float | None, typer.Option(help="Stop after the queue was empty this many seconds.")
     ] = None,
     retry_delay: Annotated[int, typer.Option(help="Seconds before a failed message returns.")] = 5,
+    log_format: LogFormatOption = LogFormatName.text,
 ) -> None:
     """Long-poll IMGPIPE_SQS_QUEUE_URL (and IMGPIPE_PLAN_QUEUE_URL when set) and run each message
     through the Lambda handler's code: every message kind, from one queue or both."""
@@ -65,7 +69,7 @@ def worker(
     from imgpipe.entrypoints.aws_lambda import handle_record_body
     from imgpipe.entrypoints.worker import QueueWorker
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    setup_logging(log_format, text_format="%(message)s")
     settings = Settings()
     urls = [settings.sqs_queue_url]
     if settings.plan_queue_url and settings.plan_queue_url != settings.sqs_queue_url:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from imgpipe.entrypoints.cli_logging import LogFormatName, LogFormatOption, setup_logging
 from imgpipe.errors import ConfigError, ImageError, ImgpipeError
 from imgpipe.service.compress import EXTENSIONS, CompressOptions, compress_image
 from imgpipe.settings import Settings
@@ -32,9 +34,13 @@ def serve(
         Path | None, typer.Option("--out", "-o", help="Data folder (local backend).")
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    log_format: LogFormatOption = LogFormatName.text,
 ) -> None:
     """Serve the API (/v1, /docs), the dashboard (/), /healthz, /readyz and /metrics."""
     from imgpipe.entrypoints.extras import require
+
+    if log_format is LogFormatName.json:
+        setup_logging(log_format)
 
     try:
         require("uvicorn", "api")
@@ -49,9 +55,16 @@ def serve(
         Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(EXIT_INPUT) from exc
     port = listener.getsockname()[1]  # the one the system chose for --port 0
-    Console(stderr=True).print(f"imgpipe dashboard on http://{host}:{port}/ (API docs at /docs)")
+    banner = f"imgpipe dashboard on http://{host}:{port}/ (API docs at /docs)"
+    if log_format is LogFormatName.json:  # stderr stays one JSON object per line
+        logging.getLogger("imgpipe.serve").info(banner, extra={"port": port})
+    else:
+        Console(stderr=True).print(banner)
     with listener:
-        uvicorn.Server(uvicorn.Config(app, log_level=log_level)).run(sockets=[listener])
+        # JSON: uvicorn's loggers reach our root handler instead of its own text ones
+        log_config = None if log_format is LogFormatName.json else uvicorn.config.LOGGING_CONFIG
+        config = uvicorn.Config(app, log_level=log_level, log_config=log_config)
+        uvicorn.Server(config).run(sockets=[listener])
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -97,7 +110,7 @@ def compress(
 ) -> None:
     """Compress images to JPEGs within 800x800 (q85); never writes a larger file.
 
-    ``photos/a.png`` becomes ``<out>/photos/a.jpg``; a file that would not get
+    photos/a.png becomes <out>/photos/a.jpg; a file that would not get
     smaller is copied unchanged under its own name. Exit 3 if any file failed.
     """
     options = CompressOptions.from_settings(Settings(), max_size=max_size, quality=quality)

@@ -60,7 +60,10 @@ class RichProgress:
         self._creators = self._progress.add_task("creators", total=creators, note="")
         self._covers = self._progress.add_task("covers", total=covers, note="")
 
-    def cover_done(self, ok: bool) -> None:
+    def creator_started(self, key: str, covers: int) -> None:
+        return None
+
+    def cover_done(self, key: str, ok: bool) -> None:
         if self._covers is not None:
             self._failed += not ok
             self._progress.update(self._covers, advance=1, note=f"[red]{self._failed} failed")
@@ -87,7 +90,10 @@ class LogProgress:
         self._total = creators
         log.info("batch %s: %d creators, up to %d covers", batch_id, creators, covers)
 
-    def cover_done(self, ok: bool) -> None:
+    def creator_started(self, key: str, covers: int) -> None:
+        return None
+
+    def cover_done(self, key: str, ok: bool) -> None:
         return None
 
     def creator_done(self, result: CreatorResult) -> None:

@@ -22,14 +22,17 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from imgpipe.domain.records import BatchRecord, CreatorRecord
+from imgpipe.domain.result_rows import row_label
+from imgpipe.service.preview import CsvPreview
 from imgpipe.service.summary import BatchSummary
 
-__all__ = ["print_batch", "print_batches", "print_summary"]
+__all__ = ["print_batch", "print_batches", "print_preview", "print_summary"]
 
 MAX_FAILED_ROWS = 20
 
@@ -65,7 +68,7 @@ def print_summary(console: Console, summary: BatchSummary, root: Path) -> None:
 
     if summary.failed_urls:
         failed = Table(title="Failed covers")
-        for column in ("creator", "line", "reason", "url"):
+        for column in ("creator", row_label(summary.source), "reason", "url"):
             failed.add_column(column, overflow="fold")
         for item in summary.failed_urls[:MAX_FAILED_ROWS]:
             cells = (item["creator"], item["line"], item["reason"] or "", item["url"])
@@ -76,7 +79,8 @@ def print_summary(console: Console, summary: BatchSummary, root: Path) -> None:
             console.print(f"... and {hidden} more in the summary file")
 
     for problem in summary.row_problems[:MAX_FAILED_ROWS]:
-        line = f"line {problem['line']}: skipped ({problem['reason']}) {problem['value']}"
+        where = f"{row_label(summary.source)} {problem['line']}"
+        line = f"{where}: skipped ({problem['reason']}) {problem['value']}"
         console.print(Text(line))
 
     console.print(Text(f"Summary: {root / summary.summary_key}"))
@@ -90,15 +94,22 @@ def print_batches(console: Console, batches: list[BatchRecord], *, as_json: bool
     if not batches:
         console.print("no batches yet")
         return
-    table = Table(title="Batches")
-    for column in ("batch", "started", "status", "creators", "done", "unchanged", "failed"):
-        table.add_column(column)
+    # An id is for copying into the next command: never cut or wrapped. On a narrow
+    # terminal (80 columns) the other columns wrap at their spaces instead.
+    table = Table(title="Batches", box=box.SIMPLE_HEAD, padding=0)
+    longest = max(len(b.batch_id) for b in batches)
+    table.add_column("batch", no_wrap=True, min_width=longest)
+    # Wide enough for a date, for "completed" and for the headers: the rest wraps.
+    table.add_column("started", min_width=10, overflow="fold")
+    table.add_column("status", min_width=9, overflow="fold")
+    for column in ("creators", "done", "unchanged", "failed"):
+        table.add_column(column, justify="right", min_width=len(column), overflow="fold")
     for b in batches:
         table.add_row(
             *_cells(
                 b.batch_id,
-                b.created_at[:19],
-                b.status.value,
+                b.created_at[:19].replace("T", " "),
+                b.status.value.replace("_", " "),
                 b.total_creators,
                 b.completed,
                 b.skipped,
@@ -131,6 +142,33 @@ def print_batch(
             *_cells(name, r.status.value, r.images_processed, r.error_count, r.collage_key or "")
         )
     console.print(table)
+
+
+def print_preview(console: Console, preview: CsvPreview) -> None:
+    """``run --dry-run``: the creators a batch would render and the rows it would skip."""
+    details = preview.details
+    console.print(
+        Text.assemble(
+            (str(details.get("source", "")), "bold"),
+            f": {details.get('encoding')} ({details.get('encoding_chosen')}), columns ",
+            (f"{details.get('creator_column')!r} and {details.get('url_column')!r}", "bold"),
+            f", {preview.rows_read} rows, {preview.duplicate_rows} duplicate rows",
+        )
+    )
+    table = Table(title=Text(f"{len(preview.creators)} creators, {preview.covers} covers"))
+    for column in ("creator", "key", "covers"):
+        table.add_column(column)
+    for creator in preview.creators:
+        table.add_row(*_cells(creator.creator, creator.key, creator.covers))
+    console.print(table)
+    if preview.problem_count:
+        problems = Table(title=Text(f"{preview.problem_count} row problems (skipped)"))
+        for column in ("line", "field", "reason", "value"):
+            problems.add_column(column)
+        for problem in preview.problems:
+            problems.add_row(*_cells(problem.line, problem.field, problem.reason, problem.value))
+        console.print(problems)
+    console.print("dry run: nothing fetched, no batch recorded")
 
 
 def _cells(*values: object) -> list[Text]:

@@ -163,11 +163,12 @@ class Downloader:
         import httpx
 
         from imgpipe.fetch.transport import GuardedTransport
+        from imgpipe.version import user_agent
 
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         return httpx.AsyncClient(
             transport=GuardedTransport(guard, limits=limits),
-            headers={"User-Agent": self._policy.user_agent, "Accept": "image/*"},
+            headers={"User-Agent": self._policy.user_agent or user_agent(), "Accept": "image/*"},
             # Our deadline per request is asyncio.timeout below; httpx's
             # per-operation timeouts stay as a backstop.
             timeout=httpx.Timeout(self._policy.timeout),

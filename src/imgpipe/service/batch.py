@@ -37,6 +37,7 @@ from imgpipe.errors import (
     StateError,
     StorageError,
 )
+from imgpipe.logs import log_context
 from imgpipe.ports import BatchLock, BatchLocks
 from imgpipe.service.ledger import BatchLedger, local_owner
 from imgpipe.service.memory import MemoryMonitor
@@ -158,23 +159,33 @@ class BatchRunner:
         request = _Request(planned, stats, options, source, identity, batch_id, new_batch)
         started = await asyncio.to_thread(self._start, request)
         try:
-            context = started.context
-            left, covers = await asyncio.to_thread(
-                _count_left, planned, started.done, options.images_per_collage
-            )
-            self.progress.batch_started(context.batch_id, left, covers)
-            if started.resumed:
-                log.info(
-                    "continuing batch %s: %d of %d creators left",
-                    context.batch_id,
-                    left,
-                    planned.creators,
-                )
-            todo = (job for job in planned.jobs() if job.key not in started.done)
-            stopped = await self._dispatch(todo, context, options, started.resumed, stop)
-            return await asyncio.to_thread(self._conclude, context.batch_id, stopped)
+            with log_context(batch_id=started.context.batch_id):  # on the batch's own records
+                return await self._run_started(started, planned, options, stop)
         finally:
             started.lock.release()
+
+    async def _run_started(
+        self,
+        started: _Started,
+        planned: PlannedJobs,
+        options: BatchSpec,
+        stop: asyncio.Event | None,
+    ) -> BatchSummary:
+        context = started.context
+        left, covers = await asyncio.to_thread(
+            _count_left, planned, started.done, options.images_per_collage
+        )
+        self.progress.batch_started(context.batch_id, left, covers)
+        if started.resumed:
+            log.info(
+                "continuing batch %s: %d of %d creators left",
+                context.batch_id,
+                left,
+                planned.creators,
+            )
+        todo = (job for job in planned.jobs() if job.key not in started.done)
+        stopped = await self._dispatch(todo, context, options, started.resumed, stop)
+        return await asyncio.to_thread(self._conclude, context.batch_id, stopped)
 
     def _start(self, request: _Request) -> _Started:
         # Two processes started on the same input at once must not both plan it:

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from imgpipe.domain.keys import COMPRESSED_PREFIX
 from imgpipe.imaging.budget import DecodeBudget
 from imgpipe.imaging.decode import load_fitted
 from imgpipe.imaging.formats import media_type
@@ -42,7 +43,6 @@ __all__ = [
     "is_compressible_key",
 ]
 
-COMPRESSED_PREFIX = "compressed/"
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".avif", ".heic", ".heif")
 
 

@@ -5,6 +5,7 @@ Used by the Lambda functions and ``imgpipe worker`` (AWS), on the same
 
     fanout = FanOut(ports, ledger, settings, fetcher_factory)
     planned = fanout.plan("csv-files/spring.csv")        # S3 event: record + send
+    fanout.plan("in/x.csv", bucket="partner-exports", output_prefix="partner/")  # csv_s3
     result = await fanout.process(json.loads(body))      # one per-creator message
     # the invocation that finishes the last creator writes the summary, once
     fanout.sweep()                                       # scheduled: nothing stays stuck
@@ -15,6 +16,11 @@ messages, then a checkpoint; a message names its creator's byte range, so its
 size does not depend on URL length. A retried planner continues after the last
 checkpoint. A CSV (key + content) maps to one batch through a plan marker
 written with a conditional put, so a redelivered event never starts a second one.
+
+A ``csv_s3`` message may name another bucket than the input bucket: only one the
+operator listed in ``IMGPIPE_READABLE_BUCKETS``, and such a CSV is never moved to
+the archive (the functions may only read there). Its ``output_prefix`` goes into
+the batch's spec, so every worker writes that batch's collages and results under it.
 """
 
 from __future__ import annotations
@@ -33,11 +39,21 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from imgpipe.domain.csv_text import check_encoding, csv_text
 from imgpipe.domain.fingerprints import content_hash
+from imgpipe.domain.keys import ARCHIVE_FAILED, ARCHIVE_PROCESSED
+from imgpipe.domain.keys import output_prefix as output_prefix_of
 from imgpipe.domain.manifest import CoverRef, CreatorJob, Manifest, parse_manifest
 from imgpipe.domain.records import CreatorStatus
 from imgpipe.domain.spec import RANGES
-from imgpipe.errors import InputError, KeyCollisionError, MessageError, StorageError
+from imgpipe.errors import (
+    ConfigError,
+    InputError,
+    KeyCollisionError,
+    MessageError,
+    StorageError,
+)
+from imgpipe.logs import log_context
 from imgpipe.ports import ObjectStore, StagedCsv, Stager, StateStore, WorkQueue
 from imgpipe.service.ledger import BatchLedger, local_owner
 from imgpipe.service.pipeline import CreatorPipeline, Fetcher
@@ -63,8 +79,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CREATOR_MESSAGE = "imgpipe.creator"
-ARCHIVE_PROCESSED = "archived/processed/"
-ARCHIVE_FAILED = "archived/failed/"
 # Extra covers a plan keeps beyond what the grid holds, for backfilling failures;
 # the rest are recorded as not attempted.
 BACKFILL_FACTOR = 3
@@ -86,6 +100,8 @@ _CONFIG_FIELDS = {
     "retries": ("retries", int),
     "force": ("force", bool),
 }
+# How to read the CSV (the API's form fields, passed on to the planner as they are).
+_TEXT_FIELDS = ("creator_column", "url_column", "encoding")
 
 
 def options_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -98,6 +114,14 @@ def options_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """
     overrides: dict[str, Any] = {}
     for name, value in config.items():
+        if name in _TEXT_FIELDS:
+            if not isinstance(value, str):
+                raise MessageError(f"processing_config.{name}: expected str, got {value!r}")
+            try:
+                overrides[name] = check_encoding(value) if name == "encoding" else value
+            except ConfigError as exc:
+                raise MessageError(f"processing_config.{name}: {exc}") from exc
+            continue
         if name not in _CONFIG_FIELDS:
             continue
         target, kind = _CONFIG_FIELDS[name]
@@ -118,6 +142,8 @@ class DistributedPorts:
     state: StateStore
     queue: WorkQueue  # per-creator messages (IMGPIPE_SQS_QUEUE_URL)
     plan_queue: WorkQueue | None = None  # csv_s3 messages (IMGPIPE_PLAN_QUEUE_URL, else queue)
+    # bucket name -> its store, for the buckets of IMGPIPE_READABLE_BUCKETS (read only)
+    readable: Callable[[str], ObjectStore] | None = None
 
 
 @dataclass
@@ -132,7 +158,8 @@ class PlanOutcome:
     row_problems: list[dict[str, Any]] = field(default_factory=list)
 
 
-FetcherFactory = Callable[[BatchSpec, str], Any]  # -> async context manager of a Fetcher
+# (spec, CSV key, the CSV's store) -> async context manager of a Fetcher
+FetcherFactory = Callable[[BatchSpec, str, ObjectStore], Any]
 Heartbeat = Callable[[], Awaitable[None]]
 
 
@@ -173,49 +200,84 @@ class FanOut:
         *,
         heartbeat: Callable[[], None] | None = None,
         batch_id: str | None = None,
+        bucket: str | None = None,
+        output_prefix: str = "",
     ) -> PlanOutcome:
         """Record a batch for the CSV at ``csv_key`` and send one message per creator.
 
         ``heartbeat`` is called after every chunk (the planner extends its planning
-        message); ``batch_id`` is the id the API reserved for the upload.
+        message); ``batch_id`` is the id the API reserved for the upload. ``bucket``:
+        where the CSV is (default: the input bucket; another one must be readable,
+        else MessageError and nothing is planned). ``output_prefix``: the folder the
+        batch's collages and results go under (checked, ``/`` appended).
         """
-        options = self.settings.batch_spec(**dict(overrides or {}))
+        store = self.csv_store(bucket)
+        foreign = store is not self.ports.inputs
+        source = f"s3://{bucket}/{csv_key}" if foreign else csv_key
+        try:
+            prefix = output_prefix_of(output_prefix)
+        except ValueError as exc:
+            raise MessageError(f"output_prefix {output_prefix!r} is unusable: {exc}") from exc
+        options = self.settings.batch_spec(**dict(overrides or {}), output_prefix=prefix)
+        # A CSV published to another prefix or read from another bucket is another batch.
+        seed = source if foreign else csv_key
+        if options.output_prefix:
+            seed += "\0" + options.output_prefix
         scratch = self.scratch_dir / f"plan-{uuid.uuid4().hex}.sqlite3"
         try:
-            staged, identity = self._stage(csv_key, options, scratch)
+            staged, identity = self._stage(csv_key, options, scratch, store, seed)
         except InputError as exc:
-            log.warning("CSV %s is unusable: %s", csv_key, exc)
-            self._archive(csv_key, ARCHIVE_FAILED)
+            log.warning("CSV %s is unusable: %s", source, exc)
+            if not foreign:  # another bucket is read only
+                self._archive(csv_key, ARCHIVE_FAILED)
             return PlanOutcome(None, csv_key, error=str(exc))
         try:
             return self._plan_staged(
-                staged, identity, csv_key, options, dict(overrides or {}), heartbeat, batch_id
+                staged,
+                identity,
+                csv_key,
+                options,
+                dict(overrides or {}),
+                heartbeat,
+                batch_id,
+                bucket if foreign else None,
             )
         finally:
             staged.close()
             scratch.unlink(missing_ok=True)
 
-    def _stage(self, csv_key: str, options: BatchSpec, scratch: Path) -> tuple[StagedCsv, str]:
+    def csv_store(self, bucket: str | None) -> ObjectStore:
+        """The store of the bucket a CSV is in: the input bucket, or one listed in
+        IMGPIPE_READABLE_BUCKETS; MessageError naming any other bucket."""
+        if not bucket or bucket == self.settings.input_bucket:
+            return self.ports.inputs
+        if bucket not in self.settings.readable_bucket_names():
+            raise MessageError(
+                f"s3_bucket {bucket!r} is not the input bucket and not listed in "
+                "IMGPIPE_READABLE_BUCKETS (the template's ReadableBuckets parameter)"
+            )
+        if self.ports.readable is None:
+            raise MessageError(f"s3_bucket {bucket!r}: this backend reads no other bucket")
+        return self.ports.readable(bucket)
+
+    def _stage(
+        self, csv_key: str, options: BatchSpec, scratch: Path, store: ObjectStore, seed: str
+    ) -> tuple[StagedCsv, str]:
         """Stream the CSV from the store into a scratch SQLite file, hashing it on the way:
         a million-row export never sits in memory (it did: 4 GB)."""
-        identity = hashlib.sha256(csv_key.encode() + b"\0")
+        identity = hashlib.sha256(seed.encode() + b"\0")
         try:
-            raw = self.ports.inputs.open(csv_key)
+            raw = store.open(csv_key)
         except StorageError as exc:
             raise MessageError(f"CSV {csv_key!r} cannot be read: {exc}") from exc
         try:
-            hashing = io.BufferedReader(_Hashing(raw, identity))
-            with io.TextIOWrapper(hashing, encoding="utf-8-sig", newline="") as text:
+            with io.BufferedReader(_Hashing(raw, identity)) as hashing:  # closes raw
                 staged = self.stage(
-                    text,
+                    csv_text(hashing, options.encoding),
                     path=scratch,
                     creator_column=options.creator_column,
                     url_column=options.url_column,
                 )
-        except UnicodeDecodeError as exc:
-            raise InputError(
-                f"{csv_key}: not UTF-8 text ({exc.reason} at byte {exc.start})"
-            ) from exc
         except InputError as exc:
             raise InputError(f"{csv_key}: {exc}") from exc
         except StorageError as exc:
@@ -231,13 +293,31 @@ class FanOut:
         overrides: dict[str, Any],
         heartbeat: Callable[[], None] | None,
         batch_id: str | None,
+        bucket: str | None,
     ) -> PlanOutcome:
         batch_id, replayed = self._reserve_identity(identity, batch_id)
+        with log_context(batch_id=batch_id):  # the planning's records carry the batch
+            return self._plan_reserved(
+                staged, csv_key, options, overrides, heartbeat, batch_id, replayed, bucket
+            )
+
+    def _plan_reserved(
+        self,
+        staged: StagedCsv,
+        csv_key: str,
+        options: BatchSpec,
+        overrides: dict[str, Any],
+        heartbeat: Callable[[], None] | None,
+        batch_id: str,
+        replayed: bool,
+        bucket: str | None,
+    ) -> PlanOutcome:
         batch = self.ports.state.get_batch(batch_id)
         if batch is None:
             context = self.ledger.open_batch(
                 batch_id,
-                source=csv_key,
+                # Not under the CSV prefix when in another bucket: finalize leaves it there.
+                source=f"s3://{bucket}/{csv_key}" if bucket else csv_key,
                 total=staged.creators,
                 settings=settings_snapshot(options),
                 stats=plan_stats(staged.rows_read, staged.duplicate_rows, staged.problems()),
@@ -245,7 +325,7 @@ class FanOut:
             )
         else:
             context = self.ledger.context_for(batch_id, batch.created_at)
-        sent = self._fan_out(staged, context, csv_key, overrides, options, heartbeat)
+        sent = self._fan_out(staged, context, csv_key, bucket, overrides, options, heartbeat)
         outcome = PlanOutcome(
             batch_id,
             csv_key,
@@ -293,6 +373,7 @@ class FanOut:
         staged: StagedCsv,
         context: BatchContext,
         csv_key: str,
+        bucket: str | None,
         overrides: dict[str, Any],
         options: BatchSpec,
         heartbeat: Callable[[], None] | None,
@@ -312,7 +393,7 @@ class FanOut:
             refs = self._write_plan(plan_object, jobs, keep)
             messages = {
                 job.key: _creator_message(
-                    job, context, csv_key, overrides, [plan_object, *refs[job.key]]
+                    job, context, csv_key, bucket, overrides, [plan_object, *refs[job.key]]
                 )
                 for job in jobs
             }
@@ -363,7 +444,8 @@ class FanOut:
         job = CreatorJob(creator, key, self._covers(message, key))
         options = await asyncio.to_thread(self._options, context.batch_id, overrides)
         note = {"message": {k: v for k, v in message.items() if k != "covers"}}
-        async with self.fetcher_factory(options, csv_key) as fetcher:
+        store = self.csv_store(message.get("csv_bucket"))  # covers beside the CSV
+        async with self.fetcher_factory(options, csv_key, store) as fetcher:
             pipeline = self._pipeline(fetcher)
             result = await pipeline.process(
                 job, context, options, owner=local_owner(), heartbeat=heartbeat, note=note
@@ -453,12 +535,8 @@ class FanOut:
 def parse_csv_bytes(data: bytes, options: BatchSpec, csv_key: str) -> Manifest:
     """A CSV read from an object store -> manifest; InputError names the key."""
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{csv_key}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    try:
         return parse_manifest(
-            io.StringIO(text, newline=""),
+            csv_text(io.BytesIO(data), options.encoding),
             creator_column=options.creator_column,
             url_column=options.url_column,
         )
@@ -495,9 +573,11 @@ def _creator_message(
     job: CreatorJob,
     context: BatchContext,
     csv_key: str,
+    bucket: str | None,
     overrides: dict[str, Any],
     plan_ref: list[Any],
 ) -> dict[str, Any]:
+    located = {"csv_bucket": bucket} if bucket else {}  # absent: the input bucket
     return {
         "type": CREATOR_MESSAGE,
         "batch_id": context.batch_id,
@@ -506,6 +586,7 @@ def _creator_message(
         "creator": job.creator,
         "key": job.key,
         "csv_key": csv_key,
+        **located,
         "plan": plan_ref,  # [object key, offset, length] of the creator's covers
         "processing_config": overrides,
     }

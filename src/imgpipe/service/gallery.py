@@ -11,7 +11,7 @@ Example::
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from jinja2 import Template
@@ -35,10 +35,25 @@ def _template() -> Template:
     return env.get_template("gallery.html")
 
 
-def render_gallery(summary: BatchSummary) -> str:
-    """Render the gallery of one batch; every value is HTML-escaped."""
+def render_gallery(summary: BatchSummary, *, base: str = "") -> str:
+    """Render the gallery of one batch; every value is HTML-escaped.
+
+    ``base``: the folder the page is stored in (the batch's output prefix); its
+    links are relative to it.
+    """
     creators = sorted(
-        summary.creators,
+        (_relative(c, base) for c in summary.creators),
         key=lambda c: (c["status"] == "failed", c["creator"].casefold()),
     )
     return _template().render(summary=summary, creators=creators)
+
+
+def _relative(creator: dict[str, Any], base: str) -> dict[str, Any]:
+    """The creator with its collage and preview keys relative to ``base``."""
+    if not base:
+        return creator
+    links = ("collage_key", "preview_key")
+    return {
+        **creator,
+        **{name: str(creator[name]).removeprefix(base) for name in links if creator.get(name)},
+    }

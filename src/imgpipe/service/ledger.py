@@ -10,6 +10,7 @@ through one :class:`BatchLedger`::
     replay = ledger.claim(job, context, owner="host:1:ab")   # None: ours to work on
     ledger.finish(result, context, owner="host:1:ab")
     summary = ledger.finalize("b1")                          # once, by whoever is last
+                                                             # (and then the notice, once)
 
 A claim is a lease: ``processing`` with an owner and an expiry. An expired claim is
 taken over; a live one raises :class:`ClaimBusyError` with the time to wait. Writes
@@ -42,6 +43,7 @@ from imgpipe.errors import (
     SummaryPendingError,
 )
 from imgpipe.ports import ObjectStore, StateStore
+from imgpipe.service.notice import BatchNotices
 from imgpipe.service.results import BatchContext, CreatorResult, PlanStats
 from imgpipe.service.summary import BatchSummary, SummaryWriter
 
@@ -86,8 +88,10 @@ class BatchLedger:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], None] = time.sleep,
         conflict_attempts: int = 8,
+        notices: BatchNotices | None = None,
     ) -> None:
         self.state = state
+        self.notices = notices  # the completion notice, sent by the summary's writer
         self.outputs = outputs
         self.plans = plans
         self.lease_seconds = lease_seconds
@@ -365,13 +369,31 @@ class BatchLedger:
             self.state.release_summary(batch_id, claimed_at=now)
             raise
         log.info("batch %s complete: %s", batch_id, summary.totals)
+        self._announce(summary)
         return summary
+
+    def _announce(self, summary: BatchSummary) -> None:
+        """Send the completion notice: only here, so only the summary's writer sends.
+
+        Its outcome goes beside the summary and into ``summary.extra["notice"]`` for
+        the caller to show; whatever happens, the batch stays finished.
+        """
+        if self.notices is None:
+            return
+        try:
+            record = self.notices.announce(summary)
+        except Exception:
+            log.exception("batch %s: the completion notice could not be sent", summary.batch_id)
+            return
+        if record is not None:
+            summary.extra["notice"] = record.to_dict()
 
     def _write_summary(
         self, batch: BatchRecord, stats: PlanStats, peak_memory_percent: float
     ) -> SummaryWriter:
         """Stream the records into a summary; re-read while the index lags the counters."""
         expected = batch.completed + batch.failed + batch.skipped
+        prefix = str(self.planned_spec(batch.batch_id).get("output_prefix") or "")
         for attempt in range(INDEX_CATCH_UP_TRIES):
             writer = SummaryWriter(
                 self.outputs,
@@ -379,6 +401,7 @@ class BatchLedger:
                 stats,
                 finished=self.clock(),
                 peak_memory_percent=peak_memory_percent,
+                prefix=prefix,
             )
             for record in self.state.creators_in_batch(batch.batch_id):
                 if record.status.is_final:
@@ -415,6 +438,13 @@ class BatchLedger:
             self._specs.pop(next(iter(self._specs)))
         self._specs[batch_id] = spec
         return spec
+
+    def plan_stats(self, batch_id: str) -> PlanStats | None:
+        """The CSV statistics (rows read, skipped rows) of a planned batch, if readable."""
+        try:
+            return PlanStats(**json.loads(self.plans.get(plan_key(batch_id)))["stats"])
+        except (StorageError, ValueError, KeyError, TypeError):
+            return None
 
     def _plan_stats(self, batch_id: str, source: str) -> tuple[PlanStats, str]:
         try:

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from imgpipe.domain.fingerprints import collage_fingerprint, content_hash
-from imgpipe.domain.keys import collage_key, metadata_key
+from imgpipe.domain.keys import collage_key, metadata_key, preview_key
 from imgpipe.domain.layout import plan_grid
 from imgpipe.domain.manifest import CoverRef, CreatorJob
 from imgpipe.domain.records import CoverOutcome, CreatorRecord, CreatorStatus, Reason
@@ -41,6 +41,8 @@ from imgpipe.errors import ImageError, KeyCollisionError, StorageError
 from imgpipe.fetch.downloader import FetchResult
 from imgpipe.imaging.collage import render_collage
 from imgpipe.imaging.decode import load_tile
+from imgpipe.imaging.preview import PREVIEW_CONTENT_TYPE, PREVIEW_WIDTH, render_preview
+from imgpipe.logs import EVENTS_LOGGER, log_context
 from imgpipe.ports import ObjectStore
 from imgpipe.service.ledger import BatchLedger
 from imgpipe.service.memory import MemoryMonitor, MemoryPressureError
@@ -51,6 +53,7 @@ from imgpipe.settings import BatchSpec
 __all__ = ["CreatorPipeline", "Fetcher", "Heartbeat"]
 
 log = logging.getLogger(__name__)
+events = logging.getLogger(EVENTS_LOGGER)
 
 MAX_KEY_SUFFIX = 100
 # Called at every renewal of a claim, e.g. to extend the SQS message's visibility.
@@ -102,6 +105,21 @@ class CreatorPipeline:
         note: dict[str, Any] | None = None,
     ) -> CreatorResult:
         """Claim, work while renewing the claim, finish. ClaimBusyError: another owner's."""
+        # Every record logged for this creator, here and in the threads it starts,
+        # carries its batch and key (imgpipe.logs): one place for the CLI and Lambda.
+        with log_context(batch_id=context.batch_id, creator=job.key):
+            return await self._process(job, context, options, owner, owner_is_gone, heartbeat, note)
+
+    async def _process(
+        self,
+        job: CreatorJob,
+        context: BatchContext,
+        options: BatchSpec,
+        owner: str,
+        owner_is_gone: bool,
+        heartbeat: Heartbeat | None,
+        note: dict[str, Any] | None,
+    ) -> CreatorResult:
         started = time.perf_counter()
         # Store and state calls may be network round trips (S3, DynamoDB): off the loop.
         claiming = asyncio.ensure_future(
@@ -132,12 +150,15 @@ class CreatorPipeline:
                 await beating
         result.duration = time.perf_counter() - started
         # Shielded: once the final write starts it completes, even during a stop.
-        finishing = asyncio.ensure_future(asyncio.to_thread(self._finish, result, context, owner))
+        finishing = asyncio.ensure_future(
+            asyncio.to_thread(self._finish, result, context, owner, options.output_prefix)
+        )
         try:
             await asyncio.shield(finishing)
         except asyncio.CancelledError:
             await finishing
             raise
+        _log_outcome(result)
         return result
 
     async def _keep_claim(
@@ -182,13 +203,15 @@ class CreatorPipeline:
                 job.creator, job.key, CreatorStatus.FAILED, error=f"internal_error: {exc!r}"
             )
 
-    def _finish(self, result: CreatorResult, context: BatchContext, owner: str) -> None:
+    def _finish(
+        self, result: CreatorResult, context: BatchContext, owner: str, prefix: str
+    ) -> None:
         # The metadata document first: a crash after it and before the record only
         # means the retry writes the same document again.
         document = {"batch_id": context.batch_id, "display_name": result.creator}
         document.update(result.to_dict())
         self.store.put(
-            metadata_key(context.batch_id, result.key),
+            metadata_key(context.batch_id, result.key, prefix=prefix),
             _json_bytes(document),
             content_type="application/json",
         )
@@ -200,7 +223,8 @@ class CreatorPipeline:
         self, job: CreatorJob, context: BatchContext, options: BatchSpec
     ) -> CreatorResult:
         self.monitor.check()
-        accepted, outcomes = await self._collect(job.covers, options)
+        self.progress.creator_started(job.key, min(len(job.covers), options.images_per_collage))
+        accepted, outcomes = await self._collect(job.key, job.covers, options)
         result = CreatorResult(job.creator, job.key, CreatorStatus.FAILED)
         for position, item in enumerate(accepted):
             outcomes[item.index] = replace(outcomes[item.index], cell=position)
@@ -220,32 +244,58 @@ class CreatorPipeline:
             cell_size=options.render.cell_size,
             quality=options.render.quality,
         )
-        previous = (
-            None
-            if options.collect.force
-            else await asyncio.to_thread(self._unchanged, job.key, result.fingerprint, context)
-        )
-        if previous is not None:
-            result.status = CreatorStatus.SKIPPED_UNCHANGED
-            result.collage_key = previous.collage_key
-            return result
-        self.monitor.check()
         grid = plan_grid(
             len(accepted),
             rows=options.render.rows,
             cols=options.render.cols,
             cell_size=options.render.cell_size,
         )
+        # The same fingerprint means the same grid, so an unchanged collage has this size too.
+        result.collage_size = (grid.width, grid.height)
+        previous = (
+            None
+            if options.collect.force
+            else await asyncio.to_thread(
+                self._unchanged, job.key, result.fingerprint, context, options.output_prefix
+            )
+        )
+        if previous is not None and previous.collage_key:
+            result.status = CreatorStatus.SKIPPED_UNCHANGED
+            result.collage_key = previous.collage_key
+            # A collage stored before previews existed gets its preview now.
+            result.preview_key = await self._ensure_preview(previous.collage_key, None)
+            return result
+        self.monitor.check()
         tiles = [item.tile for item in accepted]
         data = await self._run_cpu(render_collage, tiles, grid, quality=options.render.quality)
         result.collage_key = await asyncio.to_thread(
             self._store_collage, job.key, data, context, options
         )
+        result.preview_key = await self._ensure_preview(result.collage_key, data)
         result.status = CreatorStatus.COMPLETED
         return result
 
+    async def _ensure_preview(self, collage: str, data: bytes | None) -> str | None:
+        """The key of the collage's preview, made and stored when missing.
+
+        A preview is a convenience of pages: when it cannot be made the creator is
+        still done, and pages show the collage itself (preview key None).
+        """
+        key = preview_key(collage, PREVIEW_WIDTH)
+        try:
+            if data is None:
+                if await asyncio.to_thread(self.store.exists, key):
+                    return key
+                data = await asyncio.to_thread(self.store.get, collage)
+            preview = await self._run_cpu(render_preview, data)
+            await asyncio.to_thread(self.store.put, key, preview, content_type=PREVIEW_CONTENT_TYPE)
+        except (StorageError, OSError, ValueError) as exc:
+            log.warning("collage %s: no preview (%s)", collage, exc)
+            return None
+        return key
+
     async def _collect(
-        self, covers: Sequence[CoverRef], options: BatchSpec
+        self, key: str, covers: Sequence[CoverRef], options: BatchSpec
     ) -> tuple[list[_Accepted], dict[int, CoverOutcome]]:
         """Fetch covers in CSV order until the grid is full, backfilling failures."""
         target = options.images_per_collage
@@ -256,7 +306,9 @@ class CreatorPipeline:
         while len(accepted) < target and next_index < len(covers):
             wave = range(next_index, min(len(covers), next_index + target - len(accepted)))
             next_index = wave.stop
-            results = await asyncio.gather(*(self._fetch_tile(covers[i], options) for i in wave))
+            results = await asyncio.gather(
+                *(self._fetch_tile(key, covers[i], options) for i in wave)
+            )
             for index, (outcome, tile) in zip(wave, results, strict=True):
                 if tile is not None and options.collect.deduplicate and outcome.sha256 in seen:
                     outcome = replace(outcome, ok=False, reason=Reason.DUPLICATE.value)
@@ -273,7 +325,7 @@ class CreatorPipeline:
         return accepted, outcomes
 
     async def _fetch_tile(
-        self, cover: CoverRef, options: BatchSpec
+        self, key: str, cover: CoverRef, options: BatchSpec
     ) -> tuple[CoverOutcome, Image.Image | None]:
         fetched = await self.fetcher.fetch(cover.url)
         base = CoverOutcome(
@@ -285,23 +337,26 @@ class CreatorPipeline:
             attempts=fetched.attempts,
         )
         if fetched.data is None or fetched.reason is not None:
-            self.progress.cover_done(False)
+            self.progress.cover_done(key, False)
             return base, None
         data = fetched.data
         try:
             digest, tile = await self._run_cpu(_hash_and_decode, data, options)
         except ImageError as exc:
-            self.progress.cover_done(False)
+            self.progress.cover_done(key, False)
             return replace(base, reason=exc.reason, detail=exc.detail, bytes=len(data)), None
-        self.progress.cover_done(True)
+        self.progress.cover_done(key, True)
         return replace(base, ok=True, reason=None, sha256=digest, bytes=len(data)), tile
 
     async def _run_cpu(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: func(*args, **kwargs))
 
-    def _unchanged(self, key: str, fingerprint: str, context: BatchContext) -> CreatorRecord | None:
-        """The newest earlier record with the same fingerprint whose collage still exists."""
+    def _unchanged(
+        self, key: str, fingerprint: str, context: BatchContext, prefix: str
+    ) -> CreatorRecord | None:
+        """The newest earlier record with the same fingerprint whose collage still exists
+        under this batch's output prefix (another prefix is another place to publish to)."""
         now = int(self.clock().timestamp())
         for record in self.ledger.state.creator_history(key, limit=20):
             if record.batch_id == context.batch_id or (record.ttl and record.ttl < now):
@@ -310,6 +365,7 @@ class CreatorPipeline:
                 record.status in (CreatorStatus.COMPLETED, CreatorStatus.SKIPPED_UNCHANGED)
                 and record.fingerprint == fingerprint
                 and record.collage_key
+                and record.collage_key.startswith(f"{prefix}collages/")
                 and self.store.exists(record.collage_key)
             ):
                 return record
@@ -322,7 +378,7 @@ class CreatorPipeline:
         (same bytes: rendering is deterministic) and keeps it instead of adding one."""
         when = datetime.fromisoformat(context.processing_date)
         for suffix in range(MAX_KEY_SUFFIX):
-            candidate = collage_key(key, when, suffix)
+            candidate = collage_key(key, when, suffix, prefix=options.output_prefix)
             try:
                 self.store.put(
                     candidate,
@@ -336,6 +392,26 @@ class CreatorPipeline:
                     return candidate
                 continue
         raise StorageError(f"no free collage key for {key} after {MAX_KEY_SUFFIX} tries")
+
+
+def _log_outcome(result: CreatorResult) -> None:
+    """One record per failed cover (naming its URL) and one for the creator, for log search."""
+    for cover in result.failures:  # duplicates and covers never fetched are not failures
+        events.info(
+            "cover failed: %s (%s)",
+            cover.url,
+            cover.reason,
+            extra={"url": cover.url, "line": cover.line, "reason": cover.reason,
+                   "detail": cover.detail},
+        )  # fmt: skip
+    events.info(
+        "creator %s: %s",
+        result.key,
+        result.status.value,
+        extra={"status": result.status.value, "images_used": result.images_used,
+               "failed_covers": len(result.failures), "error": result.error,
+               "duration_s": round(result.duration, 3)},
+    )  # fmt: skip
 
 
 def _hash_and_decode(data: bytes, options: BatchSpec) -> tuple[str, Image.Image]:

@@ -65,6 +65,8 @@ def batch_identity(content_sha256: str, options: BatchSpec, *, source: str = "")
     """The input and the output-shaping settings, as one hex digest."""
     flat = options.flat()
     shaping = {name: flat[name] for name in OUTPUT_SETTINGS}
+    if options.encoding is not None:  # named: other names, another batch (absent: as before)
+        shaping["encoding"] = options.encoding
     text = json.dumps([content_sha256, source, shaping], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 

@@ -55,6 +55,8 @@ class CreatorResult:
     covers: list[CoverOutcome] = field(default_factory=list)
     images_used: int = 0
     collage_key: str | None = None
+    preview_key: str | None = None  # a small copy of the collage, for pages
+    collage_size: tuple[int, int] | None = None  # (width, height) px, for pages' layout
     fingerprint: str | None = None
     duration: float = 0.0
     error: str | None = None
@@ -85,6 +87,8 @@ class CreatorResult:
             covers=covers,
             images_used=record.images_processed,
             collage_key=record.collage_key,
+            preview_key=record.metadata.get("preview_key"),
+            collage_size=_size(record.metadata),
             fingerprint=record.fingerprint,
             duration=record.processing_duration,
             error=record.metadata.get("error"),
@@ -99,9 +103,17 @@ class CreatorResult:
             "status": self.status.value,
             "images_used": self.images_used,
             "collage_key": self.collage_key,
+            "preview_key": self.preview_key,
+            "width": self.collage_size[0] if self.collage_size else None,
+            "height": self.collage_size[1] if self.collage_size else None,
             "fingerprint": self.fingerprint,
             "duration_s": round(self.duration, 3),
             "error": self.error,
             "safe_mode": self.safe_mode,
             "covers": [c.to_dict() for c in self.covers],
         }
+
+
+def _size(metadata: dict[str, Any]) -> tuple[int, int] | None:
+    width, height = metadata.get("width"), metadata.get("height")
+    return (int(width), int(height)) if width and height else None

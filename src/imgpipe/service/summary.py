@@ -25,7 +25,7 @@ from imgpipe.ports import ObjectStore, StateStore
 from imgpipe.service.gallery import render_gallery
 from imgpipe.service.results import CreatorResult, PlanStats
 
-__all__ = ["GALLERY_KEY", "BatchSummary", "SummaryWriter", "failed_urls_prefix"]
+__all__ = ["GALLERY_KEY", "BatchSummary", "SummaryWriter", "batch_status", "failed_urls_prefix"]
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 3
@@ -37,8 +37,19 @@ FAILED_URLS_INLINE = 1_000
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 
 
-def failed_urls_prefix(batch_id: str) -> str:
-    return f"results/failed-urls/{batch_id}/"
+def batch_status(creators: int, failed: int) -> BatchStatus:
+    """A finished batch's status: ``failed`` when no creator got a collage.
+
+    >>> [batch_status(3, n).value for n in (0, 1, 3)]
+    ['completed', 'completed_with_failures', 'failed']
+    """
+    if failed and failed >= creators:
+        return BatchStatus.FAILED
+    return BatchStatus.COMPLETED_WITH_FAILURES if failed else BatchStatus.COMPLETED
+
+
+def failed_urls_prefix(batch_id: str, *, prefix: str = "") -> str:
+    return f"{prefix}results/failed-urls/{batch_id}/"
 
 
 @dataclass
@@ -84,8 +95,12 @@ class SummaryWriter:
         *,
         finished: datetime,
         peak_memory_percent: float = 0.0,
+        prefix: str = "",
     ) -> None:
+        """``prefix``: the batch's output prefix; the summary, its failed-URL parts and
+        the gallery go under it, beside the batch's collages."""
         self.outputs = outputs
+        self.prefix = prefix
         self.batch = batch
         self.stats = stats
         self.finished = finished
@@ -121,7 +136,8 @@ class SummaryWriter:
     def _flush(self) -> None:
         if not self._part:
             return
-        key = f"{failed_urls_prefix(self.batch.batch_id)}part-{len(self._parts):05}.jsonl"
+        folder = failed_urls_prefix(self.batch.batch_id, prefix=self.prefix)
+        key = f"{folder}part-{len(self._parts):05}.jsonl"
         self.outputs.put(
             key, ("\n".join(self._part) + "\n").encode(), content_type="application/x-ndjson"
         )
@@ -163,7 +179,7 @@ class SummaryWriter:
             started_at=started.isoformat(timespec="seconds"),
             finished_at=self.finished.isoformat(timespec="seconds"),
             duration_s=round(duration, 3),
-            status=BatchStatus.COMPLETED_WITH_FAILURES if failed else BatchStatus.COMPLETED,
+            status=batch_status(self.creators, failed),
             totals=totals,
             failures_by_reason=dict(self._reasons.most_common()),
             failed_urls=self._inline,
@@ -172,7 +188,8 @@ class SummaryWriter:
             settings=self.batch.settings,
             images_per_second=round(self._images / duration, 2) if duration > 0 else 0.0,
             peak_memory_percent=round(self.peak_memory_percent, 1),
-            summary_key=summary_key(self.batch.batch_id),
+            summary_key=summary_key(self.batch.batch_id, prefix=self.prefix),
+            gallery_key=self.prefix + GALLERY_KEY,
             failed_url_files=list(self._parts),
         )
 
@@ -185,8 +202,8 @@ class SummaryWriter:
             content_type="application/json",
         )
         self.outputs.put(
-            GALLERY_KEY,
-            render_gallery(summary).encode(),
+            summary.gallery_key,
+            render_gallery(summary, base=self.prefix).encode(),
             content_type="text/html; charset=utf-8",
         )
         batch.status = summary.status
@@ -203,6 +220,9 @@ def _creator_entry(result: CreatorResult, failures: Counter[str | None]) -> dict
         "status": result.status.value,
         "images_used": result.images_used,
         "collage_key": result.collage_key,
+        "preview_key": result.preview_key,
+        "width": result.collage_size[0] if result.collage_size else None,
+        "height": result.collage_size[1] if result.collage_size else None,
         "failures": dict(failures),
         "duplicates": result.duplicates,
         "error": result.error,

@@ -65,6 +65,7 @@ async function pollBatch() {
     setBadge(root, body.status);
     setProgress(root, body);
     for (const f of ["completed", "skipped", "failed"]) setText(root, f, body[f]);
+    showLiveCovers(body.live || {});
     const done = String(body.done || 0);
     // New tiles appear by re-rendering, while the whole batch fits one page; a large
     // batch updates its counts in place and re-renders once, when it ends.
@@ -75,6 +76,38 @@ async function pollBatch() {
     }
   }
   setTimeout(pollBatch, POLL_MS);
+}
+
+// "processing · 12/35 covers" on the rows of creators whose covers are downloading.
+function showLiveCovers(live) {
+  for (const row of document.querySelectorAll("#creators tr[data-creator]")) {
+    const counts = live[row.dataset.creator];
+    const span = row.querySelector('[data-field="live"]');
+    if (!span) continue;
+    if (!counts) {
+      if (row.dataset.status === "processing") span.hidden = true;
+      continue;
+    }
+    if (row.dataset.status !== "processing") {
+      row.dataset.status = "processing";
+      setBadge(row, "processing");
+    }
+    const failed = counts.covers_failed ? `, ${counts.covers_failed} failed` : "";
+    span.textContent = ` · ${counts.covers_ok}/${counts.covers_total} covers${failed}`;
+    span.hidden = false;
+  }
+}
+
+// Tiles shimmer until their image has painted.
+function markLoadedThumbs() {
+  for (const img of document.querySelectorAll(".thumb img")) {
+    const done = () => img.parentElement.classList.add("loaded");
+    if (img.complete && img.naturalWidth) done();
+    else {
+      img.addEventListener("load", done, { once: true });
+      img.addEventListener("error", done, { once: true });
+    }
+  }
 }
 
 function bindUpload() {
@@ -186,6 +219,7 @@ function showComparison(data) {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  markLoadedThumbs();
   bindUpload();
   bindCompare();
   setTimeout(pollBatches, POLL_MS);

@@ -155,6 +155,28 @@ def test_unusable_csv_is_a_400_and_starts_no_batch(api: ApiFactory) -> None:
     assert server.http.get("/v1/batches").json() == []
 
 
+def test_a_cp1252_upload_renders_with_the_right_names(api: ApiFactory, covers: FaultServer) -> None:
+    """Excel's "CSV" in the West is cp1252: detected, or named with the encoding field."""
+    server = api()
+    red = covers.add("/red.jpg", Serve(solid_jpeg(RED, (300, 400))))
+    blue = covers.add("/blue.jpg", Serve(solid_jpeg(BLUE, (300, 400))))
+    data = f"creator;url\r\nZoë;{red}\r\n€uro Fan;{blue}\r\n".encode("cp1252")
+    files = {"file": ("excel.csv", data, "text/csv")}
+
+    detected = server.http.post("/v1/batches", files=files)
+    named = server.http.post("/v1/batches", files=files, data={"encoding": "cp1252"})
+    wrong = server.http.post("/v1/batches", files=files, data={"encoding": "utf-8"})
+    unknown = server.http.post("/v1/batches", files=files, data={"encoding": "klingon"})
+
+    for answer in (detected, named):
+        assert answer.status_code == 202, answer.text
+        batch = wait_for_batch(server, answer.json()["batch_id"])
+        assert batch["status"] == "completed", batch
+        assert sorted(c["creator"] for c in batch["creators"]) == ["Zoë", "€uro Fan"]
+    assert wrong.status_code == 400 and "line 2: byte 0xeb is not utf-8" in wrong.json()["msg"]
+    assert unknown.status_code == 400 and "klingon" in unknown.json()["msg"]
+
+
 def test_form_validation_and_missing_file_are_422(api: ApiFactory) -> None:
     server = api()
     no_file = server.http.post("/v1/batches", data={"rows": "2"})

@@ -143,7 +143,11 @@ def test_dashboard_pages_render_batches_and_creators(api: ApiFactory, covers: Fa
 
     assert f'href="/batches/{batch_id}"' in home
     assert 'data-status="completed_with_failures"' in home
-    assert f'src="/v1/collages/{collage}"' in page and 'loading="lazy"' in page
+    preview = collage.removesuffix(".jpg") + ".w480.webp"
+    assert f'src="/v1/collages/{preview}"' in page and 'loading="lazy"' in page
+    assert f'srcset="/v1/collages/{preview} 1x, /v1/collages/{collage} 2x"' in page
+    served = server.http.get(f"/v1/collages/{preview}")
+    assert served.status_code == 200 and served.headers["content-type"] == "image/webp"
     assert page.count('class="tile"') == 2  # carol failed: no collage tile
     assert "http_404 × 2" in page  # failures by reason
     assert covers.url("/gone.jpg") in page  # the failed URL is named
@@ -168,7 +172,7 @@ def test_a_large_batch_page_is_paged_and_filtered_by_status(
 
     def creators_on(query: str) -> list[str]:
         page = server.http.get(f"/batches/{batch_id}{query}").text
-        return re.findall(r'<tr data-creator="([^"]+)">', page)
+        return re.findall(r'<tr data-creator="([^"]+)"', page)
 
     first = server.http.get(f"/batches/{batch_id}").text
     assert creators_on("") == ["c00", "c01", "c02", "c03"]

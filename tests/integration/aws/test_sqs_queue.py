@@ -105,15 +105,18 @@ def test_resources_match_the_deployed_shape(aws: Settings, names: dict[str, str]
     assert ttl["TimeToLiveDescription"]["AttributeName"] == "ttl"
     s3 = client(aws, "s3")
     notification = s3.get_bucket_notification_configuration(Bucket=names["IMGPIPE_INPUT_BUCKET"])
-    rules = notification["QueueConfigurations"][0]["Filter"]["Key"]["FilterRules"]
-    assert {r["Name"].lower(): r["Value"] for r in rules} == {
-        "prefix": "csv-files/",
-        "suffix": ".csv",
-    }
+    # one notification per suffix spelling: S3's suffix filters are case-sensitive
+    filters = [
+        {r["Name"].lower(): r["Value"] for r in c["Filter"]["Key"]["FilterRules"]}
+        for c in notification["QueueConfigurations"]
+    ]
+    assert sorted(filters, key=lambda f: f["suffix"]) == [
+        {"prefix": "csv-files/", "suffix": ".CSV"},
+        {"prefix": "csv-files/", "suffix": ".csv"},
+    ]
     # the one-queue deployment: CSV uploads notify the work queue, not the planning queue
-    (target,) = notification["QueueConfigurations"]
     work_arn = sqs.get_queue_attributes(
         QueueUrl=names["IMGPIPE_SQS_QUEUE_URL"], AttributeNames=["QueueArn"]
     )["Attributes"]["QueueArn"]
-    assert target["QueueArn"] == work_arn
+    assert {c["QueueArn"] for c in notification["QueueConfigurations"]} == {work_arn}
     assert ensure_resources(aws, prefix="t") == names  # idempotent

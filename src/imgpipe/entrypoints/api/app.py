@@ -25,6 +25,7 @@ from imgpipe.entrypoints.api.envelope import ERROR_RESPONSES, install_error_hand
 from imgpipe.entrypoints.api.guard import Guard
 from imgpipe.entrypoints.api.launch import BatchLauncher, make_launcher
 from imgpipe.settings import Settings
+from imgpipe.version import version
 
 __all__ = ["create_app"]
 
@@ -60,7 +61,7 @@ def create_app(
 
     app = FastAPI(
         title="imgpipe",
-        version="0.1.0",
+        version=version(),
         description=DESCRIPTION,
         lifespan=lifespan,
         docs_url=None,  # served from local assets by install_docs

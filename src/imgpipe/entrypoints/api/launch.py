@@ -9,22 +9,38 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from imgpipe.bootstrap import Backend, run_csv
+from imgpipe.domain.keys import API_UPLOADS_PREFIX
 from imgpipe.ports import Metrics
 from imgpipe.service.fanout import parse_csv_bytes
 from imgpipe.service.planning import new_batch_id
+from imgpipe.service.progress import LiveProgress
 from imgpipe.service.summary import BatchSummary
 from imgpipe.settings import Settings
 
 __all__ = ["BatchLauncher", "LocalLauncher", "make_launcher"]
 
 log = logging.getLogger(__name__)
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+# What a file name may not hold as one path segment or S3 key segment; the rest of
+# the uploaded name is kept, so pages show it as the person chose it.
+_UNSAFE_IN_NAME = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
+
+
+def upload_name(filename: str) -> str:
+    """An uploaded file's name, safe as the last segment of a path or key.
+
+    >>> upload_name("creators (May).csv"), upload_name("../../etc/passwd"), upload_name("")
+    ('creators (May).csv', 'passwd', 'upload.csv')
+    """
+    name = _UNSAFE_IN_NAME.sub("_", filename.replace("\\", "/").rsplit("/", 1)[-1])
+    name = name.strip(" .")[:120]
+    return name or "upload.csv"
 
 
 class BatchLauncher(Protocol):
@@ -34,6 +50,10 @@ class BatchLauncher(Protocol):
 
     def pending(self, batch_id: str) -> dict[str, Any] | None:
         """A batch accepted but not yet recorded by the state store, else None."""
+        ...
+
+    def live(self, batch_id: str) -> dict[str, dict[str, int]] | None:
+        """Cover counts of the batch's creators in flight, when this process runs it."""
         ...
 
 
@@ -55,6 +75,7 @@ class LocalLauncher:
         self.uploads = root / "uploads"
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="imgpipe-batch")
         self._pending: dict[str, dict[str, Any]] = {}
+        self._live: dict[str, LiveProgress] = {}
         self._lock = threading.Lock()
 
     def launch(self, data: bytes, filename: str, overrides: dict[str, Any]) -> str:
@@ -62,8 +83,10 @@ class LocalLauncher:
         options = self.settings.batch_spec(**overrides, allow_local_files=False)
         parse_csv_bytes(data, options, filename)  # InputError -> 400 before anything starts
         batch_id = new_batch_id(datetime.now(UTC))
-        self.uploads.mkdir(parents=True, exist_ok=True)
-        path = self.uploads / f"{batch_id}-{_SAFE_NAME.sub('_', filename)[:80] or 'upload.csv'}"
+        # A folder per batch keeps the file's own name: the batch's source shows it.
+        folder = self.uploads / batch_id
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / upload_name(filename)
         path.write_bytes(data)
         with self._lock:
             self._pending[batch_id] = {
@@ -71,19 +94,24 @@ class LocalLauncher:
                 "status": "queued",
                 "source": path.name,
             }
+            self._live[batch_id] = LiveProgress()
         self._pool.submit(self._run, path, options, batch_id)
         return batch_id
 
     def _run(self, path: Path, options: Any, batch_id: str) -> None:
+        with self._lock:
+            live = self._live[batch_id]
         try:
-            summary = run_csv(path, options, self.backend, batch_id=batch_id)
+            summary = run_csv(path, options, self.backend, batch_id=batch_id, progress=live)
         except Exception as exc:  # recorded for GET /v1/batches/{id}; the server goes on
             log.exception("batch %s failed", batch_id)
             with self._lock:
                 self._pending[batch_id].update(status="error", error=str(exc))
+                self._live.pop(batch_id, None)
             return
         with self._lock:
             self._pending.pop(batch_id, None)
+            self._live.pop(batch_id, None)
         if self.metrics is not None:
             record_batch(self.metrics, summary)
 
@@ -91,6 +119,11 @@ class LocalLauncher:
         with self._lock:
             entry = self._pending.get(batch_id)
             return dict(entry) if entry else None
+
+    def live(self, batch_id: str) -> dict[str, dict[str, int]] | None:
+        with self._lock:
+            progress = self._live.get(batch_id)
+        return progress.snapshot() if progress else None
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -109,7 +142,7 @@ class AwsLauncher:
     ``api-uploads/`` is outside the CSV prefix, so no S3 event plans it a second time.
     """
 
-    PREFIX = "api-uploads/"
+    PREFIX = API_UPLOADS_PREFIX
 
     def __init__(self, settings: Settings, backend: Backend) -> None:
         from imgpipe.bootstrap import make_fanout
@@ -123,8 +156,9 @@ class AwsLauncher:
     def launch(self, data: bytes, filename: str, overrides: dict[str, Any]) -> str:
         options = self.settings.batch_spec(**overrides)
         parse_csv_bytes(data, options, filename)  # InputError -> 400 before anything starts
+        # A folder per upload keeps the file's own name: the batch's source shows it.
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        key = f"{self.PREFIX}{stamp}-{_SAFE_NAME.sub('_', filename)[:80] or 'upload.csv'}"
+        key = f"{self.PREFIX}{stamp}-{uuid.uuid4().hex[:8]}/{upload_name(filename)}"
         batch_id = self.fanout.submit(key, data, overrides)
         with self._lock:
             self._queued[batch_id] = {"batch_id": batch_id, "status": "queued", "source": key}
@@ -135,6 +169,9 @@ class AwsLauncher:
         with self._lock:
             entry = self._queued.get(batch_id)
             return dict(entry) if entry else None
+
+    def live(self, batch_id: str) -> dict[str, dict[str, int]] | None:
+        return None  # workers run elsewhere: the records' per-creator progress is it
 
 
 def make_launcher(

@@ -19,6 +19,7 @@ from imgpipe.service.results import NOT_FAILURES
 router = APIRouter(tags=["batches"])
 
 _TYPES = {
+    ".webp": "image/webp",
     ".jpg": "image/jpeg",
     ".jpeg": "image/jpeg",
     ".png": "image/png",
@@ -28,6 +29,7 @@ _TYPES = {
 
 MAX_PAGE = 500  # batches per page of GET /v1/batches
 MAX_OFFSET = 10_000  # deeper pages cost a read of every batch before them
+MAX_ROW_PROBLEMS = 500  # skipped CSV rows listed with a batch; the count is always exact
 
 
 def file_name(source: str) -> str:
@@ -55,6 +57,10 @@ def creator_view(record: CreatorRecord) -> dict[str, Any]:
         "status": record.status.value,
         "images_processed": record.images_processed,
         "collage_key": record.collage_key,
+        # Pages show the preview in grids and lay tiles out at the collage's own shape.
+        "preview_key": record.metadata.get("preview_key"),
+        "width": record.metadata.get("width"),
+        "height": record.metadata.get("height"),
         "processing_duration": record.processing_duration,
         "error_count": record.error_count,
         "error": record.metadata.get("error"),
@@ -81,6 +87,14 @@ async def create_batch(
     url_column: Annotated[
         str | None, Form(max_length=200, description="the cover URL column's header")
     ] = None,
+    encoding: Annotated[
+        str | None,
+        Form(
+            max_length=40,
+            description="the CSV's text encoding (utf-8, cp1252, latin-1, utf-16...); "
+            "omitted: detected",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     # The guard middleware has capped the body at IMGPIPE_MAX_UPLOAD_BYTES already.
     data = await file.read()
@@ -89,7 +103,7 @@ async def create_batch(
         for k, v in {
             "rows": rows, "cols": cols, "quality": quality, "max_images": max_images,
             "min_images": min_images, "force": force, "creator_column": creator_column,
-            "url_column": url_column,
+            "url_column": url_column, "encoding": encoding,
         }.items()
         if v is not None
     }  # fmt: skip
@@ -141,18 +155,31 @@ def batch_detail(
     progress poll needs, however large the batch); otherwise ``creators`` holds
     the creators of ``status`` (all when None) from ``offset``, at most ``limit``.
     """
-    state = request.app.state.backend.state
+    backend = request.app.state.backend
+    state = backend.state
     batch = state.get_batch(batch_id)
     if batch is None:
         pending = request.app.state.launcher.pending(batch_id)
         if pending is None:
             return None
-        empty: dict[str, Any] = {"creators": [], "creators_total": 0, "counts": {}}
+        empty: dict[str, Any] = {
+            "creators": [],
+            "creators_total": 0,
+            "counts": {},
+            "live": {},
+            "row_problems": [],
+        }
         source = file_name(str(pending.get("source", "")))
         return {**pending, **empty, "source": source, "failures_by_reason": {}}
+    # Cover counts of creators fetching right now (a batch this process runs).
+    live = request.app.state.launcher.live(batch_id) or {}
     if not include_creators:
-        return batch_view(batch)
+        return {**batch_view(batch), "live": live}
     creators = [creator_view(r) for r in state.creators_in_batch(batch_id)]
+    for creator in creators:
+        if creator["status"] == CreatorStatus.PROCESSING.value:
+            creator["live"] = live.get(creator["key"])
+    stats = backend.ledger().plan_stats(batch_id)
     reasons: Counter[str] = Counter()
     for creator in creators:
         reasons.update(creator["failures"])
@@ -167,6 +194,9 @@ def batch_detail(
         "creators_total": len(creators),
         "creators_offset": offset,
         "creators": creators[offset:end],
+        "live": live,
+        "row_problems": stats.row_problems[:MAX_ROW_PROBLEMS] if stats else [],
+        "row_problems_total": stats.problems_total if stats else 0,
     }
 
 

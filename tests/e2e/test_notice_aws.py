@@ -1,0 +1,141 @@
+"""Completion notices on the AWS engine: moto's SNS topic, read by a subscribed SQS queue.
+
+Whatever way the batch finishes -- two workers racing, every creator message
+delivered twice, the sweep writing the summary of a writer that died -- the topic
+gets exactly one digest per batch, sent by whoever wrote the summary.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imgpipe.domain.keys import notice_key
+from imgpipe.entrypoints import aws_lambda
+from imgpipe.service import ledger as ledger_module
+from tests.e2e.test_aws_chaos import (
+    _advance,
+    assert_batch_done,
+    covers,
+    creator_messages,
+    plan_upload,
+    runtime,
+)
+from tests.support.aws_deploy import Deployment
+from tests.support.covers import RED, solid_jpeg
+from tests.support.http_server import FaultServer, Serve
+from tests.support.sns import SubscribedTopic
+
+
+@pytest.fixture
+def atomic_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make moto's DynamoDB writes atomic, as DynamoDB's are.
+
+    moto (in this process, on server threads) updates an item by read-modify-write
+    without a lock, and rolls a failed transaction back by restoring a copy of the
+    whole table: two workers finishing creators at the same moment can lose one
+    count, and then the batch never finishes. One lock over the writes restores what
+    DynamoDB guarantees; the engine's own races (claims, replays) are untouched.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()  # transact_write_items calls update_item inside
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+        original = getattr(DynamoDBBackend, name)
+
+        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(DynamoDBBackend, name, locked)
+
+
+@pytest.fixture
+def topic(deployed: Deployment, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> SubscribedTopic:
+    """The deployment with IMGPIPE_NOTIFY_TOPIC_ARN set and a presigned summary link."""
+    subscribed = SubscribedTopic.create(deployed.settings, "imgpipe-done")
+    monkeypatch.setenv("IMGPIPE_NOTIFY_TOPIC_ARN", subscribed.arn)
+    monkeypatch.setenv("IMGPIPE_NOTIFY_PRESIGN_SECONDS", "600")
+    monkeypatch.setenv("IMGPIPE_DATA_DIR", str(tmp_path / "data"))  # a cover cache of its own
+    aws_lambda._runtime.cache_clear()  # the runtime reads the settings once
+    return subscribed
+
+
+def notice_record(deployed: Deployment, batch_id: str) -> dict[str, object]:
+    data: dict[str, object] = json.loads(deployed.outputs.get(notice_key(batch_id)))
+    return data
+
+
+@pytest.mark.slow
+def test_two_workers_and_duplicate_deliveries_publish_one_digest(
+    deployed: Deployment, topic: SubscribedTopic, atomic_dynamodb: None
+) -> None:
+    names = [f"creator {i}" for i in range(6)]
+    with FaultServer() as server:
+        deployed.upload_csv("csv-files/notified.csv", covers(server, names))
+        batch_id = plan_upload(deployed)["batch_id"]
+        messages = creator_messages(deployed, len(names)).values()
+        deployed.queue.send([m.body for m in messages])  # every message a second time
+        for message in messages:
+            deployed.queue.release(message)
+        loops = deployed.work(workers=2)
+        assert runtime().sweep()["finalized"] == 0
+
+    # A copy that met its twin's live claim is deferred (the twin finishes the creator).
+    assert all(w.stats.failed == 0 for w in loops)
+    assert sum(w.stats.succeeded + w.stats.deferred for w in loops) == 2 * len(names)
+    summary = assert_batch_done(deployed, batch_id, names)
+    [(digest, attributes)] = topic.received()
+    assert attributes == {"idempotency_key": batch_id}
+    assert digest["batch_id"] == digest["idempotency_key"] == batch_id
+    assert digest["status"] == "completed"
+    assert digest["counts"]["completed"] == len(names) and digest["failure_reasons"] == {}
+    assert digest["summary_key"] == summary["summary_key"]
+    # the presigned link fetches the summary itself
+    link = digest["summary_url"]
+    assert "X-Amz-Expires=600" in link
+    with urllib.request.urlopen(link, timeout=10) as response:
+        assert json.loads(response.read()) == summary
+    recorded = notice_record(deployed, batch_id)
+    (delivery,) = recorded["deliveries"]  # type: ignore[misc]
+    assert (delivery["channel"], delivery["status"]) == ("sns", "sent")
+    assert delivery["message_id"]
+
+
+@pytest.mark.slow
+def test_the_sweep_that_writes_a_dead_writers_summary_sends_its_notice(
+    deployed: Deployment, topic: SubscribedTopic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgpipe.service.summary import SummaryWriter
+
+    with FaultServer() as server:
+        rows = [("Only", server.add("/1.jpg", Serve(solid_jpeg(RED))))]
+        deployed.upload_csv("csv-files/orphan.csv", rows)
+        batch_id = plan_upload(deployed)["batch_id"]
+        (message,) = creator_messages(deployed, 1).values()
+        fanout = runtime()
+        monkeypatch.setattr(fanout.ledger, "summary_wait_seconds", 0.2)
+
+        class Died(BaseException):
+            """The invocation ends here (a timeout, a kill): no handler runs after it."""
+
+        def die(*args: object, **kwargs: object) -> None:
+            raise Died("the invocation died after claiming the summary")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(SummaryWriter, "publish", die)
+            with pytest.raises(Died):
+                aws_lambda.handle_record_body(message.body)
+        deployed.queue.delete(message)
+
+    assert topic.received(quiet_seconds=0.3) == []  # no summary, no notice
+    _advance(fanout, monkeypatch, ledger_module.SUMMARY_LEASE_SECONDS + 1)
+    assert fanout.sweep()["finalized"] == 1
+    assert fanout.sweep()["finalized"] == 0
+    [(digest, _)] = topic.received()
+    assert digest["batch_id"] == batch_id and digest["counts"]["completed"] == 1

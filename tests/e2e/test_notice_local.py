@@ -1,0 +1,142 @@
+"""``imgpipe run --notify-url``: a real CLI process, covers and a webhook receiver on 127.0.0.1.
+
+The receiver checks the HMAC signature and drops duplicates by idempotency key
+(:mod:`tests.support.webhook`); 127.0.0.0/8 is allowed with the same flag that lets
+the covers be fetched. One finished batch, one notice; an interrupted run sends
+none, and the rerun that finishes it sends the batch's one notice.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+
+from imgpipe.domain.keys import notice_key
+from tests.e2e.test_chaos_local import (
+    Cli,
+    final_creators,
+    run_args,
+    serve_corpus,
+    wait_for,
+)
+from tests.e2e.test_cli_local import imgpipe, write_csv
+from tests.support.covers import GREEN, RED, solid_jpeg
+from tests.support.http_server import FaultServer, Serve, Status
+from tests.support.webhook import Receiver
+
+SECRET = "hook-secret"
+ALLOW = ("--allow-private-networks", "127.0.0.0/8")
+ENV = {"IMGPIPE_NOTIFY_SECRET": SECRET}
+
+
+def notice_of(out: Path, batch_id: str) -> dict[str, object]:
+    data: dict[str, object] = json.loads((out / notice_key(batch_id)).read_text())
+    return data
+
+
+def test_each_finished_run_posts_one_signed_notice(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with FaultServer() as server:
+        receiver = Receiver(SECRET)
+        hook = server.add("/hooks/imgpipe", receiver)
+        csv = write_csv(
+            tmp_path / "covers.csv",
+            [
+                ("Ann", server.add("/a.jpg", Serve(solid_jpeg(RED)))),
+                ("Ann", server.add("/b.jpg", Serve(solid_jpeg(GREEN)))),
+                ("Gone", server.add("/gone.jpg", Status(404))),
+            ],
+        )
+        args = ("run", csv, "--out", out, "--json", "--quiet", "--retries", "0", *ALLOW)
+        first = imgpipe(*args, "--notify-url", hook, cwd=tmp_path, env=ENV)
+        again = imgpipe(*args, "--notify-url", hook, cwd=tmp_path, env=ENV)
+
+    assert first.returncode == 3, first.stderr  # a creator failed; the notice went out
+    assert "notice" not in first.stderr
+    summary, rerun = json.loads(first.stdout), json.loads(again.stdout)
+    # the rerun of a finished input is a batch of its own (unchanged): its own notice
+    assert [d["batch_id"] for d in receiver.accepted] == [summary["batch_id"], rerun["batch_id"]]
+    assert receiver.rejected == 0 and receiver.duplicates == 0
+    digest = receiver.accepted[0]
+    assert digest["status"] == "completed_with_failures"
+    assert digest["counts"] == {
+        name: summary["totals"][name]
+        for name in ("creators", "completed", "skipped_unchanged", "failed")
+        + ("images_used", "images_failed")
+    }
+    assert digest["failure_reasons"] == summary["failures_by_reason"] == {"http_404": 1}
+    assert digest["summary_key"] == summary["summary_key"]
+    assert "summary_url" not in digest  # IMGPIPE_NOTIFY_PRESIGN_SECONDS is off by default
+    # the outcome is beside the summary, which does not mention it
+    recorded = notice_of(out, summary["batch_id"])
+    assert recorded["state"] == "done"
+    (delivery,) = recorded["deliveries"]  # type: ignore[misc]
+    assert delivery["status"] == "sent" and delivery["status_code"] == 202
+    assert "notice" not in json.loads((out / summary["summary_key"]).read_text())["extra"]
+    assert summary["extra"]["notice"] == recorded  # what --json shows
+
+
+def test_a_failed_notice_is_one_line_and_the_exit_code_stays_the_batchs(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with FaultServer() as server:
+        hook = server.add("/hooks/refusing", Status(400))
+        csv = write_csv(tmp_path / "c.csv", [("Ann", server.add("/a.jpg", Serve(solid_jpeg(RED))))])
+        done = imgpipe(
+            "run", csv, "--out", out, "--json", "--quiet", *ALLOW, "--notify-url", hook,
+            cwd=tmp_path, env=ENV,
+        )  # fmt: skip
+        hits = server.hits("/hooks/refusing")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        f"notice not sent: notice to {hook} answered HTTP 400 (1 attempt(s))"
+    ]
+    assert hits == 1  # a 4xx is not retried
+    batch_id = json.loads(done.stdout)["batch_id"]
+    (delivery,) = notice_of(out, batch_id)["deliveries"]  # type: ignore[misc]
+    assert (delivery["status"], delivery["status_code"], delivery["attempts"]) == ("failed", 400, 1)
+
+
+def test_a_loopback_notice_url_is_refused_unless_allowed(tmp_path: Path) -> None:
+    with FaultServer() as server:
+        hook = server.add("/hooks/imgpipe", Receiver())
+        csv = write_csv(tmp_path / "c.csv", [("Ann", "https://img.example/a.jpg")])
+        refused = imgpipe(
+            "run", csv, "--out", tmp_path / "out", "--quiet", "--notify-url", hook, cwd=tmp_path
+        )
+        hits = server.hits()
+
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        f"error: notice URL {hook} is refused: loopback address outside the allowed networks "
+        "(allow its network with IMGPIPE_ALLOW_PRIVATE_NETWORKS)"
+    )
+    assert hits == 0
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_sends_nothing_and_the_rerun_sends_it_once(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    cli = Cli(tmp_path, out)
+    cli.env.update(ENV)
+    with FaultServer() as server:
+        receiver = Receiver(SECRET)
+        hook = server.add("/hooks/imgpipe", receiver)
+        corpus = serve_corpus(server, tmp_path / "covers.csv", [4] * 12)
+        args = run_args(corpus, out, "--notify-url", hook)
+        run = cli.start(*args)
+        wait_for(lambda: len(final_creators(out)) >= 3, run, "3 creators final")
+        assert run.signal(signal.SIGTERM) == 143, run.stderr
+        assert server.hits("/hooks/imgpipe") == 0
+        assert not list((out / "results").rglob("*.notice.json"))
+
+        last = cli.run(*args)
+
+    assert last.code == 0, last.stderr
+    batch_id = last.summary()["batch_id"]
+    assert [d["batch_id"] for d in receiver.accepted] == [batch_id]
+    assert receiver.accepted[0]["counts"]["completed"] == 12
+    assert server.hits("/hooks/imgpipe") == 1 and receiver.duplicates == 0
