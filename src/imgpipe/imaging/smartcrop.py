@@ -23,51 +23,47 @@ collage made without faces is not mistaken for one made with them.
 
 from __future__ import annotations
 
-from collections import deque
 from functools import lru_cache
-from typing import Any
 
 from PIL import Image, ImageChops, ImageFilter
 
+from imgpipe.imaging.face_detect import Face
+
 __all__ = ["detector_name", "square_window"]
 
-_CELL = 6  # px of the draft image per cell of the skin grid
-_SKIN_CELL_FRACTION = 0.35  # a cell is skin when this much of it is
-# A face candidate: a skin blob between these fractions of the short side, wide or tall.
-_FACE_MIN, _FACE_MAX = 0.05, 0.45
-_HAAR_UPSCALE = 1.25
-_HAAR_SCALE_STEP = 1.15
-_HAAR_MIN_NEIGHBOURS = 3
-_MAX_CANDIDATES = 4
+_ANALYSIS_SHORT = 64  # px: saliency is scored on a copy about this small (1/4 of a 270 px draft)
 # smartcrop.js weights: skin counts most, then edges, then saturation.
 _SKIN_WEIGHT, _EDGE_WEIGHT, _SATURATION_WEIGHT = 1.8, 0.2, 0.3
-_PROFILE_LENGTH = 96  # samples along the long side for the saliency search
 
 
 def detector_name() -> str:
     """``faces+saliency`` with OpenCV installed, else ``saliency``."""
-    return "faces+saliency" if _cascade() is not None else "saliency"
+    from imgpipe.imaging.face_detect import load_cascade
+
+    return "faces+saliency" if load_cascade() is not None else "saliency"
 
 
 def square_window(image: Image.Image) -> tuple[int, int]:
     """The top-left corner of the square (side = the short side) to keep of ``image``."""
+    from imgpipe.imaging.face_detect import find_faces
+
     width, height = image.size
     side = min(width, height)
     if width == height:
         return 0, 0
     rgb = image if image.mode == "RGB" else image.convert("RGB")
-    skin = _skin_mask(rgb)
-    faces = _faces(rgb, skin)
+    # Skin and saliency are scored on a box-reduced copy (a 270x480 draft: 67x120):
+    # where things are along the long side survives, and it costs 1/10 (measured).
+    factor = max(1, side // _ANALYSIS_SHORT)
+    small = rgb.reduce(factor) if factor > 1 else rgb
+    faces = find_faces(rgb, small)
     portrait = height > width
     length = height if portrait else width
     if faces:
         start = _window_over_faces(faces, portrait, side, length)
     else:
-        start = _window_by_saliency(rgb, skin, portrait, side, length)
+        start = _window_by_saliency(small, portrait, side, length)
     return (0, start) if portrait else (start, 0)
-
-
-# -- skin ------------------------------------------------------------------------------
 
 
 @lru_cache(maxsize=1)
@@ -85,91 +81,21 @@ def _skin_mask(rgb: Image.Image) -> Image.Image:
     return ImageChops.multiply(cb.point(cb_lut), cr.point(cr_lut))
 
 
-# -- faces -----------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=1)
-def _cascade() -> Any:
-    try:
-        import cv2
-    except ImportError:
-        return None
-    path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
-    cv2.setNumThreads(1)  # the cells are decoded in parallel already
-    cascade = cv2.CascadeClassifier(path)
-    return None if cascade.empty() else cascade
-
-
-def _faces(rgb: Image.Image, skin: Image.Image) -> list[tuple[int, int, int, int]]:
-    cascade = _cascade()
-    if cascade is None:
-        return []
-    region = _skin_region(skin)
-    if region is None:
-        return []
-    import cv2
-    import numpy as np
-
-    width, height = rgb.size
-    short = min(width, height)
-    x0, y0, x1, y1 = region
-    gray = np.asarray(rgb.convert("L").crop(region))
-    roi = cv2.resize(gray, None, fx=_HAAR_UPSCALE, fy=_HAAR_UPSCALE, interpolation=cv2.INTER_LINEAR)
-    limit = int(short * _FACE_MAX * _HAAR_UPSCALE)
-    found = []
-    for x, y, w, h in cascade.detectMultiScale(
-        roi,
-        scaleFactor=_HAAR_SCALE_STEP,
-        minNeighbors=_HAAR_MIN_NEIGHBOURS,
-        minSize=(24, 24),
-        maxSize=(limit, limit),
-    ):
-        found.append(
-            (
-                x0 + int(x / _HAAR_UPSCALE),
-                y0 + int(y / _HAAR_UPSCALE),
-                x0 + int((x + w) / _HAAR_UPSCALE),
-                y0 + int((y + h) / _HAAR_UPSCALE),
-            )
-        )
-    return found
-
-
-def _skin_region(skin: Image.Image) -> tuple[int, int, int, int] | None:
-    """The box around every skin-coloured cell, with a margin; None when there are none."""
-    width, height = skin.size
-    cols, rows = max(1, width // _CELL), max(1, height // _CELL)
-    grid = skin.resize((cols, rows), Image.Resampling.BOX).point(
-        lambda v: 255 if v >= 255 * _SKIN_CELL_FRACTION else 0
-    )
-    box = grid.getbbox()
-    if box is None:
-        return None
-    margin = _CELL * 3
-    return (
-        max(0, box[0] * _CELL - margin),
-        max(0, box[1] * _CELL - margin),
-        min(width, box[2] * _CELL + margin),
-        min(height, box[3] * _CELL + margin),
-    )
-
-
-def _window_over_faces(
-    faces: list[tuple[int, int, int, int]], portrait: bool, side: int, length: int
-) -> int:
-    """The window start that holds the most face area, centred on what it holds."""
-    spans = [(f[1], f[3]) if portrait else (f[0], f[2]) for f in faces]
+def _window_over_faces(faces: list[Face], portrait: bool, side: int, length: int) -> int:
+    """The window start that holds the most votes (a face counts by the share of it held),
+    centred on the faces it holds."""
+    spans = [((f.box[1], f.box[3]) if portrait else (f.box[0], f.box[2]), f.votes) for f in faces]
     best, best_score = 0, -1.0
-    for low, high in spans:
-        for start in (
-            (low + high) // 2 - side // 2,
-            low - side // 10,
-            high + side // 10 - side,
-        ):
+    for (low, high), _ in spans:
+        for start in ((low + high) // 2 - side // 2, low - side // 10, high + side // 10 - side):
             start = max(0, min(start, length - side))
-            held = sum(max(0, min(h, start + side) - max(lo, start)) * (h - lo) for lo, h in spans)
-            centre = sum((lo + h) / 2 for lo, h in spans) / len(spans)
-            score = held - abs(start + side / 2 - centre) * 1e-3
+            held = [
+                (votes * max(0, min(h, start + side) - max(lo, start)) / max(1, h - lo), lo + h)
+                for (lo, h), votes in spans
+            ]
+            weight = sum(share for share, _ in held)
+            centre = sum(share * ends / 2 for share, ends in held) / max(weight, 1e-9)
+            score = weight - abs(start + side / 2 - centre) * 1e-3
             if score > best_score:
                 best, best_score = start, score
     return best
@@ -178,14 +104,12 @@ def _window_over_faces(
 # -- saliency --------------------------------------------------------------------------
 
 
-def _window_by_saliency(
-    rgb: Image.Image, skin: Image.Image, portrait: bool, side: int, length: int
-) -> int:
-    edges = rgb.convert("L").filter(ImageFilter.FIND_EDGES)
-    saturation = rgb.convert("HSV").getchannel("S")
-    score = Image.merge("RGB", (skin, edges, saturation))
+def _window_by_saliency(small: Image.Image, portrait: bool, side: int, length: int) -> int:
+    edges = small.convert("L").filter(ImageFilter.FIND_EDGES)
+    saturation = small.convert("HSV").getchannel("S")
+    score = Image.merge("RGB", (_skin_mask(small), edges, saturation))
     # Means along the short side: a profile of how much stands out along the long one.
-    samples = min(_PROFILE_LENGTH, length)
+    samples = small.height if portrait else small.width
     size = (1, samples) if portrait else (samples, 1)
     profile_image = score.resize(size, Image.Resampling.BOX)
     profile = [
@@ -193,13 +117,31 @@ def _window_by_saliency(
         for s, e, t in profile_image.getdata()
     ]
     window = max(1, round(samples * side / length))
+    return min(length - side, round(_best_start(profile, window) * length / samples))
+
+
+def _best_start(profile: list[float], window: int) -> int:
+    """The start of the ``window`` samples of ``profile`` with the highest weighted sum.
+
+    smartcrop.js's importance: full weight in the middle of the window, 40 % less at
+    its edges, ``1 - 0.6 * d**2`` at ``d`` half-windows from the middle. The weighted
+    sum is a quadratic in the sample index, so three running sums score every start
+    in one pass (the direct double loop cost 0.5 ms a cover).
+
+    >>> _best_start([0, 0, 5, 0, 0, 0, 0], 3)
+    1
+    """
+    sums = [[0.0], [0.0], [0.0]]  # prefix sums of p, j*p, j*j*p
+    for j, p in enumerate(profile):
+        sums[0].append(sums[0][-1] + p)
+        sums[1].append(sums[1][-1] + j * p)
+        sums[2].append(sums[2][-1] + j * j * p)
+    half = window / 2
     best, best_score = 0, float("-inf")
-    for start in range(0, samples - window + 1):
-        total = 0.0
-        for offset in range(window):
-            # smartcrop.js's importance: full weight in the middle, less towards the edges.
-            distance = abs(offset + 0.5 - window / 2) / (window / 2)
-            total += profile[start + offset] * (1.0 - 0.6 * distance * distance)
-        if total > best_score:
-            best, best_score = start, total
-    return min(length - side, round(best * length / samples))
+    for start in range(0, len(profile) - window + 1):
+        p0, p1, p2 = (s[start + window] - s[start] for s in sums)
+        middle = start + half - 0.5  # the index at the window's centre
+        score = p0 - 0.6 * (p2 - 2 * middle * p1 + middle * middle * p0) / (half * half)
+        if score > best_score:
+            best, best_score = start, score
+    return best
