@@ -34,7 +34,14 @@ def content_hash(data: bytes) -> str:
 
 
 def collage_fingerprint(
-    image_hashes: Sequence[str], *, rows: int, cols: int, cell_size: int, quality: int
+    image_hashes: Sequence[str],
+    *,
+    rows: int,
+    cols: int,
+    cell_size: int,
+    quality: int,
+    crop: str = "center",
+    detector: str = "",
 ) -> str:
     """SHA-256 hex of a canonical JSON of the render inputs; image order matters.
 
@@ -44,8 +51,19 @@ def collage_fingerprint(
     >>> a = collage_fingerprint(["aa"], rows=1, cols=1, cell_size=200, quality=95)
     >>> a == collage_fingerprint(["aa"], rows=1, cols=1, cell_size=200, quality=90)
     False
+
+    A smart crop names its ``detector`` too (``faces+saliency`` or ``saliency``:
+    whether OpenCV was there), since the two place some windows differently. The
+    centre crop adds no keys, so the fingerprints written before crops existed hold::
+
+    >>> a == collage_fingerprint(["aa"], rows=1, cols=1, cell_size=200, quality=95, crop="center")
+    True
+    >>> smart = dict(rows=1, cols=1, cell_size=200, quality=95, crop="smart")
+    >>> len({a, collage_fingerprint(["aa"], **smart, detector="saliency"),
+    ...      collage_fingerprint(["aa"], **smart, detector="faces+saliency")})
+    3
     """
-    document = {
+    document: dict[str, object] = {
         "v": RENDER_VERSION,
         "images": list(image_hashes),
         "rows": rows,
@@ -53,6 +71,9 @@ def collage_fingerprint(
         "cell": cell_size,  # the key stays "cell": renaming it would re-render everything
         "quality": quality,
     }
+    if crop != "center":
+        document["crop"] = crop
+        document["detector"] = detector
     # Sorted keys, no whitespace, ASCII: one byte string per document, whatever
     # the dict order or the platform.
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)

@@ -67,10 +67,11 @@ def load_cascade() -> Any:
     """OpenCV's frontal-face cascade, or None without OpenCV (or its data files)."""
     try:
         import cv2
+        from cv2.data import haarcascades  # the cascades' folder inside the wheel
     except ImportError:
         return None
     cv2.setNumThreads(1)  # cells are decoded in parallel already; threads only contend
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    cascade = cv2.CascadeClassifier(haarcascades + "haarcascade_frontalface_default.xml")
     return None if cascade.empty() else cascade
 
 

@@ -107,14 +107,16 @@ def _window_over_faces(faces: list[Face], portrait: bool, side: int, length: int
 def _window_by_saliency(small: Image.Image, portrait: bool, side: int, length: int) -> int:
     edges = small.convert("L").filter(ImageFilter.FIND_EDGES)
     saturation = small.convert("HSV").getchannel("S")
-    score = Image.merge("RGB", (_skin_mask(small), edges, saturation))
     # Means along the short side: a profile of how much stands out along the long one.
     samples = small.height if portrait else small.width
     size = (1, samples) if portrait else (samples, 1)
-    profile_image = score.resize(size, Image.Resampling.BOX)
+    skins, edge_means, saturations = (
+        band.resize(size, Image.Resampling.BOX).tobytes()
+        for band in (_skin_mask(small), edges, saturation)
+    )
     profile = [
         _SKIN_WEIGHT * s + _EDGE_WEIGHT * e + _SATURATION_WEIGHT * t
-        for s, e, t in profile_image.getdata()
+        for s, e, t in zip(skins, edge_means, saturations, strict=True)
     ]
     window = max(1, round(samples * side / length))
     return min(length - side, round(_best_start(profile, window) * length / samples))

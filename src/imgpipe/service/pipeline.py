@@ -42,6 +42,7 @@ from imgpipe.fetch.downloader import FetchResult
 from imgpipe.imaging.collage import render_collage
 from imgpipe.imaging.decode import load_tile
 from imgpipe.imaging.preview import PREVIEW_CONTENT_TYPE, PREVIEW_WIDTH, render_preview
+from imgpipe.imaging.smartcrop import detector_name
 from imgpipe.logs import EVENTS_LOGGER, log_context
 from imgpipe.ports import ObjectStore
 from imgpipe.service.ledger import BatchLedger
@@ -243,6 +244,8 @@ class CreatorPipeline:
             cols=options.render.cols,
             cell_size=options.render.cell_size,
             quality=options.render.quality,
+            crop=options.render.crop,
+            detector=detector_name() if options.render.crop == "smart" else "",
         )
         grid = plan_grid(
             len(accepted),
@@ -420,6 +423,7 @@ def _hash_and_decode(data: bytes, options: BatchSpec) -> tuple[str, Image.Image]
         options.render.cell_size,
         max_pixels=options.collect.max_pixels,
         min_size=options.collect.min_image_size,
+        crop=options.render.crop,
     )
     return content_hash(data), tile
 

@@ -67,6 +67,8 @@ def batch_identity(content_sha256: str, options: BatchSpec, *, source: str = "")
     shaping = {name: flat[name] for name in OUTPUT_SETTINGS}
     if options.encoding is not None:  # named: other names, another batch (absent: as before)
         shaping["encoding"] = options.encoding
+    if options.render.crop != "center":  # the same way: centre-crop identities stay as they were
+        shaping["crop"] = options.render.crop
     text = json.dumps([content_sha256, source, shaping], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 

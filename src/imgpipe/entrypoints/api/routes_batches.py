@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
@@ -81,6 +81,10 @@ async def create_batch(
     max_images: Annotated[int | None, Form(**RANGES["max_images"].bounds())] = None,
     min_images: Annotated[int | None, Form(**RANGES["min_images"].bounds())] = None,
     force: Annotated[bool | None, Form()] = None,
+    crop: Annotated[
+        Literal["center", "smart"] | None,
+        Form(description="center, or smart: the square over the faces (else what stands out)"),
+    ] = None,
     creator_column: Annotated[
         str | None, Form(max_length=200, description="the creator column's header")
     ] = None,
@@ -103,7 +107,7 @@ async def create_batch(
         for k, v in {
             "rows": rows, "cols": cols, "quality": quality, "max_images": max_images,
             "min_images": min_images, "force": force, "creator_column": creator_column,
-            "url_column": url_column, "encoding": encoding,
+            "url_column": url_column, "encoding": encoding, "crop": crop,
         }.items()
         if v is not None
     }  # fmt: skip
