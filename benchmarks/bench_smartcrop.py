@@ -80,9 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("center", "smart", "decode", "window"):
         best, median = min(times[name]), statistics.median(times[name])
         print(f"  {name:<8} {best:>8.1f} {median:>10.1f} {median / count:>9.2f}")
-    paired = statistics.median(
-        s / c for s, c in zip(times["smart"], times["center"], strict=True)
-    )
+    paired = statistics.median(s / c for s, c in zip(times["smart"], times["center"], strict=True))
     verdict = "OK" if paired <= TARGET else "MISSED"
     print(f"\n  smart / center render: {paired:.2f}x paired median  (<= {TARGET}x  {verdict})")
     window = statistics.median(times["window"]) / statistics.median(times["decode"])

@@ -23,6 +23,7 @@ __all__ = [
     "ASTRONAUT_FACE",
     "COVER_SIZE",
     "FaceCover",
+    "closeup_cover",
     "face_cover",
     "landscape_cover",
     "placements",
@@ -97,6 +98,15 @@ def face_cover(rng: random.Random, band: str) -> FaceCover:
     centre_y = rng.uniform(low, high) * COVER_SIZE[1]
     face = _paste_face(cover, face_width, (rng.uniform(0.05, 0.95) * COVER_SIZE[0], centre_y))
     _title_band(cover, rng, avoid=face)
+    return FaceCover(cover, face, band)
+
+
+def closeup_cover(rng: random.Random, band: str) -> FaceCover:
+    """A close-up: the face 25-45 % of the width, in the ``band`` "top" or "bottom"."""
+    cover = _background(rng)
+    face_width = rng.uniform(0.25, 0.45) * COVER_SIZE[0]
+    centre_y = (0.2 if band == "top" else 0.8) * COVER_SIZE[1]
+    face = _paste_face(cover, face_width, (rng.uniform(0.3, 0.7) * COVER_SIZE[0], centre_y))
     return FaceCover(cover, face, band)
 
 

@@ -6,7 +6,9 @@ Each cover goes the way a cell's does: a 1080x1920 JPEG (q85), draft-decoded to
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import random
 import subprocess
 import sys
@@ -17,10 +19,20 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from imgpipe.domain.layout import center_crop_box
+from imgpipe.domain.spec import CROP_MODES, BatchSpec
+from imgpipe.entrypoints.cli import CropName
+from imgpipe.errors import ConfigError
 from imgpipe.imaging import face_detect, smartcrop
 from imgpipe.imaging.decode import load_tile
 from imgpipe.imaging.smartcrop import detector_name, square_window
-from tests.support.faces import FaceCover, face_cover, landscape_cover, placements
+from imgpipe.service.planning import OUTPUT_SETTINGS, batch_identity
+from tests.support.faces import (
+    FaceCover,
+    closeup_cover,
+    face_cover,
+    landscape_cover,
+    placements,
+)
 from tests.support.images import encode
 
 CELL = 200
@@ -92,6 +104,17 @@ def test_without_opencv_saliency_alone_still_beats_the_centre(
     assert smart > centre
 
 
+def test_close_ups_are_framed_too() -> None:
+    """Beyond the issue's 8-15 %: faces a quarter to nearly half the cover wide."""
+    rng = random.Random(5)
+    covers = [closeup_cover(rng, band) for band in ("top", "bottom") * 6]
+    held = 0
+    for cover in covers:
+        draft, _ = drafted(cover)
+        held += holds_face(cover, draft, square_window(draft))
+    assert held >= 11, f"{held}/12 close-ups framed"
+
+
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_a_landscape_cover_slides_sideways_to_its_face(side: str) -> None:
     cover = landscape_cover(random.Random(3), side)
@@ -159,20 +182,42 @@ def test_a_centre_crop_run_never_imports_opencv(tmp_path: Path) -> None:
     assert list((tmp_path / "out" / "collages").rglob("*.jpg"))  # it did render
 
 
+def direct_score(profile: list[float], start: int, window: int) -> float:
+    """smartcrop.js's weighted window sum, the slow way."""
+    half = window / 2
+    return sum(
+        profile[start + i] * (1 - 0.6 * ((i + 0.5 - half) / half) ** 2) for i in range(window)
+    )
+
+
 def test_the_saliency_profile_search_matches_the_direct_sum() -> None:
     """The O(n) window search scores every start as the double loop would."""
     rng = random.Random(2)
     for _ in range(20):
         profile = [rng.uniform(0, 255) for _ in range(rng.randrange(5, 60))]
         window = rng.randrange(1, len(profile) + 1)
-        half = window / 2
-
-        def direct(start: int, window: int = window, half: float = half) -> float:
-            return sum(
-                profile[start + i] * (1 - 0.6 * ((i + 0.5 - half) / half) ** 2)
-                for i in range(window)
-            )
-
-        scores = [direct(s) for s in range(len(profile) - window + 1)]
+        scores = [direct_score(profile, s, window) for s in range(len(profile) - window + 1)]
         best = smartcrop._best_start(profile, window)
         assert scores[best] == pytest.approx(max(scores))
+
+
+def test_the_crop_is_a_checked_option_everywhere_it_is_named() -> None:
+    assert [name.value for name in CropName] == list(CROP_MODES)
+    assert BatchSpec.of(crop="smart").render.crop == "smart"
+    with pytest.raises(ConfigError, match="crop='sideways' .allowed: center, smart."):
+        BatchSpec.of(crop="sideways")
+
+
+def test_the_batch_identity_names_a_smart_crop_and_keeps_centre_identities() -> None:
+    """A smart run is another batch; a centre run's identity is what it was before crops."""
+    centre, smart = BatchSpec.of(crop="center"), BatchSpec.of(crop="smart")
+    before = json.dumps(
+        ["abc", "x.csv", {name: centre.flat()[name] for name in OUTPUT_SETTINGS}], sort_keys=True
+    )
+    assert (
+        batch_identity("abc", centre, source="x.csv")
+        == (hashlib.sha256(before.encode()).hexdigest()[:32])
+    )
+    assert batch_identity("abc", smart, source="x.csv") != batch_identity(
+        "abc", centre, source="x.csv"
+    )

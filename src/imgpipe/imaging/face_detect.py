@@ -1,20 +1,21 @@
 """Faces on a small cover image: skin-coloured blobs first, OpenCV's Haar cascade inside them.
 
-OpenCV (``opencv-python-headless``, the ``smart`` extra) is imported here, and
-this module only when a smart crop runs; without it :func:`load_cascade` is
-None and :func:`find_faces` finds nothing (the Lambda zip leaves OpenCV out:
-with NumPy it is 218 MB unzipped).
+OpenCV (``opencv-python-headless``, the ``smart`` extra) is imported by
+:func:`load_cascade`, the first time a smart crop runs, never at import; without
+it :func:`load_cascade` is None and :func:`find_faces` finds nothing (the Lambda
+zip leaves OpenCV out: with NumPy it is 218 MB unzipped).
 
-Why blobs first: the cascade over a whole 270x480 draft, even at only the
-sizes of a cover's face, costs 2x the draft decode on flat covers and 8-20x on
-photographs (measured: ~10 ms and 40-100 ms). A face is a skin-coloured blob,
+Why not scan the whole draft: the cascade over a 270x480 draft, even at only the
+sizes of a cover's face, costs 2x the draft decode on flat covers and 10-20x on
+photographs (measured: ~10 ms, and 40-120 ms). A face is a skin-coloured blob,
 so the skin of the 1/4-size copy that saliency uses anyway is labelled
-(``connectedComponentsWithStats``, microseconds) and the cascade looks only
-around the few blobs of a face's size. When skin-coloured cells are most of the
-picture (a warm backdrop, wood, a ginger cat), the face merges into the
-backdrop's blob and the whole picture is scanned: accurate, but that cover costs
-the 40-100 ms above. Measured on 60 generated covers: 59 faces of 60 found and
-framed; on the 35 benchmark covers, the face step adds ~2 ms to a ~5 ms decode.
+(``connectedComponentsWithStats``, microseconds), blobs without a face's sharp
+marks (eyes, brows, mouth) are dropped, and the cascade looks only around the
+few left. When skin-coloured cells are most of the picture (a warm backdrop,
+wood, a ginger cat), the face merges into the backdrop's blob and the whole
+draft is scanned: accurate, but that cover costs the 40-120 ms above.
+Measured (README, "Smart crop"): 60 of 60 generated faces framed; on the 35
+benchmark covers the whole smart window costs ~1.2 ms against a ~4.6 ms decode.
 
     faces = find_faces(draft, draft.reduce(4))   # [Face(box, votes), ...] in draft pixels
 """
@@ -94,14 +95,11 @@ def find_faces(rgb: Image.Image, small: Image.Image) -> list[Face]:
     blobs = _skin_blobs(np.asarray(small), cell, short, cv2)
     if blobs is None:
         gray = np.asarray(rgb.convert("L"))
-        found = _cascade_at(gray, _WHOLE_MIN * short, _WHOLE_MAX * short, cascade, cv2)
+        small_faces = _cascade_at(gray, _WHOLE_MIN * short, _WHOLE_MAX * short, cascade, cv2)
         # Close-ups too, on a shrunken copy: a few ms more on a cover that costs 40+.
         large = (_WHOLE_MAX * short, _BLOB_MAX * short)
-        return found + _cascade_at(gray, *large, cascade, cv2, _BLOB_SCALE_STEP)
-    found: list[Face] = []
-    for blob in blobs:
-        found.extend(_scan(rgb, blob, cascade, cv2))
-    return found
+        return small_faces + _cascade_at(gray, *large, cascade, cv2, _BLOB_SCALE_STEP)
+    return [face for blob in blobs for face in _scan(rgb, blob, cascade, cv2)]
 
 
 def _skin_blobs(grid: Any, cell: int, short: int, cv2: Any) -> list[Box] | None:
