@@ -62,7 +62,7 @@ def run(tmp_path: Path, name: str, *args: str, env: dict[str, str] | None = None
     metadata = json.loads(next((out / "results" / "metadata").rglob("*.json")).read_text())
     with Image.open(out / creator["collage_key"]) as collage:
         cells = [collage.crop((i * CELL, 0, (i + 1) * CELL, CELL)).convert("RGB") for i in range(3)]
-    return {"fingerprint": metadata["fingerprint"], "cells": cells}
+    return {"fingerprint": metadata["fingerprint"], "cells": cells, "summary": summary}
 
 
 def test_smart_crop_puts_the_faces_in_the_cells(tmp_path: Path) -> None:
@@ -85,6 +85,7 @@ def test_smart_crop_puts_the_faces_in_the_cells(tmp_path: Path) -> None:
         "saliency",
         "--crop",
         "smart",
+        # (the flag wins over the setting)
         env={"PYTHONPATH": f"{blocker}:{REPO / 'src'}", "IMGPIPE_CROP": "center"},
     )
 
@@ -93,6 +94,8 @@ def test_smart_crop_puts_the_faces_in_the_cells(tmp_path: Path) -> None:
         assert difference(expected, middle) > 15  # the face is far from the centre
         assert difference(smart_cell, expected) < 8, cover.band
         assert difference(centre_cell, middle) < 8
+    assert centre["summary"]["settings"]["crop"] == "center"
+    assert smart["summary"]["settings"]["crop"] == "smart"
     # Three ways of cropping, three fingerprints: a change of setting (or of the
     # detector a worker has) re-renders.
     fingerprints = {centre["fingerprint"], smart["fingerprint"], saliency["fingerprint"]}

@@ -42,7 +42,7 @@ OUTPUT_SETTINGS = (
     "deduplicate", "force", "creator_column", "url_column",
 )  # fmt: skip
 SNAPSHOT_SETTINGS = (
-    "rows", "cols", "cell_size", "quality", "max_images", "min_images", "concurrency",
+    "rows", "cols", "cell_size", "quality", "crop", "max_images", "min_images", "concurrency",
     "max_workers", "timeout", "retries", "force",
 )  # fmt: skip
 
