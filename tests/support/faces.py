@@ -9,6 +9,9 @@ that box with the photograph::
 
     cover = face_cover(random.Random(7), band="top")
     cover.image, cover.face   # a 1080x1920 RGB image and the face box in it
+
+``closeup_cover`` makes the face 25-45 % of the width, ``landscape_cover`` a
+1920x1080 cover with the face near its left or right edge.
 """
 
 from __future__ import annotations
