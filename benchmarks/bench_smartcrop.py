@@ -19,6 +19,7 @@ import io
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from PIL import Image
 
@@ -67,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for round_ in range(args.rounds):
         order = ("center", "smart") if round_ % 2 == 0 else ("smart", "center")
         for crop in order:
-            times[crop].append(cpu_ms(lambda crop=crop: render(covers, crop)))  # type: ignore[misc]
+            times[crop].append(cpu_ms(partial(render, covers, crop)))
         times["decode"].append(cpu_ms(lambda: drafts(covers)))
         times["window"].append(cpu_ms(lambda: [square_window(i) for i in images]))
 
