@@ -136,6 +136,16 @@ data "aws_iam_policy_document" "planner" {
       resources = local.readable_object_arns
     }
   }
+  # Without ListBucket, S3 answers a read of a missing key (a cover named in the CSV
+  # but not stored) with 403 AccessDenied, not 404.
+  dynamic "statement" {
+    for_each = length(var.readable_buckets) == 0 ? [] : [1]
+    content {
+      sid       = "ReadableBucketsList"
+      actions   = ["s3:ListBucket"]
+      resources = local.readable_bucket_arns
+    }
+  }
 }
 
 data "aws_iam_policy_document" "worker" {
@@ -208,6 +218,16 @@ data "aws_iam_policy_document" "worker" {
       sid       = "ReadableBuckets"
       actions   = ["s3:GetObject"]
       resources = local.readable_object_arns
+    }
+  }
+  # Without ListBucket, S3 answers a read of a missing key (a cover named in the CSV
+  # but not stored) with 403 AccessDenied, not 404.
+  dynamic "statement" {
+    for_each = length(var.readable_buckets) == 0 ? [] : [1]
+    content {
+      sid       = "ReadableBucketsList"
+      actions   = ["s3:ListBucket"]
+      resources = local.readable_bucket_arns
     }
   }
 }

@@ -56,4 +56,5 @@ locals {
     IMGPIPE_READABLE_BUCKETS = join(",", var.readable_buckets)
   }
   readable_object_arns = [for b in var.readable_buckets : "arn:${local.partition}:s3:::${b}/*"]
+  readable_bucket_arns = [for b in var.readable_buckets : "arn:${local.partition}:s3:::${b}"]
 }

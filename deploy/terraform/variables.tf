@@ -83,7 +83,7 @@ variable "worker_reserved_concurrency" {
 }
 
 variable "readable_buckets" {
-  description = "Other buckets whose objects csv_s3 messages may name (s3:GetObject on <bucket>/*); empty keeps least privilege."
+  description = "Other buckets whose objects csv_s3 messages may name (s3:GetObject on <bucket>/*, s3:ListBucket on <bucket>); empty keeps least privilege."
   type        = list(string)
   default     = []
 }

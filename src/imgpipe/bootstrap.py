@@ -1,6 +1,8 @@
 """The one place that wires adapters to services.
 
-Entry points call these functions and never construct adapters themselves.
+Entry points call these functions and never construct adapters themselves. The
+SQL source's wiring (``run --from-sql``, ``export-csv``) is in
+:mod:`imgpipe.bootstrap_sql`, on this module's batch run.
 
 Example::
 
@@ -16,19 +18,15 @@ import logging
 import os
 import signal
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from imgpipe.adapters.sqlite_staging import StagedManifest, stage_manifest, stage_records
+from imgpipe.adapters.sqlite_staging import StagedManifest, stage_manifest
 from imgpipe.domain.csv_text import CsvText, csv_text
 from imgpipe.domain.manifest import Manifest
-from imgpipe.domain.result_rows import result_records, write_csv
 from imgpipe.errors import ConfigError, InputError, ManifestError
 from imgpipe.fetch.cover_cache import CoverCache
 from imgpipe.fetch.downloader import Downloader
@@ -54,9 +52,6 @@ from imgpipe.service.results import PlanStats
 from imgpipe.service.summary import BatchSummary
 from imgpipe.settings import BatchSpec, Settings, parse_networks
 
-if TYPE_CHECKING:  # SQLAlchemy is the sql extra's, imported only when a query runs
-    from imgpipe.adapters.sql_rows import SqlQuery
-
 __all__ = [
     "STATE_FILE",
     "Backend",
@@ -69,10 +64,8 @@ __all__ = [
     "open_distributed",
     "preview_csv",
     "reconcile_stale_batches",
-    "export_sql_csv",
     "run_csv",
     "run_inline",
-    "run_sql",
 ]
 
 log = logging.getLogger(__name__)
@@ -356,49 +349,11 @@ def run_csv(
     """
     identity = batch_identity(file_digest(path), options, source=str(path.resolve()))
     # Per process: a second run of the same input (refused later) must not touch ours.
-    scratch = _scratch_dir(backend) / f"{identity}-{os.getpid()}.sqlite3"
+    scratch = scratch_dir(backend) / f"{identity}-{os.getpid()}.sqlite3"
     try:
         with stage_csv(path, options, scratch) as staged:
-            planned = _Planned(staged, str(path), identity, path.resolve().parent)
-            return _run_planned(
-                planned, options, backend, progress, monitor, batch_id,
-                new_batch=new_batch, handle_signals=handle_signals,
-            )  # fmt: skip
-    finally:
-        scratch.unlink(missing_ok=True)
-
-
-def run_sql(
-    url: str,
-    query: str,
-    options: BatchSpec,
-    backend: Backend,
-    *,
-    progress: ProgressSink | None = None,
-    monitor: MemoryMonitor | None = None,
-    batch_id: str | None = None,
-    new_batch: bool = False,
-    handle_signals: bool = False,
-) -> BatchSummary:
-    """Run the rows of a SQL query as :func:`run_csv` runs a CSV's (``imgpipe run --from-sql``).
-
-    The rows stream from a server-side cursor into the same staging and row checks
-    as a CSV's; the connection is closed before the first download. The batch's
-    identity is the digest of the creator and URL cells streamed, with the source
-    ``sql:<URL, password masked> <query>``: rerunning the same query over the same
-    rows continues its unfinished batch, and a changed row is a new batch.
-    """
-    from imgpipe.adapters.sql_rows import SqlQuery
-
-    source = SqlQuery(url, query)
-    # The identity is known once the rows are read, so the scratch file is named apart.
-    scratch = _scratch_dir(backend) / f"sql-{uuid.uuid4().hex}-{os.getpid()}.sqlite3"
-    try:
-        staged, digest = stage_sql(source, options, scratch)
-        with staged:
-            identity = batch_identity(digest, options, source=source.source)
-            planned = _Planned(staged, source.source, identity, None)
-            return _run_planned(
+            planned = PlannedInput(staged, str(path), identity, path.resolve().parent)
+            return run_planned(
                 planned, options, backend, progress, monitor, batch_id,
                 new_batch=new_batch, handle_signals=handle_signals,
             )  # fmt: skip
@@ -407,15 +362,15 @@ def run_sql(
 
 
 @dataclass(frozen=True)
-class _Planned:
+class PlannedInput:
     staged: StagedManifest
     source: str  # what the batch record names: the CSV's path, or sql:<masked URL> <query>
     identity: str
     base_dir: Path | None  # where relative cover paths start (the CSV's folder; None: cwd)
 
 
-def _run_planned(
-    planned: _Planned,
+def run_planned(
+    planned: PlannedInput,
     options: BatchSpec,
     backend: Backend,
     progress: ProgressSink | None,
@@ -446,85 +401,12 @@ def _run_planned(
     )
 
 
-def _scratch_dir(backend: Backend) -> Path:
+def scratch_dir(backend: Backend) -> Path:
     """Beside the output when it is a folder (a million-row staging is hundreds of MB)."""
     root = Path(backend.location) if backend.settings.backend == "local" else None
     folder = (root or backend.settings.data_dir.resolve()) / "processing" / "staging"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-def stage_sql(source: SqlQuery, options: BatchSpec, scratch: Path) -> tuple[StagedManifest, str]:
-    """Stage a query's rows; also the digest of the rows streamed (the batch's input)."""
-    from imgpipe.adapters.sql_rows import query_rows
-
-    with query_rows(source) as result:
-        records = result_records(
-            result.columns,
-            result.rows,
-            creator_column=options.creator_column,
-            url_column=options.url_column,
-        )
-        staged = stage_records(records, path=scratch)
-    return staged, records.hexdigest()
-
-
-def export_sql_csv(
-    url: str,
-    query: str,
-    out: str,
-    settings: Settings,
-    *,
-    creator_column: str | None = None,
-    url_column: str | None = None,
-) -> tuple[str, int]:
-    """Write a query's rows as a CSV at ``out``: a file, or ``s3://bucket/key`` (a key
-    ending in ``/`` gets ``export_<UTC time>.csv``). Returns where it went and the rows.
-
-    The rows stream into a temporary file beside the target (or in a temporary
-    folder, for S3) that replaces the target only once complete, so a failed
-    export leaves no half a CSV where the flow would pick it up.
-    """
-    from imgpipe.adapters.sql_rows import SqlQuery, query_rows
-
-    source = SqlQuery(url, query)
-
-    def write(path: Path) -> int:
-        with query_rows(source) as result, path.open("w", encoding="utf-8", newline="") as out:
-            return write_csv(
-                result.columns,
-                result.rows,
-                out,
-                creator_column=creator_column,
-                url_column=url_column,
-            )
-
-    if out.startswith("s3://"):
-        bucket, _, key = out.removeprefix("s3://").partition("/")
-        if not bucket or not key:
-            raise ConfigError(f"--out {out}: expected s3://bucket/key.csv or s3://bucket/prefix/")
-        if key.endswith("/"):
-            key += f"export_{datetime.now(UTC):%Y%m%d_%H%M%S}.csv"
-        from imgpipe.adapters.s3_store import S3ObjectStore
-
-        store = S3ObjectStore(bucket, settings=settings)
-        with tempfile.TemporaryDirectory(prefix="imgpipe-export-") as folder:
-            local = Path(folder) / "export.csv"
-            count = write(local)
-            stored = store.put_file(key, local, content_type="text/csv")
-        return stored.url, count
-    target = Path(out)
-    if target.is_dir():
-        raise ConfigError(f"--out {target} is a folder; export-csv writes one file")
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    try:
-        count = write(partial)
-        partial.replace(target)
-    except OSError as exc:
-        raise InputError(f"cannot write {target}: {exc.strerror or exc}") from exc
-    finally:
-        partial.unlink(missing_ok=True)
-    return str(target), count
 
 
 def stage_csv(path: Path, options: BatchSpec, scratch: Path) -> StagedManifest:
@@ -581,7 +463,7 @@ async def _run(
     stats: PlanStats,
     options: BatchSpec,
     backend: Backend,
-    planned_input: _Planned,
+    planned_input: PlannedInput,
     progress: ProgressSink | None,
     monitor: MemoryMonitor,
     batch_id: str | None,

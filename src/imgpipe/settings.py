@@ -57,6 +57,7 @@ SPEC_OPTIONS = {
     "memory_warning_threshold": "memory_warning",
     "memory_critical_threshold": "memory_critical",
     "enable_deduplication": "deduplicate",
+    "near_duplicates": "near_duplicates",
     "collision_check_enabled": "collision_check",
 }
 
@@ -150,6 +151,8 @@ class Settings(BaseSettings):
     enable_deduplication: bool = _option(
         "deduplicate", "IMGPIPE_ENABLE_DEDUPLICATION", "ENABLE_DEDUPLICATION"
     )
+    # Hamming distance within which two covers of a creator count once (0: off)
+    near_duplicates: int = _option("near_duplicates", "IMGPIPE_NEAR_DUPLICATES")
     collision_check_enabled: bool = _option(
         "collision_check", "IMGPIPE_COLLISION_CHECK_ENABLED", "COLLISION_CHECK_ENABLED"
     )

@@ -131,6 +131,23 @@ def kill(process: subprocess.Popen[str]) -> None:
     process.stdout.close()
 
 
+class Died(BaseException):
+    """The invocation ends here (a timeout, a kill): no handler runs after it."""
+
+
+def die_after_claiming_the_summary(monkeypatch: pytest.MonkeyPatch, body: str) -> None:
+    """Handle ``body`` in an invocation that dies right after it claimed the batch's summary."""
+    from imgpipe.service.summary import SummaryWriter
+
+    def die(*args: object, **kwargs: object) -> None:
+        raise Died("the invocation died after claiming the summary")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(SummaryWriter, "publish", die)
+        with pytest.raises(Died):
+            aws_lambda.handle_record_body(body)
+
+
 def work_until(deployed: Deployment, done: Callable[[], Any], rounds: int = 3) -> WorkerStats:
     """Work the queue until ``done()``: a deferred message may come back after a
     round ended (a round stops once the queue stayed empty for 2 s)."""
@@ -442,7 +459,6 @@ def test_the_sweep_writes_a_summary_whose_writer_died(
     chaos: Deployment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from imgpipe.errors import SummaryPendingError
-    from imgpipe.service.summary import SummaryWriter
 
     with FaultServer() as server:
         rows = [
@@ -456,16 +472,7 @@ def test_the_sweep_writes_a_summary_whose_writer_died(
         monkeypatch.setattr(fanout.ledger, "summary_wait_seconds", 0.2)
         aws_lambda.handle_record_body(messages["First"].body)
 
-        class Died(BaseException):
-            """The invocation ends here (a timeout, a kill): no handler runs after it."""
-
-        def die(*args: object, **kwargs: object) -> None:
-            raise Died("the invocation died after claiming the summary")
-
-        with monkeypatch.context() as patched:
-            patched.setattr(SummaryWriter, "publish", die)
-            with pytest.raises(Died):
-                aws_lambda.handle_record_body(messages["Last"].body)
+        die_after_claiming_the_summary(monkeypatch, messages["Last"].body)
         for message in messages.values():
             chaos.queue.delete(message)  # e.g. the failing one ended in the DLQ and was purged
 

@@ -9,7 +9,6 @@ objects beside the CSV.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 
@@ -20,19 +19,11 @@ from imgpipe.adapters.s3_store import S3ObjectStore
 from imgpipe.entrypoints import aws_lambda
 from imgpipe.errors import MessageError
 from tests.support.aws import client
-from tests.support.aws_deploy import Deployment
+from tests.support.aws_deploy import Deployment, csv_bytes
 from tests.support.covers import BLUE, GREEN, RED, color_close, solid_jpeg
 from tests.support.http_server import FaultServer, Serve
 
 PARTNER = "flow-partner-exports"
-
-
-def csv_bytes(rows: list[tuple[str, str]]) -> bytes:
-    text = io.StringIO()
-    writer = csv.writer(text)
-    writer.writerow(["creator_name", "cover_url"])
-    writer.writerows(rows)
-    return text.getvalue().encode()
 
 
 def planning(key: str, **fields: str) -> str:

@@ -279,11 +279,16 @@ def kill_9(run: Run) -> None:
     assert run.wait() == -signal.SIGKILL
 
 
-def collage_objects(out: Path, key: str) -> list[Path]:
+def collage_objects(out: Path, key: str, suffix: str = ".jpg") -> list[Path]:
+    """The creator's collages (or, with ``.webp``, their previews), no temporary files."""
     folder = out / "collages" / "by-creator" / key
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if not p.name.startswith(TEMP_PREFIX))
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if not p.name.startswith(TEMP_PREFIX) and p.name.endswith(suffix)
+    )
 
 
 def assert_one_valid_collage_each(out: Path, corpus: Corpus) -> None:
@@ -294,6 +299,8 @@ def assert_one_valid_collage_each(out: Path, corpus: Corpus) -> None:
             assert objects == [], creator
             continue
         assert len(objects) == 1, (creator, objects)
+        previews = collage_objects(out, creator, ".webp")  # one preview, of that collage
+        assert [p.name.split(".")[0] for p in previews] == [objects[0].stem], (creator, previews)
         with Image.open(objects[0]) as image:
             assert image.format == "JPEG"
             image.load()  # the whole file decodes, not just its header

@@ -77,7 +77,9 @@ def test_every_url_ends_with_its_exact_outcome(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with FaultServer() as server:
         csv_path = serve_covers(server, tmp_path / "covers.csv")
-        result = imgpipe("run", csv_path, "--out", out, *FAST, *ALLOW)
+        # The AVIF and HEIC covers repeat the JPEG's and PNG's flat colours, so they look
+        # alike: this test is about how each URL ends, not about near-duplicates.
+        result = imgpipe("run", csv_path, "--out", out, *FAST, *ALLOW, "--near-duplicates", "0")
         flaky_hits, busy_hits = server.hits("/flaky.png"), server.hits("/busy.webp")
         agent = server.requests("/red.jpg")[0].headers
 

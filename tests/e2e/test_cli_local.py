@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
+from imgpipe.domain.keys import metadata_key
 from tests.support.images import jpeg
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,6 +78,32 @@ def test_bundled_example_renders_a_gallery(tmp_path: Path) -> None:
     assert "/" not in slash["key"] and (out / "collages" / "by-creator" / slash["key"]).is_dir()
     assert (out / "results" / "processing-summaries" / f"{summary['batch_id']}.json").is_file()
     assert (out / "state.db").is_file()
+    # café/paris reposts one cover three times (a re-encode, a resize, brighter): each
+    # counts once as a near-duplicate of the original's line, and the others all show
+    metadata = json.loads((out / metadata_key(summary["batch_id"], slash["key"])).read_text())
+    lines = {c["url"]: c["line"] for c in metadata["covers"]}
+    reposts = 0
+    for cover in metadata["covers"]:
+        # covers/c2_03_q60.jpg is a variant of covers/c2_03.jpg
+        variant = re.fullmatch(r"(covers/c\d_\d\d)_\w+\.jpg", cover["url"])
+        if variant:
+            reposts += 1
+            assert cover["reason"] == "near_duplicate", cover
+            assert f"cover of line {lines[variant[1] + '.jpg']} " in cover["detail"]
+        else:
+            assert cover["ok"], cover
+    assert reposts == 3
+    assert slash["images_used"] == len(metadata["covers"]) - 3 and slash["duplicates"] == 3
+
+
+def test_bundled_example_covers_are_small_and_9_by_16() -> None:
+    covers = sorted((REPO / "examples" / "covers").glob("*.jpg"))
+    assert len(covers) >= 117
+    assert sum(p.stat().st_size for p in covers) <= 3_000_000  # the repository stays light
+    for path in covers:
+        with Image.open(path) as image:
+            width, height = image.size
+            assert width * 16 == height * 9, path.name
 
 
 def test_rerun_skips_and_status_reports(tmp_path: Path) -> None:

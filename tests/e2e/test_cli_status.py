@@ -1,4 +1,4 @@
-"""``imgpipe status`` on an 80-column terminal, and a batch whose every creator failed."""
+"""``imgpipe status`` on an 80-column terminal, a batch whose every creator failed, bad settings."""
 
 from __future__ import annotations
 
@@ -52,3 +52,22 @@ def test_the_static_gallery_shows_previews_shaped_like_their_collages(tmp_path: 
     shapes = {c["creator"]: (c["width"], c["height"]) for c in summary["creators"]}
     assert shapes == {"row": (400, 200), "full": (400, 400)}
     assert 'style="aspect-ratio: 400 / 200"' in gallery
+
+
+def test_status_refuses_bad_settings_in_one_line_as_run_does(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    csv_path = write_csv(tmp_path / "in.csv", [("ok", "a.jpg")])
+    private_hook = {"IMGPIPE_NOTIFY_URL": "http://10.0.0.1/hook"}  # the notice's address guard
+    refused = imgpipe("status", "--out", out, env=private_hook)
+    assert refused.returncode == 2
+    assert refused.stdout == ""
+    (line,) = refused.stderr.splitlines()  # one line, no traceback
+    assert line.startswith("error: notice URL http://10.0.0.1/hook is refused: private address")
+    ran = imgpipe("run", csv_path, "--out", out, env=private_hook)
+    assert (ran.returncode, ran.stderr) == (2, refused.stderr)
+
+    unparsable = imgpipe("status", "--out", out, env={"IMGPIPE_DEFAULT_ROWS": "many"})
+    assert unparsable.returncode == 2
+    assert unparsable.stderr.startswith("error: invalid settings:")
+    assert "IMGPIPE_DEFAULT_ROWS" in unparsable.stderr and "Traceback" not in unparsable.stderr

@@ -8,10 +8,8 @@ gets exactly one digest per batch, sent by whoever wrote the summary.
 from __future__ import annotations
 
 import json
-import threading
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,6 +21,7 @@ from tests.e2e.test_aws_chaos import (
     assert_batch_done,
     covers,
     creator_messages,
+    die_after_claiming_the_summary,
     plan_upload,
     runtime,
 )
@@ -30,29 +29,6 @@ from tests.support.aws_deploy import Deployment
 from tests.support.covers import RED, solid_jpeg
 from tests.support.http_server import FaultServer, Serve
 from tests.support.sns import SubscribedTopic
-
-
-@pytest.fixture
-def atomic_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make moto's DynamoDB writes atomic, as DynamoDB's are.
-
-    moto (in this process, on server threads) updates an item by read-modify-write
-    without a lock, and rolls a failed transaction back by restoring a copy of the
-    whole table: two workers finishing creators at the same moment can lose one
-    count, and then the batch never finishes. One lock over the writes restores what
-    DynamoDB guarantees; the engine's own races (claims, replays) are untouched.
-    """
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.RLock()  # transact_write_items calls update_item inside
-    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
-        original = getattr(DynamoDBBackend, name)
-
-        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, locked)
 
 
 @pytest.fixture
@@ -73,7 +49,7 @@ def notice_record(deployed: Deployment, batch_id: str) -> dict[str, object]:
 
 @pytest.mark.slow
 def test_two_workers_and_duplicate_deliveries_publish_one_digest(
-    deployed: Deployment, topic: SubscribedTopic, atomic_dynamodb: None
+    deployed: Deployment, topic: SubscribedTopic
 ) -> None:
     names = [f"creator {i}" for i in range(6)]
     with FaultServer() as server:
@@ -111,8 +87,6 @@ def test_two_workers_and_duplicate_deliveries_publish_one_digest(
 def test_the_sweep_that_writes_a_dead_writers_summary_sends_its_notice(
     deployed: Deployment, topic: SubscribedTopic, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from imgpipe.service.summary import SummaryWriter
-
     with FaultServer() as server:
         rows = [("Only", server.add("/1.jpg", Serve(solid_jpeg(RED))))]
         deployed.upload_csv("csv-files/orphan.csv", rows)
@@ -121,16 +95,7 @@ def test_the_sweep_that_writes_a_dead_writers_summary_sends_its_notice(
         fanout = runtime()
         monkeypatch.setattr(fanout.ledger, "summary_wait_seconds", 0.2)
 
-        class Died(BaseException):
-            """The invocation ends here (a timeout, a kill): no handler runs after it."""
-
-        def die(*args: object, **kwargs: object) -> None:
-            raise Died("the invocation died after claiming the summary")
-
-        with monkeypatch.context() as patched:
-            patched.setattr(SummaryWriter, "publish", die)
-            with pytest.raises(Died):
-                aws_lambda.handle_record_body(message.body)
+        die_after_claiming_the_summary(monkeypatch, message.body)
         deployed.queue.delete(message)
 
     assert topic.received(quiet_seconds=0.3) == []  # no summary, no notice

@@ -16,7 +16,7 @@ import sqlalchemy
 
 from imgpipe.adapters.sql_rows import SqlQuery, query_rows
 from imgpipe.adapters.sqlite_staging import StagedManifest, stage_manifest
-from imgpipe.bootstrap import stage_sql
+from imgpipe.bootstrap_sql import stage_sql
 from imgpipe.domain.result_rows import result_records
 from imgpipe.errors import ColumnError, ConfigError, InputError, SourceError
 from imgpipe.settings import BatchSpec

@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib
 import json
 import re
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,7 +22,7 @@ from imgpipe.adapters.aws_resources import (
     PLAN_QUEUE_ATTRIBUTES,
     QUEUE_ATTRIBUTES,
 )
-from imgpipe.adapters.dynamodb_state import BATCH_INDEX, STATUS_INDEX, create_state_table
+from imgpipe.adapters.dynamodb_state import BATCH_INDEX, STATUS_INDEX
 from imgpipe.settings import Settings
 from tests.support.iac import (
     FUNCTIONS_TF,
@@ -39,6 +38,7 @@ from tests.support.iac import (
     load_terraform,
     resolve,
     resource,
+    state_table_calls,
     statements,
     tf_environment_names,
     tf_statements,
@@ -271,13 +271,7 @@ def test_queues_match_aws_resources_and_the_template(
 def test_table_is_what_create_state_table_creates(
     module: dict[str, Any], template: dict[str, Any]
 ) -> None:
-    calls: dict[str, dict[str, Any]] = {}
-    client = SimpleNamespace(
-        create_table=lambda **kw: calls.setdefault("create_table", kw),
-        update_time_to_live=lambda **kw: calls.setdefault("ttl", kw),
-        get_waiter=lambda name: SimpleNamespace(wait=lambda **kw: None),
-    )
-    create_state_table(client, "t")
+    calls = state_table_calls()
     created = calls["create_table"]
     table = resources(module, "aws_dynamodb_table")["state"]
     assert table["name"] == "${var.table_name}"
@@ -515,18 +509,28 @@ def test_notices_go_to_an_encrypted_topic_only(module: dict[str, Any]) -> None:
         assert grants == expected, name
 
 
-def test_readable_buckets_grant_object_reads_only_when_listed(module: dict[str, Any]) -> None:
+def test_readable_buckets_grant_reads_and_listing_only_when_listed(module: dict[str, Any]) -> None:
     assert module["variable"]["readable_buckets"]["default"] == []
     assert module["locals"]["readable_object_arns"] == (
         '${[for b in var.readable_buckets : "arn:${local.partition}:s3:::${b}/*"]}'
+    )
+    assert module["locals"]["readable_bucket_arns"] == (
+        '${[for b in var.readable_buckets : "arn:${local.partition}:s3:::${b}"]}'
     )
     for name in FUNCTIONS_TF.values():
         dynamic = module["data"]["aws_iam_policy_document"][name].get("dynamic", [])
         if name not in ("planner", "worker"):
             assert not dynamic
             continue
-        (entry,) = dynamic
-        assert entry["statement"]["for_each"] == ("${length(var.readable_buckets) == 0 ? [] : [1]}")
-        (content,) = entry["statement"]["content"]
-        assert content["actions"] == ["s3:GetObject"]
-        assert content["resources"] == "${local.readable_object_arns}"
+        granted = {}
+        for entry in dynamic:
+            assert entry["statement"]["for_each"] == (
+                "${length(var.readable_buckets) == 0 ? [] : [1]}"
+            )
+            (content,) = entry["statement"]["content"]
+            (action,) = content["actions"]
+            granted[action] = content["resources"]
+        assert granted == {
+            "s3:GetObject": "${local.readable_object_arns}",
+            "s3:ListBucket": "${local.readable_bucket_arns}",
+        }, name

@@ -7,6 +7,7 @@ nothing reaches a real AWS account (dummy credentials, explicit endpoint).
 from __future__ import annotations
 
 import socket
+import threading
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -53,6 +54,31 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setting
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
     yield Settings()
+
+
+@pytest.fixture
+def atomic_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make moto's DynamoDB writes atomic, as DynamoDB's are.
+
+    moto (in this process, on the server's threads) updates an item by
+    read-modify-write without a lock, and rolls a failed transaction back by restoring
+    a copy of the whole table taken when it began: two workers finishing creators at
+    the same moment can lose one count (7 of 8 seen), and then the batch never
+    finishes. One lock over the writes restores what DynamoDB guarantees; the
+    engine's own races (claims, leases, replays) still run at full concurrency.
+    Real DynamoDB needs nothing of the kind: this works around moto only.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()  # transact_write_items calls update_item inside
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+        original = getattr(DynamoDBBackend, name)
+
+        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(DynamoDBBackend, name, locked)
 
 
 def client(settings: Settings, service: str) -> Any:

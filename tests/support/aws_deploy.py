@@ -24,6 +24,15 @@ from imgpipe.entrypoints.worker import QueueWorker
 from imgpipe.settings import Settings
 
 
+def csv_bytes(rows: list[tuple[str, str]]) -> bytes:
+    """A CSV of (creator, cover URL) rows under the original system's headers."""
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["creator_name", "cover_url"])
+    writer.writerows(rows)
+    return text.getvalue().encode()
+
+
 class Deployment:
     def __init__(self, settings: Settings, names: dict[str, str]) -> None:
         self.settings = settings
@@ -37,11 +46,7 @@ class Deployment:
         self.dlq = SqsWorkQueue(names["IMGPIPE_SQS_DLQ_URL"], settings=settings)
 
     def upload_csv(self, key: str, rows: list[tuple[str, str]]) -> None:
-        text = io.StringIO()
-        writer = csv.writer(text)
-        writer.writerow(["creator_name", "cover_url"])
-        writer.writerows(rows)
-        self.inputs.put(key, text.getvalue().encode(), content_type="text/csv")
+        self.inputs.put(key, csv_bytes(rows), content_type="text/csv")
 
     def work(self, *, workers: int = 1, concurrency: int = 2) -> list[QueueWorker]:
         """Run ``workers`` worker loops at once on the work queue, and one on the
@@ -75,7 +80,12 @@ class Deployment:
 
 
 @pytest.fixture
-def deployed(aws: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
+def deployed(
+    aws: Settings, atomic_dynamodb: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Deployment]:
+    """The deployment, with moto's DynamoDB writes made atomic (``atomic_dynamodb``):
+    every test on it runs handlers at once (``work`` starts a planning loop beside the
+    workers, each with two threads; others race deliveries or kill workers)."""
     names = ensure_resources(aws, prefix="flow")
     for name, value in names.items():
         monkeypatch.setenv(name, value)

@@ -13,13 +13,14 @@ import ast
 import math
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import hcl2
 import yaml
 from pydantic import AliasChoices
 
-from imgpipe.adapters.dynamodb_state import BATCH_INDEX, STATUS_INDEX
+from imgpipe.adapters.dynamodb_state import BATCH_INDEX, STATUS_INDEX, create_state_table
 from imgpipe.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,12 +46,6 @@ HANDLERS = {
 
 # Names read by the libraries the functions run, not by Settings.
 LIBRARY_ENVIRONMENT = {"POWERTOOLS_SERVICE_NAME"}
-# Issue 11's other branches add these settings (the completion notice's topic, the
-# buckets a csv_s3 message may name) and the code that uses them. Until they land the
-# deploy descriptions are ahead of the code; once they have, every entry here is also
-# checked like any other (tests accept an entry only while its evidence is missing).
-IN_FLIGHT_ENVIRONMENT = {"IMGPIPE_NOTIFY_TOPIC_ARN", "IMGPIPE_READABLE_BUCKETS"}
-IN_FLIGHT_ACTIONS = {"sns:Publish"}
 
 # Every IAM action the deploy descriptions grant, and where the code needs it (file
 # under src/imgpipe, text that must be there). A permission whose evidence disappears
@@ -120,8 +115,12 @@ USED: dict[str, list[tuple[str, str]]] = {
     ],
     # put_creators: a plan's pending records, 25 at a time
     "dynamodb:BatchWriteItem": [("adapters/dynamodb_state.py", "batch_write_item(")],
-    # the completion notice, published with the summary (IMGPIPE_NOTIFY_TOPIC_ARN)
-    "sns:Publish": [("settings.py", "IMGPIPE_NOTIFY_TOPIC_ARN")],
+    # SnsNotifier.send: the completion notice, published with the summary to the topic
+    # IMGPIPE_NOTIFY_TOPIC_ARN names
+    "sns:Publish": [
+        ("adapters/sns_notifier.py", "self.client.publish("),
+        ("settings.py", "IMGPIPE_NOTIFY_TOPIC_ARN"),
+    ],
 }
 # Granted because tracing is Active: the Lambda runtime sends the trace segments with
 # the function's role. X-Ray has no resource-level permissions ("*" is the only form).
@@ -180,6 +179,18 @@ INDEXES = {
 NOTIFIERS = ("PlannerFunction", "WorkerFunction", "SweepFunction")
 
 
+def state_table_calls() -> dict[str, dict[str, Any]]:
+    """What ``create_state_table`` asks DynamoDB for: ``create_table`` and ``ttl`` keywords."""
+    calls: dict[str, dict[str, Any]] = {}
+    client = SimpleNamespace(
+        create_table=lambda **kw: calls.setdefault("create_table", kw),
+        update_time_to_live=lambda **kw: calls.setdefault("ttl", kw),
+        get_waiter=lambda name: SimpleNamespace(wait=lambda **kw: None),
+    )
+    create_state_table(client, "t")
+    return calls
+
+
 def evidence_missing(action: str) -> list[str]:
     """The evidence of ``action`` that is not in the code (empty when all of it is)."""
     return [
@@ -202,10 +213,8 @@ def settings_names() -> set[str]:
 
 
 def unknown_environment(names: set[str]) -> set[str]:
-    """Names neither a setting, a library's, nor in flight while their setting is missing."""
-    known = settings_names()
-    in_flight = {n for n in IN_FLIGHT_ENVIRONMENT if n not in known}
-    return names - known - LIBRARY_ENVIRONMENT - in_flight
+    """Names that are neither a setting nor read by a library the functions run."""
+    return names - settings_names() - LIBRARY_ENVIRONMENT
 
 
 # -- what the code emits -------------------------------------------------------------------

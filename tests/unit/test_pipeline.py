@@ -257,7 +257,11 @@ def test_memory_pressure_retries_in_safe_mode(ports) -> None:  # type: ignore[no
     runner = make_runner(
         store, state, DictFetcher(responses), monitor=monitor, clock=SteppingClock()
     )
-    opts = BatchSpec.of(rows=5, cols=7, cell_size=20, max_images=35, min_image_size=10)
+    # Flat covers a few levels apart look alike to the near-duplicate check; this test
+    # is about safe mode, so every cover must count.
+    opts = BatchSpec.of(
+        rows=5, cols=7, cell_size=20, max_images=35, min_image_size=10, near_duplicates=0
+    )
     summary = run(runner, manifest(job("big", urls)), opts)
 
     creator = summary.creators[0]
@@ -389,3 +393,113 @@ def test_a_stop_while_the_claim_is_on_its_way_gives_the_claim_back(ports) -> Non
     asyncio.run(stop_mid_claim())
     record = state.get_creator("Ann", "b1")
     assert record is not None and record.status is CreatorStatus.PENDING
+
+
+def _photo_cover(seed: int, **change: Any) -> bytes:
+    """A photo-like 9:16 cover, optionally re-encoded, resized, cropped or brightened."""
+    from tests.support.photos import photo
+
+    image = photo(seed, (540, 960))
+    if "scale" in change:
+        image = image.resize((round(540 * change["scale"]), round(960 * change["scale"])))
+    if "crop" in change:
+        w, h = image.size
+        cut = change["crop"] / 2
+        image = image.crop(
+            (round(w * cut), round(h * cut), round(w * (1 - cut)), round(h * (1 - cut)))
+        )
+    if "brighter" in change:
+        image = image.point(lambda v: min(255, v + change["brighter"]))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=change.get("quality", 90))
+    return buffer.getvalue()
+
+
+def _bits_apart(a: bytes, b: bytes, cell: int) -> int:
+    from imgpipe.imaging.decode import load_tile
+    from imgpipe.imaging.perceptual import hamming, look_of
+
+    def bits(data: bytes) -> int:
+        return look_of(load_tile(data, cell, max_pixels=10**8, min_size=10)).bits
+
+    return hamming(bits(a), bits(b))
+
+
+def test_near_duplicates_count_once_and_name_the_cover_they_look_like(ports) -> None:  # type: ignore[no-untyped-def]
+    store, state = ports
+    covers = {
+        "a": _photo_cover(1),
+        "a-q60": _photo_cover(1, quality=60),
+        "b": _photo_cover(2),
+        "a-90%": _photo_cover(1, scale=0.9),
+        "a-crop": _photo_cover(1, crop=0.05),
+        "a-brighter": _photo_cover(1, brighter=10),
+        "c": _photo_cover(3),
+    }
+    urls = list(covers)
+    fetcher = DictFetcher(dict(covers))
+    cell = 200  # the hash is taken on the cell: at the default cell size, as users run
+    bits = {name: _bits_apart(covers["a"], data, cell) for name, data in covers.items()}
+    default = BatchSpec().collect.near_duplicates
+    # Re-encodes, resizes and brightness stay within the default; a 5 % crop moves
+    # 2-9 bits (see CollectSpec.near_duplicates), within 10.
+    assert max(bits["a-q60"], bits["a-90%"], bits["a-brighter"]) <= default
+    assert bits["a-crop"] <= 10 and min(bits["b"], bits["c"]) > 10
+    variants = ("a-q60", "a-90%", "a-crop", "a-brighter")
+    merged = sum(1 for name in variants if bits[name] <= default)
+    at_default = run(
+        make_runner(store, state, fetcher), manifest(job("Ann", urls)), options(cell_size=cell)
+    )
+    assert (at_default.creators[0]["images_used"], at_default.creators[0]["duplicates"]) == (
+        7 - merged,
+        merged,
+    )
+    summary = run(
+        make_runner(store, state, fetcher),
+        manifest(job("Ann", urls)),
+        options(near_duplicates=10, cell_size=cell, force=True),
+    )
+    creator = summary.creators[0]
+    assert (creator["images_used"], creator["duplicates"]) == (3, 4)
+    (metadata_key,) = store.list(f"results/metadata/{summary.batch_id}/")
+    metadata = json.loads(store.get(metadata_key))
+    by_url = {c["url"]: c for c in metadata["covers"]}
+    for variant in ("a-q60", "a-90%", "a-crop", "a-brighter"):
+        assert by_url[variant]["reason"] == "near_duplicate", (variant, by_url[variant])
+        assert by_url[variant]["detail"].startswith("looks like the cover of line 2 ")
+    assert [by_url[u]["cell"] for u in ("a", "b", "c")] == [0, 1, 2]
+    assert not summary.failures_by_reason  # near-duplicates are not failures
+
+
+def test_near_duplicates_off_keeps_every_variant_and_changes_the_fingerprint(ports) -> None:  # type: ignore[no-untyped-def]
+    store, state = ports
+    covers = {"a": _photo_cover(1), "a-q60": _photo_cover(1, quality=60), "b": _photo_cover(2)}
+    fetcher = DictFetcher(dict(covers))
+    jobs = manifest(job("Ann", list(covers)))
+    on = run(make_runner(store, state, fetcher), jobs, options(cell_size=200))
+    off = run(make_runner(store, state, fetcher), jobs, options(near_duplicates=0, cell_size=200))
+    assert on.creators[0]["images_used"] == 2 and off.creators[0]["images_used"] == 3
+    assert off.creators[0]["status"] == "completed"  # re-rendered, not skipped as unchanged
+
+
+def test_different_pictures_and_other_framings_do_not_look_alike() -> None:
+    """Every pair of 20 different photo-like covers, and pans across one photograph,
+    stay above the default threshold (what the default was chosen from)."""
+    from imgpipe.imaging.decode import load_tile
+    from imgpipe.imaging.perceptual import alike, look_of
+    from tests.support.photos import photo
+
+    threshold = BatchSpec().collect.near_duplicates
+
+    def look(data: bytes):  # type: ignore[no-untyped-def]
+        return look_of(load_tile(data, 200, max_pixels=10**8, min_size=16))
+
+    looks = [look(_photo_cover(seed)) for seed in range(20)]
+    assert not any(alike(a, b, threshold) for i, a in enumerate(looks) for b in looks[i + 1 :])
+    scene = photo(99, (1600, 960))  # a wide photograph, framed at three pans
+    frames = []
+    for left in (0, 300, 600):
+        buffer = io.BytesIO()
+        scene.crop((left, 0, left + 540, 960)).save(buffer, "JPEG", quality=90)
+        frames.append(look(buffer.getvalue()))
+    assert not any(alike(a, b, threshold) for i, a in enumerate(frames) for b in frames[i + 1 :])

@@ -101,8 +101,8 @@ def cli_flags() -> dict[str, str]:
 
 def test_the_cli_bounds_every_numeric_spec_option_it_offers() -> None:
     assert set(cli_flags()) == {
-        "rows", "cols", "cell_size", "quality", "max_images", "min_images", "concurrency",
-        "per_host_concurrency", "max_workers", "timeout", "retries",
+        "rows", "cols", "cell_size", "quality", "max_images", "min_images", "near_duplicates",
+        "concurrency", "per_host_concurrency", "max_workers", "timeout", "retries",
     }  # fmt: skip
 
 

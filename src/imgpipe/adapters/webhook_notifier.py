@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import random
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,11 +28,11 @@ from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt
 
 from imgpipe.errors import BlockedAddressError, ConfigError
 from imgpipe.fetch.netguard import AddressGuard, ResolutionError, parse_ip_literal
 from imgpipe.fetch.responses import parse_retry_after
+from imgpipe.fetch.retrying import with_retries
 from imgpipe.ports import Delivery
 from imgpipe.version import user_agent as product_token
 
@@ -130,26 +129,19 @@ class WebhookNotifier:
         }
         if self._secret:
             headers[SIGNATURE_HEADER] = signature(self._secret, body)
-        attempts = 0
         async with httpx.AsyncClient(
             transport=GuardedTransport(self._guard),
             timeout=httpx.Timeout(self._timeout),
             follow_redirects=False,  # a hop elsewhere would bypass the URL the operator set
             trust_env=False,  # no proxy from the environment: the guard vets the real peer
         ) as client:
-
-            async def attempt() -> _Attempt:
-                nonlocal attempts
-                attempts += 1
-                return await self._attempt(client, body, headers, attempts)
-
-            retrying = AsyncRetrying(
-                stop=stop_after_attempt(self._retries + 1),
-                wait=self._backoff,
-                retry=retry_if_result(lambda a: a.retryable),
-                retry_error_callback=_last_result,
+            # The downloads' retry loop: backoff with jitter, at least a capped Retry-After.
+            last, _ = await with_retries(
+                lambda number: self._attempt(client, body, headers, number),
+                retries=self._retries,
+                backoff_base=self._backoff_base,
+                backoff_max=self._backoff_max,
             )
-            last: _Attempt = await retrying(attempt)
         return last.delivery
 
     async def _attempt(
@@ -186,23 +178,6 @@ class WebhookNotifier:
     def _failed(self, attempts: int, why: str, *, retry: bool) -> _Attempt:
         error = f"notice to {self.shown} failed: {why}"
         return _Attempt(Delivery(False, attempts, error=error), retryable=retry)
-
-    def _backoff(self, state: RetryCallState) -> float:
-        """Exponential backoff with equal jitter, at least a capped Retry-After."""
-        ceiling = min(self._backoff_max, self._backoff_base * 2.0 ** (state.attempt_number - 1))
-        delay = ceiling / 2 + random.uniform(0, ceiling / 2)
-        if state.outcome is not None and not state.outcome.failed:
-            last: _Attempt = state.outcome.result()
-            if last.retry_after is not None:
-                delay = max(delay, min(last.retry_after, self._backoff_max))
-        return delay
-
-
-def _last_result(state: RetryCallState) -> _Attempt:
-    # Out of attempts: the last attempt's result, not tenacity's RetryError.
-    assert state.outcome is not None
-    result: _Attempt = state.outcome.result()
-    return result
 
 
 def _run_sync(make: Callable[[], Awaitable[_T]]) -> _T:

@@ -40,6 +40,7 @@ def collage_fingerprint(
     cols: int,
     cell_size: int,
     quality: int,
+    near_duplicates: int = 0,
     crop: str = "center",
     detector: str = "",
 ) -> str:
@@ -71,6 +72,10 @@ def collage_fingerprint(
         "cell": cell_size,  # the key stays "cell": renaming it would re-render everything
         "quality": quality,
     }
+    if near_duplicates:
+        # Which covers were merged decides the images; the setting is named too, so a
+        # change of it re-renders. Absent at 0, as before near-duplicates existed.
+        document["near"] = near_duplicates
     if crop != "center":
         document["crop"] = crop
         document["detector"] = detector

@@ -35,6 +35,7 @@ class Reason(StrEnum):
     UNSUPPORTED_SCHEME = "unsupported_scheme"
     FILE_NOT_FOUND = "file_not_found"
     DUPLICATE = "duplicate"
+    NEAR_DUPLICATE = "near_duplicate"  # a re-encode, resize or slight crop of an earlier one
     INVALID_URL = "invalid_url"
     TLS_ERROR = "tls_error"  # the TLS handshake failed (certificate, host name): not retried
     NOT_ATTEMPTED = "not_attempted"

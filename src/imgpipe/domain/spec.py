@@ -112,6 +112,7 @@ RANGES: dict[str, Range] = {
     "max_images": Range(1, 2500),
     "min_images": Range(1, 2500),
     "min_image_size": Range(0),
+    "near_duplicates": Range(0, 64),  # bits of a 64-bit hash
     "max_pixels": Range(1),
     "timeout": Range(0.1),  # seconds; a shorter attempt can only fail
     "retries": Range(0),
@@ -182,6 +183,13 @@ class CollectSpec:
     min_image_size: int = 50  # px; smaller covers are too_small
     max_pixels: int = 64_000_000  # refused before decoding
     deduplicate: bool = True  # equal bytes count once
+    # Covers whose 64-bit perceptual hashes differ in at most this many bits (and whose
+    # mean colours are close) count once too; 0 turns it off. Measured on 30 generated
+    # covers: JPEG q60 <= 4 bits, 90 % resize <= 3, brightness +10 <= 3, a 5 % crop 2-9
+    # (median 5); different pictures >= 19, other framings of one scene >= 14. Covers
+    # made from one template (same backdrop, a small subject) sit at 6-10: a higher
+    # default would catch every crop but merge such covers, and a lost cover is worse.
+    near_duplicates: int = 6
     force: bool = False  # render even when the fingerprint is unchanged
     collision_check: bool = True  # a collage never overwrites an object it did not write
 

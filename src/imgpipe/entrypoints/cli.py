@@ -18,9 +18,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from imgpipe.bootstrap import open_backend, preview_csv, reconcile_stale_batches, run_csv, run_sql
+from imgpipe.bootstrap import open_backend, preview_csv, reconcile_stale_batches, run_csv
+from imgpipe.bootstrap_sql import run_sql
 from imgpipe.domain.spec import RANGES
 from imgpipe.entrypoints import cli_aws, cli_service, cli_sql
+from imgpipe.entrypoints.cli_errors import EXIT_UNFINISHED, exit_code, fail
 from imgpipe.entrypoints.cli_logging import LogFormatName, LogFormatOption, setup_logging
 from imgpipe.entrypoints.progress import LogProgress, RichProgress
 from imgpipe.entrypoints.report import print_batch, print_batches, print_preview, print_summary
@@ -33,8 +35,6 @@ from imgpipe.version import version
 
 __all__ = ["app", "main"]
 
-EXIT_INPUT = 2
-EXIT_UNFINISHED = 4  # not the input's fault: a store failed or the batch is busy
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -79,18 +79,6 @@ OutOption = Annotated[
         "--out", "-o", help="Output folder (default: $IMGPIPE_DATA_DIR or ./imgpipe-data)."
     ),
 ]
-
-
-def _fail(console: Console, message: str, code: int = EXIT_INPUT) -> typer.Exit:
-    # soft_wrap: one message, one line, whatever the width (stderr is often a file).
-    # Messages quote data (a CSV header, a path), so they are escaped, never markup.
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _exit_code(error: ImgpipeError) -> int:
-    """Bad input or settings are the caller's to fix (2); anything else may pass (4)."""
-    return EXIT_INPUT if isinstance(error, InputError | ConfigError) else EXIT_UNFINISHED
 
 
 def _ranged(option: str, help: str, flag: str | None = None) -> Any:
@@ -143,6 +131,14 @@ def run(
     ] = None,
     min_images: Annotated[
         int | None, _ranged("min_images", "Fewer usable covers fail the creator [1].")
+    ] = None,
+    near_duplicates: Annotated[
+        int | None,
+        _ranged(
+            "near_duplicates",
+            "Covers whose look differs in at most this many bits of 64 count once; "
+            "0 turns it off [IMGPIPE_NEAR_DUPLICATES=6].",
+        ),
     ] = None,
     concurrency: Annotated[
         int | None,
@@ -214,6 +210,7 @@ def run(
             crop=crop.value if crop is not None else None,
             max_images=max_images,
             min_images=min_images,
+            near_duplicates=near_duplicates,
             concurrency=concurrency,
             per_host_concurrency=per_host_concurrency,
             max_workers=max_workers,
@@ -234,9 +231,9 @@ def run(
             _dry_run(csv_file, options, as_json=as_json)
         backend = open_backend(settings, out_dir=out)
     except ImgpipeError as exc:
-        raise _fail(console, str(exc)) from None
+        raise fail(console, str(exc)) from None
     except ValueError as exc:  # pydantic validation of the environment
-        raise _fail(console, f"invalid settings: {exc}") from None
+        raise fail(console, f"invalid settings: {exc}") from None
 
     try:
 
@@ -267,7 +264,7 @@ def run(
     except ImgpipeError as exc:
         role = column_role(exc)
         hint = f" (choose it with --{role}-column)" if role else ""
-        raise _fail(console, f"{exc}{hint}", _exit_code(exc)) from None
+        raise fail(console, f"{exc}{hint}", exit_code(exc)) from None
     finally:
         backend.close()
 
@@ -307,13 +304,18 @@ def status(
 ) -> None:
     """Show recent batches, or one batch's creators and failures."""
     console = Console(stderr=True)
-    settings = Settings()
-    root = (out or settings.data_dir).resolve()
-    # Only the local backend keeps its state in a folder; on AWS it is the table.
-    if settings.backend == "local" and not root.is_dir():
-        raise _fail(console, f"no output folder at {root} (run `imgpipe run` first or pass --out)")
-    where = str(root) if settings.backend == "local" else settings.dynamodb_table_name
-    backend = open_backend(settings, out_dir=root)
+    try:
+        settings = Settings()
+        root = (out or settings.data_dir).resolve()
+        # Only the local backend keeps its state in a folder; on AWS it is the table.
+        if settings.backend == "local" and not root.is_dir():
+            raise InputError(f"no output folder at {root} (run `imgpipe run` first or pass --out)")
+        where = str(root) if settings.backend == "local" else settings.dynamodb_table_name
+        backend = open_backend(settings, out_dir=root)
+    except ImgpipeError as exc:  # settings the backend refuses (a notice URL, a prefix)
+        raise fail(console, str(exc), exit_code(exc)) from None
+    except ValueError as exc:  # pydantic validation of the environment
+        raise fail(console, f"invalid settings: {exc}") from None
     try:
         reconcile_stale_batches(backend)  # a running batch whose process died: interrupted
         if batch_id is None:
@@ -321,9 +323,11 @@ def status(
             return
         batch = backend.state.get_batch(batch_id)
         if batch is None:
-            raise _fail(console, f"no batch {batch_id!r} in {where}")
+            raise fail(console, f"no batch {batch_id!r} in {where}")
         records = list(backend.state.creators_in_batch(batch_id))
         print_batch(Console(), batch, records, as_json=as_json)
+    except ImgpipeError as exc:  # the state store unreachable: not the caller's to fix (4)
+        raise fail(console, str(exc), exit_code(exc)) from None
     finally:
         backend.close()
 

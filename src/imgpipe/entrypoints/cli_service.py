@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from imgpipe.entrypoints.cli_errors import EXIT_INPUT  # an unusable option: a busy --port too
 from imgpipe.entrypoints.cli_logging import LogFormatName, LogFormatOption, setup_logging
 from imgpipe.errors import ConfigError, ImageError, ImgpipeError
 from imgpipe.service.compress import EXTENSIONS, CompressOptions, compress_image
@@ -23,7 +24,6 @@ from imgpipe.settings import Settings
 
 __all__ = ["compress", "register", "serve"]
 
-EXIT_INPUT = 2  # an unusable option: a busy --port included
 EXIT_SOME_FAILED = 3
 
 

@@ -20,13 +20,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from imgpipe.errors import ConfigError, ImgpipeError, InputError, column_role
+from imgpipe.entrypoints.cli_errors import exit_code, fail
+from imgpipe.errors import ConfigError, ImgpipeError, column_role
 from imgpipe.settings import Settings
 
 __all__ = ["FromSqlOption", "QueryOption", "SqlSource", "export_csv", "register", "sql_source"]
-
-EXIT_INPUT = 2
-EXIT_UNFINISHED = 4
 
 FromSqlOption = Annotated[
     str | None,
@@ -94,7 +92,7 @@ def export_csv(
     url_column: Annotated[str | None, typer.Option(help="Name the cover URL column.")] = None,
 ) -> None:
     """Write a query's rows as a CSV that `imgpipe run` and the AWS flow read."""
-    from imgpipe.bootstrap import export_sql_csv
+    from imgpipe.bootstrap_sql import export_sql_csv
 
     console = Console(stderr=True)
     try:
@@ -113,12 +111,9 @@ def export_csv(
     except ImgpipeError as exc:
         role = column_role(exc)
         hint = f" (choose it with --{role}-column, or alias it in the query)" if role else ""
-        code = EXIT_INPUT if isinstance(exc, InputError | ConfigError) else EXIT_UNFINISHED
-        console.print(f"[bold red]error:[/] {escape(str(exc))}{escape(hint)}", soft_wrap=True)
-        raise typer.Exit(code) from None
+        raise fail(console, f"{exc}{hint}", exit_code(exc)) from None
     except ValueError as exc:  # pydantic validation of the environment
-        console.print(f"[bold red]error:[/] invalid settings: {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(EXIT_INPUT) from None
+        raise fail(console, f"invalid settings: {exc}") from None
     shown = where if where.startswith("s3://") else str(Path(where).resolve())
     console.print(f"exported {rows} rows to {escape(shown)}", highlight=False, soft_wrap=True)
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import random
 import weakref
 from collections import Counter
 from collections.abc import Mapping
@@ -42,8 +41,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt
 
 from imgpipe.domain.records import Reason
 from imgpipe.domain.spec import FetchPolicy
@@ -60,6 +57,7 @@ from imgpipe.fetch.responses import (
     request_failure,
 )
 from imgpipe.fetch.results import FetchCounts, FetchResult
+from imgpipe.fetch.retrying import with_retries
 
 if TYPE_CHECKING:
     import httpx
@@ -70,17 +68,6 @@ __all__ = ["Downloader", "FetchCounts", "FetchPolicy", "FetchResult"]
 log = logging.getLogger(__name__)
 
 POOL_SIZE = 8  # connections per httpx pool (see Downloader.__init__)
-
-
-def _retryable(outcome: Outcome) -> bool:
-    return outcome.retryable
-
-
-def _last_outcome(state: RetryCallState) -> Outcome:
-    # Out of attempts: hand back the last outcome instead of tenacity's RetryError.
-    assert state.outcome is not None
-    result: Outcome = state.outcome.result()
-    return result
 
 
 def _cached_result(
@@ -323,35 +310,15 @@ class Downloader:
         return result
 
     async def _attempts(self, start: httpx.URL, cover: CachedCover | None) -> tuple[Outcome, int]:
-        """The retry loop: the last attempt's outcome and how many attempts there were."""
-        attempts = 0
-
-        async def attempt() -> Outcome:
-            nonlocal attempts
-            attempts += 1
-            return await self._attempt(start, cover)
-
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._policy.retries + 1),
-            wait=self._backoff,
-            retry=retry_if_result(_retryable),
-            retry_error_callback=_last_outcome,
-        )
-        outcome: Outcome = await retrying(attempt)
-        return outcome, attempts
-
-    def _backoff(self, state: RetryCallState) -> float:
-        """Exponential backoff with "equal jitter", at least a capped Retry-After."""
+        """The retry loop (:mod:`imgpipe.fetch.retrying`): the last attempt's outcome
+        and how many attempts there were."""
         policy = self._policy
-        ceiling = min(policy.backoff_max, policy.backoff_base * 2.0 ** (state.attempt_number - 1))
-        # Half fixed, half random: retries from many tasks spread out, yet
-        # never collapse to an immediate retry.
-        delay = ceiling / 2 + random.uniform(0, ceiling / 2)
-        if state.outcome is not None and not state.outcome.failed:
-            last: Outcome = state.outcome.result()
-            if last.retry_after is not None:
-                delay = max(delay, min(last.retry_after, policy.backoff_max))
-        return delay
+        return await with_retries(
+            lambda _number: self._attempt(start, cover),
+            retries=policy.retries,
+            backoff_base=policy.backoff_base,
+            backoff_max=policy.backoff_max,
+        )
 
     async def _attempt(self, start: httpx.URL, cover: CachedCover | None) -> Outcome:
         """One attempt: the request and the redirect hops it leads to.

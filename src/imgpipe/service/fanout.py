@@ -214,15 +214,15 @@ class FanOut:
         batch's collages and results go under (checked, ``/`` appended).
         """
         store = self.csv_store(bucket)
-        foreign = store is not self.ports.inputs
-        source = f"s3://{bucket}/{csv_key}" if foreign else csv_key
+        other_bucket = bucket if store is not self.ports.inputs else None  # read only
+        source = csv_source(csv_key, other_bucket)
         try:
             prefix = output_prefix_of(output_prefix)
         except ValueError as exc:
             raise MessageError(f"output_prefix {output_prefix!r} is unusable: {exc}") from exc
         options = self.settings.batch_spec(**dict(overrides or {}), output_prefix=prefix)
         # A CSV published to another prefix or read from another bucket is another batch.
-        seed = source if foreign else csv_key
+        seed = source
         if options.output_prefix:
             seed += "\0" + options.output_prefix
         scratch = self.scratch_dir / f"plan-{uuid.uuid4().hex}.sqlite3"
@@ -230,7 +230,7 @@ class FanOut:
             staged, identity = self._stage(csv_key, options, scratch, store, seed)
         except InputError as exc:
             log.warning("CSV %s is unusable: %s", source, exc)
-            if not foreign:  # another bucket is read only
+            if not other_bucket:  # another bucket is read only
                 self._archive(csv_key, ARCHIVE_FAILED)
             return PlanOutcome(None, csv_key, error=str(exc))
         try:
@@ -242,7 +242,7 @@ class FanOut:
                 dict(overrides or {}),
                 heartbeat,
                 batch_id,
-                bucket if foreign else None,
+                other_bucket,
             )
         finally:
             staged.close()
@@ -319,7 +319,7 @@ class FanOut:
             context = self.ledger.open_batch(
                 batch_id,
                 # Not under the CSV prefix when in another bucket: finalize leaves it there.
-                source=f"s3://{bucket}/{csv_key}" if bucket else csv_key,
+                source=csv_source(csv_key, bucket),
                 total=staged.creators,
                 settings=settings_snapshot(options),
                 stats=plan_stats(staged.rows_read, staged.duplicate_rows, staged.problems()),
@@ -532,6 +532,15 @@ class FanOut:
             self.ports.inputs.move(csv_key, target)
         except StorageError as exc:  # the batch is done; a stuck CSV must not undo that
             log.warning("could not archive %s to %s: %s", csv_key, target, exc)
+
+
+def csv_source(csv_key: str, bucket: str | None) -> str:
+    """How a batch names its CSV: the key in the input bucket, else the object's URL.
+
+    >>> csv_source("in/a.csv", None), csv_source("in/a.csv", "partner")
+    ('in/a.csv', 's3://partner/in/a.csv')
+    """
+    return f"s3://{bucket}/{csv_key}" if bucket else csv_key
 
 
 def parse_csv_bytes(data: bytes, options: BatchSpec, csv_key: str) -> Manifest:

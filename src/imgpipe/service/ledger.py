@@ -357,9 +357,10 @@ class BatchLedger:
             self._await_summary(batch_id)
             return None
         try:
-            stats, source = self._plan_stats(batch_id, batch.source)
-            batch.source = source
-            writer = self._write_summary(batch, stats, peak_memory_percent)
+            plan = self._read_plan(batch_id)  # once: its statistics, source and spec
+            stats, batch.source = self._plan_stats(plan, batch_id, batch.source)
+            prefix = str(self._remember_spec(batch_id, plan).get("output_prefix") or "")
+            writer = self._write_summary(batch, stats, peak_memory_percent, prefix)
             # Retried like every write of ours: a refused closing write would leave
             # the summary claimed and unwritten until its lease ends.
             summary = self._retry(lambda: writer.publish(self.state, batch))
@@ -389,11 +390,11 @@ class BatchLedger:
             summary.extra["notice"] = record.to_dict()
 
     def _write_summary(
-        self, batch: BatchRecord, stats: PlanStats, peak_memory_percent: float
+        self, batch: BatchRecord, stats: PlanStats, peak_memory_percent: float, prefix: str
     ) -> SummaryWriter:
-        """Stream the records into a summary; re-read while the index lags the counters."""
+        """Stream the records into a summary (under the batch's output ``prefix``);
+        re-read while the index lags the counters."""
         expected = batch.completed + batch.failed + batch.skipped
-        prefix = str(self.planned_spec(batch.batch_id).get("output_prefix") or "")
         for attempt in range(INDEX_CATCH_UP_TRIES):
             writer = SummaryWriter(
                 self.outputs,
@@ -430,10 +431,10 @@ class BatchLedger:
         cached = self._specs.get(batch_id)
         if cached is not None:
             return cached
-        try:
-            spec = dict(json.loads(self.plans.get(plan_key(batch_id))).get("spec") or {})
-        except (StorageError, ValueError, AttributeError):
-            spec = {}
+        return self._remember_spec(batch_id, self._read_plan(batch_id))
+
+    def _remember_spec(self, batch_id: str, plan: dict[str, Any] | None) -> dict[str, Any]:
+        spec = dict((plan or {}).get("spec") or {})
         if len(self._specs) >= 64:
             self._specs.pop(next(iter(self._specs)))
         self._specs[batch_id] = spec
@@ -441,18 +442,27 @@ class BatchLedger:
 
     def plan_stats(self, batch_id: str) -> PlanStats | None:
         """The CSV statistics (rows read, skipped rows) of a planned batch, if readable."""
+        plan = self._read_plan(batch_id)
         try:
-            return PlanStats(**json.loads(self.plans.get(plan_key(batch_id)))["stats"])
-        except (StorageError, ValueError, KeyError, TypeError):
+            return None if plan is None else PlanStats(**plan["stats"])
+        except (KeyError, TypeError):
             return None
 
-    def _plan_stats(self, batch_id: str, source: str) -> tuple[PlanStats, str]:
-        try:
-            plan = json.loads(self.plans.get(plan_key(batch_id)))
-        except (StorageError, ValueError):
+    def _plan_stats(
+        self, plan: dict[str, Any] | None, batch_id: str, source: str
+    ) -> tuple[PlanStats, str]:
+        if plan is None:
             log.warning("batch %s has no readable plan; CSV statistics left out", batch_id)
             return PlanStats(0, 0, []), source
         return PlanStats(**plan["stats"]), plan.get("source", source)
+
+    def _read_plan(self, batch_id: str) -> dict[str, Any] | None:
+        """The plan written at :meth:`open_batch` (spec, CSV statistics, source), or None."""
+        try:
+            plan = json.loads(self.plans.get(plan_key(batch_id)))
+        except (StorageError, ValueError):
+            return None
+        return plan if isinstance(plan, dict) else None
 
     def _await_summary(self, batch_id: str) -> None:
         """Return once another worker's claimed summary is written, else raise.

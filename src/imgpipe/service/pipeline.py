@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from PIL import Image
 
@@ -41,6 +41,7 @@ from imgpipe.errors import ImageError, KeyCollisionError, StorageError
 from imgpipe.fetch.downloader import FetchResult
 from imgpipe.imaging.collage import render_collage
 from imgpipe.imaging.decode import load_tile
+from imgpipe.imaging.perceptual import Look, alike, hamming, look_of
 from imgpipe.imaging.preview import PREVIEW_CONTENT_TYPE, PREVIEW_WIDTH, render_preview
 from imgpipe.imaging.smartcrop import detector_name
 from imgpipe.logs import EVENTS_LOGGER, log_context
@@ -70,6 +71,7 @@ class _Accepted:
     index: int  # the cover's position in the creator's list
     sha256: str
     tile: Image.Image  # the decoded cover, cropped to fill one cell
+    look: Look  # how it looks, for the near-duplicate check (imaging/perceptual.py)
 
 
 class CreatorPipeline:
@@ -246,6 +248,7 @@ class CreatorPipeline:
             quality=options.render.quality,
             crop=options.render.crop,
             detector=detector_name() if options.render.crop == "smart" else "",
+            near_duplicates=options.collect.near_duplicates,
         )
         grid = plan_grid(
             len(accepted),
@@ -305,6 +308,8 @@ class CreatorPipeline:
         accepted: list[_Accepted] = []
         outcomes: dict[int, CoverOutcome] = {}
         seen: set[str] = set()
+        # Near-duplicates are a kind of duplicate: off with deduplication too.
+        near = options.collect.near_duplicates if options.collect.deduplicate else 0
         next_index = 0
         while len(accepted) < target and next_index < len(covers):
             wave = range(next_index, min(len(covers), next_index + target - len(accepted)))
@@ -312,13 +317,24 @@ class CreatorPipeline:
             results = await asyncio.gather(
                 *(self._fetch_tile(key, covers[i], options) for i in wave)
             )
-            for index, (outcome, tile) in zip(wave, results, strict=True):
-                if tile is not None and options.collect.deduplicate and outcome.sha256 in seen:
+            for index, (outcome, decoded) in zip(wave, results, strict=True):
+                if decoded is not None and options.collect.deduplicate and outcome.sha256 in seen:
                     outcome = replace(outcome, ok=False, reason=Reason.DUPLICATE.value)
-                    tile = None
-                if tile is not None and outcome.sha256 is not None:
+                    decoded = None
+                twin = _near_twin(decoded, accepted, near)
+                if twin is not None and decoded is not None:
+                    line, distance = (
+                        covers[twin.index].line,
+                        hamming(decoded.look.bits, twin.look.bits),
+                    )
+                    detail = f"looks like the cover of line {line} ({distance}/64 bits differ)"
+                    outcome = replace(
+                        outcome, ok=False, reason=Reason.NEAR_DUPLICATE.value, detail=detail
+                    )
+                    decoded = None
+                if decoded is not None and outcome.sha256 is not None:
                     seen.add(outcome.sha256)
-                    accepted.append(_Accepted(index, outcome.sha256, tile))
+                    accepted.append(_Accepted(index, outcome.sha256, decoded.tile, decoded.look))
                 outcomes[index] = outcome
         for index in range(next_index, len(covers)):
             outcomes[index] = CoverOutcome(
@@ -329,7 +345,7 @@ class CreatorPipeline:
 
     async def _fetch_tile(
         self, key: str, cover: CoverRef, options: BatchSpec
-    ) -> tuple[CoverOutcome, Image.Image | None]:
+    ) -> tuple[CoverOutcome, _Decoded | None]:
         fetched = await self.fetcher.fetch(cover.url)
         base = CoverOutcome(
             cover.line,
@@ -344,12 +360,12 @@ class CreatorPipeline:
             return base, None
         data = fetched.data
         try:
-            digest, tile = await self._run_cpu(_hash_and_decode, data, options)
+            digest, decoded = await self._run_cpu(_hash_and_decode, data, options)
         except ImageError as exc:
             self.progress.cover_done(key, False)
             return replace(base, reason=exc.reason, detail=exc.detail, bytes=len(data)), None
         self.progress.cover_done(key, True)
-        return replace(base, ok=True, reason=None, sha256=digest, bytes=len(data)), tile
+        return replace(base, ok=True, reason=None, sha256=digest, bytes=len(data)), decoded
 
     async def _run_cpu(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -417,7 +433,14 @@ def _log_outcome(result: CreatorResult) -> None:
     )  # fmt: skip
 
 
-def _hash_and_decode(data: bytes, options: BatchSpec) -> tuple[str, Image.Image]:
+class _Decoded(NamedTuple):
+    """A decoded cover ready for the grid, and how it looks to the near-duplicate check."""
+
+    tile: Image.Image
+    look: Look
+
+
+def _hash_and_decode(data: bytes, options: BatchSpec) -> tuple[str, _Decoded]:
     tile = load_tile(
         data,
         options.render.cell_size,
@@ -425,7 +448,16 @@ def _hash_and_decode(data: bytes, options: BatchSpec) -> tuple[str, Image.Image]
         min_size=options.collect.min_image_size,
         crop=options.render.crop,
     )
-    return content_hash(data), tile
+    return content_hash(data), _Decoded(tile, look_of(tile))
+
+
+def _near_twin(
+    decoded: _Decoded | None, accepted: Sequence[_Accepted], bits: int
+) -> _Accepted | None:
+    """The first accepted cover ``decoded`` looks like, within ``bits`` (0: the check is off)."""
+    if decoded is None or not bits:
+        return None
+    return next((item for item in accepted if alike(decoded.look, item.look, bits)), None)
 
 
 # Compact, by one reused encoder: with an indent Python's encoder runs in pure Python,

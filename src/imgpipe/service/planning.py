@@ -39,7 +39,7 @@ __all__ = [
 # What shapes a batch's output; a change of any of these is a different batch.
 OUTPUT_SETTINGS = (
     "rows", "cols", "cell_size", "quality", "max_images", "min_images", "min_image_size",
-    "deduplicate", "force", "creator_column", "url_column",
+    "deduplicate", "near_duplicates", "force", "creator_column", "url_column",
 )  # fmt: skip
 SNAPSHOT_SETTINGS = (
     "rows", "cols", "cell_size", "quality", "crop", "max_images", "min_images", "concurrency",

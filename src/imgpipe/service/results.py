@@ -20,7 +20,8 @@ from imgpipe.domain.records import BatchRecord, CoverOutcome, CreatorRecord, Cre
 __all__ = ["NOT_FAILURES", "BatchContext", "CreatorResult", "PlanStats"]
 
 # Reasons that describe a cover we chose not to use rather than one that failed.
-NOT_FAILURES = frozenset({Reason.DUPLICATE.value, Reason.NOT_ATTEMPTED.value})
+_DUPLICATES = frozenset({Reason.DUPLICATE.value, Reason.NEAR_DUPLICATE.value})
+NOT_FAILURES = _DUPLICATES | {Reason.NOT_ATTEMPTED.value}
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class CreatorResult:
 
     @property
     def duplicates(self) -> int:
-        return sum(1 for c in self.covers if c.reason == Reason.DUPLICATE)
+        return sum(1 for c in self.covers if c.reason in _DUPLICATES)
 
     @classmethod
     def from_record(cls, record: CreatorRecord, *, creator: str | None = None) -> CreatorResult:

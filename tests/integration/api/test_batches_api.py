@@ -319,7 +319,7 @@ def test_form_limits_are_the_spec_ranges_and_the_edges_are_accepted(
     server = api()
     red = covers.add("/red.jpg", Serve(solid_jpeg(RED)))
     ranges = form_ranges(server)
-    assert set(ranges) == {"rows", "cols", "quality", "max_images", "min_images"}
+    assert set(ranges) == {"rows", "cols", "quality", "max_images", "min_images", "near_duplicates"}
     for name, schema in ranges.items():
         assert (schema.get("minimum"), schema.get("maximum")) == (
             RANGES[name].low,

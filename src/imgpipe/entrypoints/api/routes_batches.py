@@ -80,6 +80,7 @@ async def create_batch(
     quality: Annotated[int | None, Form(**RANGES["quality"].bounds())] = None,
     max_images: Annotated[int | None, Form(**RANGES["max_images"].bounds())] = None,
     min_images: Annotated[int | None, Form(**RANGES["min_images"].bounds())] = None,
+    near_duplicates: Annotated[int | None, Form(**RANGES["near_duplicates"].bounds())] = None,
     force: Annotated[bool | None, Form()] = None,
     crop: Annotated[
         Literal["center", "smart"] | None,
@@ -106,8 +107,9 @@ async def create_batch(
         k: v
         for k, v in {
             "rows": rows, "cols": cols, "quality": quality, "max_images": max_images,
-            "min_images": min_images, "force": force, "creator_column": creator_column,
-            "url_column": url_column, "encoding": encoding, "crop": crop,
+            "min_images": min_images, "near_duplicates": near_duplicates, "force": force,
+            "creator_column": creator_column, "url_column": url_column, "encoding": encoding,
+            "crop": crop,
         }.items()
         if v is not None
     }  # fmt: skip
