@@ -3,7 +3,8 @@
 Each module has ``main(argv) -> int``; modules run in name order with ``bench_render``
 first, and the exit status is the first non-zero one. ``make bench`` runs them all:
 render, e2e, scale, aws, compare, decode_budget (peak RSS of the API server under
-concurrent compresses and compares), overhead (700 local covers against the decode
+concurrent compresses and compares), smartcrop (``--crop smart`` against centre
+on the render covers, paired), overhead (700 local covers against the decode
 floor), latency (350 covers over a 50 ms loopback), million (staging a
 1,000,000-row CSV), million_run (``imgpipe run`` of it) and million_aws (planning
 it on moto). Set ``IMGPIPE_BENCH_MILLION_CREATORS`` to a small number for a quick

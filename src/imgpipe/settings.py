@@ -42,6 +42,7 @@ SPEC_OPTIONS = {
     "default_cols": "cols",
     "default_cell": "cell_size",
     "default_quality": "quality",
+    "crop": "crop",
     "default_max_images_per_creator": "max_images",
     "min_images_per_creator": "min_images",
     "min_image_size": "min_image_size",
@@ -111,6 +112,8 @@ class Settings(BaseSettings):
     default_cols: int = _option("cols", "IMGPIPE_DEFAULT_COLS", "DEFAULT_COLS")
     default_cell: int = _option("cell_size", "IMGPIPE_CELL_SIZE")
     default_quality: int = _option("quality", "IMGPIPE_DEFAULT_QUALITY", "DEFAULT_QUALITY")
+    # center or smart (faces, else saliency; README, "Smart crop")
+    crop: Literal["center", "smart"] = _option("crop", "IMGPIPE_CROP")
     default_max_images_per_creator: int = _option(
         "max_images", "IMGPIPE_DEFAULT_MAX_IMAGES_PER_CREATOR", "DEFAULT_MAX_IMAGES_PER_CREATOR"
     )

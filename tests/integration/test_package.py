@@ -103,6 +103,9 @@ def test_zip_holds_the_code_its_data_and_a_pinned_sdk(package: Path) -> None:
     assert {"boto3", "botocore", "s3transfer"} <= tops
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert not [n for n in names if n.startswith("bin/")]
+    # OpenCV (the [smart] extra, 218 MB with NumPy) stays out: smart crop runs on
+    # saliency alone there (README, "Smart crop").
+    assert not tops & {"cv2", "opencv_python_headless.libs"}
 
 
 def test_zip_is_deterministic(package: Path, tmp_path: Path) -> None:

@@ -153,3 +153,9 @@ def test_a_processing_config_passes_how_to_read_the_csv_and_checks_it() -> None:
         options_from_config({"encoding": "klingon"})
     with pytest.raises(MessageError, match=r"processing_config\.url_column: expected str"):
         options_from_config({"url_column": 7})
+
+
+def test_a_processing_config_names_the_crop_and_a_bad_one_is_a_message_error() -> None:
+    assert options_from_config({"crop": "smart"}) == {"crop": "smart"}
+    with pytest.raises(MessageError, match=r"processing_config\.crop: .*crop='faces'"):
+        options_from_config({"crop": "faces"})

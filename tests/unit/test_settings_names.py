@@ -21,7 +21,7 @@ def names(field: str) -> list[str]:
     return [str(choice) for choice in alias.choices]
 
 
-CHOICES = {"backend": "aws", "compare_backend": "vlm"}  # the Literal settings
+CHOICES = {"backend": "aws", "compare_backend": "vlm", "crop": "smart"}  # the Literal settings
 
 
 def other_value(field: str) -> tuple[str, Any]:

@@ -41,6 +41,8 @@ def collage_fingerprint(
     cell_size: int,
     quality: int,
     near_duplicates: int = 0,
+    crop: str = "center",
+    detector: str = "",
 ) -> str:
     """SHA-256 hex of a canonical JSON of the render inputs; image order matters.
 
@@ -50,8 +52,19 @@ def collage_fingerprint(
     >>> a = collage_fingerprint(["aa"], rows=1, cols=1, cell_size=200, quality=95)
     >>> a == collage_fingerprint(["aa"], rows=1, cols=1, cell_size=200, quality=90)
     False
+
+    A smart crop names its ``detector`` too (``faces+saliency`` or ``saliency``:
+    whether OpenCV was there), since the two place some windows differently. The
+    centre crop adds no keys, so the fingerprints written before crops existed hold::
+
+    >>> a == collage_fingerprint(["aa"], rows=1, cols=1, cell_size=200, quality=95, crop="center")
+    True
+    >>> smart = dict(rows=1, cols=1, cell_size=200, quality=95, crop="smart")
+    >>> len({a, collage_fingerprint(["aa"], **smart, detector="saliency"),
+    ...      collage_fingerprint(["aa"], **smart, detector="faces+saliency")})
+    3
     """
-    document = {
+    document: dict[str, object] = {
         "v": RENDER_VERSION,
         "images": list(image_hashes),
         "rows": rows,
@@ -63,6 +76,9 @@ def collage_fingerprint(
         # Which covers were merged decides the images; the setting is named too, so a
         # change of it re-renders. Absent at 0, as before near-duplicates existed.
         document["near"] = near_duplicates
+    if crop != "center":
+        document["crop"] = crop
+        document["detector"] = detector
     # Sorted keys, no whitespace, ASCII: one byte string per document, whatever
     # the dict order or the platform.
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)

@@ -33,6 +33,7 @@ from imgpipe.domain.keys import output_prefix
 from imgpipe.errors import ConfigError
 
 __all__ = [
+    "CROP_MODES",
     "RANGES",
     "BatchSpec",
     "Bounds",
@@ -41,6 +42,7 @@ __all__ = [
     "IPNetwork",
     "Range",
     "RenderSpec",
+    "check_crop",
     "parse_networks",
 ]
 
@@ -123,6 +125,28 @@ RANGES: dict[str, Range] = {
 }
 
 
+# Where a cover's square cell comes from: its centre, or where its faces (else what
+# stands out) are (imaging/smartcrop.py). "center" is the default: see README, "Smart crop".
+CROP_MODES = ("center", "smart")
+
+
+def check_crop(value: object) -> str:
+    """``value`` if it is a crop mode, else a ConfigError naming the allowed ones.
+
+    >>> check_crop("smart")
+    'smart'
+    >>> check_crop("faces")
+    Traceback (most recent call last):
+    ...
+    imgpipe.errors.ConfigError: invalid option value: crop='faces' (allowed: center, smart)
+    """
+    if value not in CROP_MODES:
+        raise ConfigError(
+            f"invalid option value: crop={value!r} (allowed: {', '.join(CROP_MODES)})"
+        )
+    return str(value)
+
+
 def _check(part: RenderSpec | CollectSpec | FetchPolicy | BatchSpec) -> None:
     """Raise a ConfigError naming every field of ``part`` outside its range in RANGES."""
     bad = [
@@ -136,15 +160,18 @@ def _check(part: RenderSpec | CollectSpec | FetchPolicy | BatchSpec) -> None:
 
 @dataclass(frozen=True)
 class RenderSpec:
-    """The collage's look: a ``rows`` x ``cols`` grid of ``cell_size`` px, JPEG ``quality``."""
+    """The collage's look: a ``rows`` x ``cols`` grid of ``cell_size`` px, JPEG ``quality``,
+    each cell the ``crop`` (one of :data:`CROP_MODES`) of a cover."""
 
     rows: int = 5
     cols: int = 7
     cell_size: int = 200  # px of one square cell (--cell, IMGPIPE_CELL_SIZE)
     quality: int = 95
+    crop: str = "center"  # --crop, IMGPIPE_CROP
 
     def __post_init__(self) -> None:
         _check(self)
+        check_crop(self.crop)
 
 
 @dataclass(frozen=True)

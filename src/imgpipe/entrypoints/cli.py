@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -65,6 +66,13 @@ def _root(
     """Turn spreadsheets of creator cover images into per-creator grid collages."""
 
 
+class CropName(StrEnum):
+    """--crop's choices: the spec's CROP_MODES (domain/spec.py; a test holds them equal)."""
+
+    CENTER = "center"  # not `center`: that is a str method
+    SMART = "smart"
+
+
 OutOption = Annotated[
     Path | None,
     typer.Option(
@@ -107,6 +115,15 @@ def run(
     ] = None,
     quality: Annotated[
         int | None, _ranged("quality", "JPEG quality [IMGPIPE_DEFAULT_QUALITY=95].")
+    ] = None,
+    crop: Annotated[
+        CropName | None,
+        typer.Option(
+            case_sensitive=False,
+            help="Each cell is the cover's centre square, or the square over its faces "
+            "(else over what stands out; needs the 'smart' extra for faces) "
+            "[IMGPIPE_CROP=center].",
+        ),
     ] = None,
     max_images: Annotated[
         int | None,
@@ -190,6 +207,7 @@ def run(
             cols=cols,
             cell_size=cell_size,
             quality=quality,
+            crop=crop.value if crop is not None else None,
             max_images=max_images,
             min_images=min_images,
             near_duplicates=near_duplicates,

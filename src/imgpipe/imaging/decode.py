@@ -125,8 +125,14 @@ def probe(data: bytes, *, max_pixels: int, min_size: int) -> ImageInfo:
         return ImageInfo(im.format.lower(), width, height)
 
 
-def load_tile(data: bytes, size: int, *, max_pixels: int, min_size: int) -> Image.Image:
-    """Decode ``data`` into an RGB ``size`` x ``size`` tile (center crop, resize).
+def load_tile(
+    data: bytes, size: int, *, max_pixels: int, min_size: int, crop: str = "center"
+) -> Image.Image:
+    """Decode ``data`` into an RGB ``size`` x ``size`` tile (square crop, resize).
+
+    ``crop="center"`` keeps the centred square; ``"smart"`` slides it over the
+    cover's faces, else over what stands out (:mod:`imgpipe.imaging.smartcrop`,
+    run on the same small draft).
 
     JPEGs are decoded at the smallest DCT scale that still covers the tile, so
     a 1080x1920 cover becomes 270x480 pixels in libjpeg, never 2 megapixels.
@@ -143,7 +149,7 @@ def load_tile(data: bytes, size: int, *, max_pixels: int, min_size: int) -> Imag
     if size < 1:
         raise ValueError(f"cell size must be positive, got {size}")
     with _open_checked(data, max_pixels=max_pixels, min_size=min_size) as im, _as_image_error():
-        return _render_tile(im, size)
+        return _render_tile(im, size, smart=crop == "smart")
 
 
 def load_fitted(
@@ -231,7 +237,7 @@ def _fitted_size(width: int, height: int, max_size: int) -> tuple[int, int]:
     return max_size, nearest(max_size / aspect, lambda n: abs(aspect - max_size / n) if n else 0)
 
 
-def _render_tile(im: ImageFile.ImageFile, size: int) -> Image.Image:
+def _render_tile(im: ImageFile.ImageFile, size: int, *, smart: bool = False) -> Image.Image:
     if isinstance(im, JpegImagePlugin.JpegImageFile):  # also MPO
         # draft() picks the largest 1/1..1/8 scale that keeps both sides >= size,
         # so the square crop still has at least `size` pixels.
@@ -239,7 +245,16 @@ def _render_tile(im: ImageFile.ImageFile, size: int) -> Image.Image:
     im.load()  # explicit, so that truncation surfaces here and not mid-resize
     orientation = _orientation(im)
     source = _resizable(im)
-    box = center_crop_box(*source.size)
+    if smart:
+        # An off-centre window does not map onto itself under a transpose (a face at
+        # the top of the displayed cover is at the left of a rotated one), so the
+        # draft is turned upright first: ~0.2 ms on a 270x480 draft, only when needed.
+        method = _TRANSPOSE.get(orientation)
+        if method is not None:
+            source, orientation = source.transpose(method), 1
+        box = _smart_box(source)
+    else:
+        box = center_crop_box(*source.size)
     shrink = (box[2] - box[0]) / size
     if shrink == 1:
         tile = source.crop(box)  # e.g. 400x600 drafted to 200x300: nothing to filter
@@ -251,11 +266,19 @@ def _render_tile(im: ImageFile.ImageFile, size: int) -> Image.Image:
             reducing_gap=_REDUCING_GAP,
         )
     tile = _to_rgb(to_srgb(tile, im.info.get("icc_profile")))
-    # Orientation is applied to the small tile, not the source: every EXIF
-    # transpose maps the centered square onto the centered square, so this is
+    # Centre crop: orientation is applied to the small tile, not the source: every
+    # EXIF transpose maps the centered square onto the centered square, so this is
     # the same picture (to within one source pixel) for a fraction of the work.
     method = _TRANSPOSE.get(orientation)
     return tile.transpose(method) if method is not None else tile
+
+
+def _smart_box(source: Image.Image) -> tuple[int, int, int, int]:
+    from imgpipe.imaging.smartcrop import square_window  # its OpenCV only when it runs
+
+    side = min(source.size)
+    left, top = square_window(source)
+    return left, top, left + side, top + side
 
 
 def _open_checked(data: bytes, *, max_pixels: int, min_size: int) -> ImageFile.ImageFile:

@@ -45,7 +45,7 @@ from imgpipe.domain.keys import ARCHIVE_FAILED, ARCHIVE_PROCESSED
 from imgpipe.domain.keys import output_prefix as output_prefix_of
 from imgpipe.domain.manifest import CoverRef, CreatorJob, Manifest, parse_manifest
 from imgpipe.domain.records import CreatorStatus
-from imgpipe.domain.spec import RANGES
+from imgpipe.domain.spec import RANGES, check_crop
 from imgpipe.errors import (
     ConfigError,
     InputError,
@@ -101,7 +101,8 @@ _CONFIG_FIELDS = {
     "force": ("force", bool),
 }
 # How to read the CSV (the API's form fields, passed on to the planner as they are).
-_TEXT_FIELDS = ("creator_column", "url_column", "encoding")
+_TEXT_FIELDS = ("creator_column", "url_column", "encoding", "crop")
+_TEXT_CHECKS = {"encoding": check_encoding, "crop": check_crop}
 
 
 def options_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -118,7 +119,8 @@ def options_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
             if not isinstance(value, str):
                 raise MessageError(f"processing_config.{name}: expected str, got {value!r}")
             try:
-                overrides[name] = check_encoding(value) if name == "encoding" else value
+                check = _TEXT_CHECKS.get(name)
+                overrides[name] = check(value) if check is not None else value
             except ConfigError as exc:
                 raise MessageError(f"processing_config.{name}: {exc}") from exc
             continue

@@ -43,6 +43,7 @@ from imgpipe.imaging.collage import render_collage
 from imgpipe.imaging.decode import load_tile
 from imgpipe.imaging.perceptual import Look, alike, hamming, look_of
 from imgpipe.imaging.preview import PREVIEW_CONTENT_TYPE, PREVIEW_WIDTH, render_preview
+from imgpipe.imaging.smartcrop import detector_name
 from imgpipe.logs import EVENTS_LOGGER, log_context
 from imgpipe.ports import ObjectStore
 from imgpipe.service.ledger import BatchLedger
@@ -245,6 +246,8 @@ class CreatorPipeline:
             cols=options.render.cols,
             cell_size=options.render.cell_size,
             quality=options.render.quality,
+            crop=options.render.crop,
+            detector=detector_name() if options.render.crop == "smart" else "",
             near_duplicates=options.collect.near_duplicates,
         )
         grid = plan_grid(
@@ -443,6 +446,7 @@ def _hash_and_decode(data: bytes, options: BatchSpec) -> tuple[str, _Decoded]:
         options.render.cell_size,
         max_pixels=options.collect.max_pixels,
         min_size=options.collect.min_image_size,
+        crop=options.render.crop,
     )
     return content_hash(data), _Decoded(tile, look_of(tile))
 

@@ -42,7 +42,7 @@ OUTPUT_SETTINGS = (
     "deduplicate", "near_duplicates", "force", "creator_column", "url_column",
 )  # fmt: skip
 SNAPSHOT_SETTINGS = (
-    "rows", "cols", "cell_size", "quality", "max_images", "min_images", "concurrency",
+    "rows", "cols", "cell_size", "quality", "crop", "max_images", "min_images", "concurrency",
     "max_workers", "timeout", "retries", "force",
 )  # fmt: skip
 
@@ -67,6 +67,8 @@ def batch_identity(content_sha256: str, options: BatchSpec, *, source: str = "")
     shaping = {name: flat[name] for name in OUTPUT_SETTINGS}
     if options.encoding is not None:  # named: other names, another batch (absent: as before)
         shaping["encoding"] = options.encoding
+    if options.render.crop != "center":  # the same way: centre-crop identities stay as they were
+        shaping["crop"] = options.render.crop
     text = json.dumps([content_sha256, source, shaping], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 

@@ -181,7 +181,10 @@ def test_form_validation_and_missing_file_are_422(api: ApiFactory) -> None:
     server = api()
     no_file = server.http.post("/v1/batches", data={"rows": "2"})
     bad_rows = upload(server, "creator,url\na,https://example.com/a.jpg\n", rows="0")
+    bad_crop = upload(server, "creator,url\na,https://example.com/a.jpg\n", crop="sideways")
 
+    assert bad_crop.status_code == 422
+    assert any(e["loc"][-1] == "crop" for e in bad_crop.json()["data"])
     assert no_file.status_code == 422
     assert any(e["loc"][-1] == "file" for e in no_file.json()["data"])
     assert bad_rows.status_code == 422

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
@@ -82,6 +82,10 @@ async def create_batch(
     min_images: Annotated[int | None, Form(**RANGES["min_images"].bounds())] = None,
     near_duplicates: Annotated[int | None, Form(**RANGES["near_duplicates"].bounds())] = None,
     force: Annotated[bool | None, Form()] = None,
+    crop: Annotated[
+        Literal["center", "smart"] | None,
+        Form(description="center, or smart: the square over the faces (else what stands out)"),
+    ] = None,
     creator_column: Annotated[
         str | None, Form(max_length=200, description="the creator column's header")
     ] = None,
@@ -105,6 +109,7 @@ async def create_batch(
             "rows": rows, "cols": cols, "quality": quality, "max_images": max_images,
             "min_images": min_images, "near_duplicates": near_duplicates, "force": force,
             "creator_column": creator_column, "url_column": url_column, "encoding": encoding,
+            "crop": crop,
         }.items()
         if v is not None
     }  # fmt: skip

@@ -1,0 +1,93 @@
+"""Smart crop's cost: the render benchmark's collage with ``crop="smart"`` against ``"center"``.
+
+Run with ``python -m benchmarks smartcrop`` (or ``python -m benchmarks.bench_smartcrop``).
+The same 35 cached covers as ``bench_render`` (1080x1920 JPEGs, no faces: the
+cost of looking), rendered into the same 5x7 collage by ``load_tile`` +
+``render_collage``, single-threaded. Each round renders both, back to back in
+this process, and times them in process CPU time (other engineers' jobs on a
+shared machine take wall time, not ours); the verdict is the median of the
+per-round ratios, the target the issue's: smart <= 1.25x centre.
+
+It also times the draft decode alone (the floor of ``bench_render``) and the
+smart window alone on the drafts, so the extra cost reads per cover.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+
+from PIL import Image
+
+from benchmarks.bench_render import CELL, COLS, MAX_PIXELS, MIN_SIZE, QUALITY, ROWS, load_covers
+from imgpipe.domain.layout import plan_grid
+from imgpipe.imaging.collage import render_collage
+from imgpipe.imaging.decode import load_tile
+from imgpipe.imaging.smartcrop import detector_name, square_window
+
+TARGET = 1.25  # smart render / centre render, at most
+
+
+def render(covers: Sequence[bytes], crop: str) -> bytes:
+    cells = [
+        load_tile(d, CELL, max_pixels=MAX_PIXELS, min_size=MIN_SIZE, crop=crop) for d in covers
+    ]
+    grid = plan_grid(len(cells), rows=ROWS, cols=COLS, cell_size=CELL)
+    return render_collage(cells, grid, quality=QUALITY)
+
+
+def drafts(covers: Sequence[bytes]) -> list[Image.Image]:
+    images = []
+    for data in covers:
+        image = Image.open(io.BytesIO(data))
+        image.draft("RGB", (CELL, CELL))
+        image.load()
+        images.append(image)
+    return images
+
+
+def cpu_ms(action: Callable[[], object]) -> float:
+    start = time.process_time()
+    action()
+    return (time.process_time() - start) * 1000
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_smartcrop")
+    parser.add_argument("--rounds", type=int, default=9, help="paired rounds")
+    args = parser.parse_args(argv)
+
+    covers = load_covers()
+    render(covers, "smart")  # warm-up: OpenCV's import and the cascade's load
+    images = drafts(covers)
+    times: dict[str, list[float]] = {"center": [], "smart": [], "decode": [], "window": []}
+    for round_ in range(args.rounds):
+        order = ("center", "smart") if round_ % 2 == 0 else ("smart", "center")
+        for crop in order:
+            times[crop].append(cpu_ms(partial(render, covers, crop)))
+        times["decode"].append(cpu_ms(lambda: drafts(covers)))
+        times["window"].append(cpu_ms(lambda: [square_window(i) for i in images]))
+
+    count = len(covers)
+    print(
+        f"smart crop benchmark: {count} covers of bench_render -> {COLS}x{ROWS} collage, "
+        f"detector {detector_name()}; process CPU time, {args.rounds} paired rounds"
+    )
+    print(f"\n  {'variant':<8} {'best ms':>8} {'median ms':>10} {'per cover':>10}")
+    for name in ("center", "smart", "decode", "window"):
+        best, median = min(times[name]), statistics.median(times[name])
+        print(f"  {name:<8} {best:>8.1f} {median:>10.1f} {median / count:>9.2f}")
+    paired = statistics.median(s / c for s, c in zip(times["smart"], times["center"], strict=True))
+    verdict = "OK" if paired <= TARGET else "MISSED"
+    print(f"\n  smart / center render: {paired:.2f}x paired median  (<= {TARGET}x  {verdict})")
+    window = statistics.median(times["window"]) / statistics.median(times["decode"])
+    print(f"  smart window alone / draft decode: {window:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
