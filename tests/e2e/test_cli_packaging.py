@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +15,7 @@ import pytest
 import typer.main
 
 from imgpipe.entrypoints.cli import app
-from tests.e2e.test_cli_local import imgpipe
+from tests.e2e.test_cli_local import REPO, imgpipe
 from tests.support.covers import RED, solid_jpeg
 from tests.support.http_server import FaultServer, Serve
 from tests.support.images import jpeg
@@ -51,9 +54,26 @@ def test_help_shows_flags_as_flags_and_no_rst_markup() -> None:
 
 
 def test_shell_completion_prints_a_bash_script() -> None:
-    result = imgpipe("--show-completion", "bash", env={"SHELL": "/bin/bash"})
-    assert result.returncode == 0, result.stderr
-    assert "complete -o" in result.stdout and "COMP_WORDS" in result.stdout
+    # --show-completion detects the shell it runs under (the parent process), so it
+    # runs under bash here; `; true` keeps bash from exec-ing imgpipe in its place.
+    shown = subprocess.run(
+        ["bash", "-c", f"{sys.executable} -m imgpipe --show-completion; true"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )
+    assert "complete -o" in shown.stdout and "COMP_WORDS" in shown.stdout, shown.stderr
+    # The script for a named shell, whatever runs the command (Click's protocol, keyed
+    # by the program's name: the installed `imgpipe` command).
+    named = subprocess.run(
+        [str(Path(sys.executable).parent / "imgpipe")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src"), "_IMGPIPE_COMPLETE": "source_bash"},
+    )
+    assert "complete -o" in named.stdout and "_imgpipe_completion" in named.stdout, named.stderr
 
 
 def write_covers(folder: Path) -> None:
