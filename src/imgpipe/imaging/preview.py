@@ -43,5 +43,7 @@ def render_preview(collage: bytes, width: int = PREVIEW_WIDTH) -> bytes:
         else:
             small = image.convert("RGB")
     buffer = io.BytesIO()
-    small.save(buffer, "WEBP", quality=_QUALITY, method=4)
+    # method 2, not 4: 40 % less encoding time for 4 % more bytes (measured on 1400 x
+    # 1000 collages: 23 vs 38 ms, 22.8 vs 22.0 KB); a batch makes one per creator.
+    small.save(buffer, "WEBP", quality=_QUALITY, method=2)
     return buffer.getvalue()
