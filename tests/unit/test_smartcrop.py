@@ -94,6 +94,20 @@ def test_smart_crop_frames_the_face_where_the_centre_crop_mostly_does_not(
     assert smart - centre >= 25
 
 
+def test_windows_chosen_on_many_threads_at_once_are_the_ones_chosen_alone(
+    covers: list[tuple[FaceCover, Image.Image]],
+) -> None:
+    """Cells are decoded on a thread pool: one OpenCV classifier shared by threads
+    returned wrong boxes (a face found on one run, missed on the next)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    drafts = [d for _, d in covers]
+    alone = [square_window(d) for d in drafts]
+    for _ in range(3):
+        with ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(square_window, drafts)) == alone
+
+
 def test_without_opencv_saliency_alone_still_beats_the_centre(
     covers: list[tuple[FaceCover, Image.Image]], without_opencv: None
 ) -> None:
