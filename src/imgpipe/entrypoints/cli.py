@@ -8,6 +8,7 @@ not finish (a store or the SQL source failed, or another process runs it; rerun 
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from enum import StrEnum
@@ -349,4 +350,9 @@ cli_sql.register(app)
 
 
 def main() -> None:
+    # What is imported by now lives as long as the process (~50k objects): frozen
+    # out of the collector's sight, its collections walk only what a run allocates
+    # (a full collection went from 18 ms to microseconds; a 700-cover run spends
+    # 25 ms less in the collector).
+    gc.freeze()
     app()
