@@ -18,7 +18,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from imgpipe.bootstrap import open_backend, preview_csv, reconcile_stale_batches, run_csv
+from imgpipe.bootstrap import (
+    open_backend,
+    preview_csv,
+    reconcile_stale_batches,
+    resend_stranded_notices,
+    run_csv,
+)
 from imgpipe.bootstrap_sql import run_sql
 from imgpipe.domain.spec import RANGES
 from imgpipe.entrypoints import cli_aws, cli_service, cli_sql
@@ -236,6 +242,8 @@ def run(
         raise fail(console, f"invalid settings: {exc}") from None
 
     try:
+        # A notice whose sender was killed mid-send goes out before this batch's own.
+        resend_stranded_notices(backend)
 
         def start(progress: ProgressSink) -> BatchSummary:
             if sql is not None:
@@ -318,6 +326,7 @@ def status(
         raise fail(console, f"invalid settings: {exc}") from None
     try:
         reconcile_stale_batches(backend)  # a running batch whose process died: interrupted
+        resend_stranded_notices(backend)  # a notice whose sender died mid-send: sent now
         if batch_id is None:
             print_batches(Console(), backend.state.list_batches(), as_json=as_json)
             return
