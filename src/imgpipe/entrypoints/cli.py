@@ -243,7 +243,7 @@ def run(
 
     try:
         # A notice whose sender was killed mid-send goes out before this batch's own.
-        resend_stranded_notices(backend)
+        _report_resent(console, resend_stranded_notices(backend))
 
         def start(progress: ProgressSink) -> BatchSummary:
             if sql is not None:
@@ -302,6 +302,15 @@ def _report_notice(console: Console, notice: dict[str, Any] | None) -> None:
             )
 
 
+def _report_resent(console: Console, batch_ids: list[str]) -> None:
+    for batch_id in batch_ids:
+        console.print(
+            f"notice of batch {batch_id} sent again: its sender stopped mid-send",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 @app.command()
 def status(
     batch_id: Annotated[
@@ -326,7 +335,7 @@ def status(
         raise fail(console, f"invalid settings: {exc}") from None
     try:
         reconcile_stale_batches(backend)  # a running batch whose process died: interrupted
-        resend_stranded_notices(backend)  # a notice whose sender died mid-send: sent now
+        _report_resent(console, resend_stranded_notices(backend))
         if batch_id is None:
             print_batches(Console(), backend.state.list_batches(), as_json=as_json)
             return

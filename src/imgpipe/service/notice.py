@@ -215,7 +215,8 @@ class BatchNotices:
             # Unlike the first claim, nothing makes us the only taker: the next try sends.
             log.warning("batch %s: notice not taken over: %s", batch_id, exc)
             return None
-        log.warning(
+        # info: the caller reports it (the sweep's counts, one CLI line)
+        log.info(
             "batch %s: the notice's sender %s died mid-send; sending it again (attempt %d)",
             batch_id,
             dead.owner or "(unknown)",
