@@ -16,9 +16,11 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
+from imgpipe.entrypoints.api.app import create_app
 from imgpipe.entrypoints.cli import app
 from imgpipe.settings import Settings
 from tests.e2e.test_chaos_local import (
@@ -34,6 +36,8 @@ from tests.e2e.test_chaos_local import (
 )
 from tests.e2e.test_cli_extras import run_without
 from tests.e2e.test_cli_local import imgpipe, write_csv
+from tests.integration.api.conftest import api_settings
+from tests.support.api_server import ApiServer
 from tests.support.aws import AWS_ENV, client
 from tests.support.http_server import FaultServer
 from tests.support.images import jpeg
@@ -323,3 +327,15 @@ def test_the_summary_says_what_its_line_numbers_count(tmp_path: Path) -> None:
     assert "<th>result row</th>" in (tmp_path / "b" / "index.html").read_text()
     assert "<th>result row</th>" not in (tmp_path / "a" / "index.html").read_text()
     assert "<th>line</th>" in (tmp_path / "a" / "index.html").read_text()
+    # and so do the API and the dashboard serving those output folders
+    for out, summary, kind, heading in (
+        ("b", sql_summary, "result_row", "Query result rows skipped"),
+        ("a", csv_summary, "csv_line", "CSV rows skipped"),
+    ):
+        app = create_app(api_settings(), out_dir=tmp_path / out)
+        with ApiServer(app) as server:
+            batch = httpx.get(server.url(f"/v1/batches/{summary['batch_id']}")).json()
+            page = httpx.get(server.url(f"/batches/{summary['batch_id']}")).text
+        assert batch["line_kind"] == kind
+        assert batch["row_problems"] == summary["row_problems"]
+        assert heading in page
