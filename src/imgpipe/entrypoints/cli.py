@@ -19,7 +19,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from imgpipe.bootstrap import open_backend, preview_csv, reconcile_stale_batches, run_csv
+from imgpipe.bootstrap import (
+    open_backend,
+    preview_csv,
+    reconcile_stale_batches,
+    resend_stranded_notices,
+    run_csv,
+)
 from imgpipe.bootstrap_sql import run_sql
 from imgpipe.domain.spec import RANGES
 from imgpipe.entrypoints import cli_aws, cli_service, cli_sql
@@ -237,6 +243,8 @@ def run(
         raise fail(console, f"invalid settings: {exc}") from None
 
     try:
+        # A notice whose sender was killed mid-send goes out before this batch's own.
+        _report_resent(console, resend_stranded_notices(backend))
 
         def start(progress: ProgressSink) -> BatchSummary:
             if sql is not None:
@@ -295,6 +303,15 @@ def _report_notice(console: Console, notice: dict[str, Any] | None) -> None:
             )
 
 
+def _report_resent(console: Console, batch_ids: list[str]) -> None:
+    for batch_id in batch_ids:
+        console.print(
+            f"notice of batch {batch_id} sent again: its sender stopped mid-send",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 @app.command()
 def status(
     batch_id: Annotated[
@@ -319,6 +336,7 @@ def status(
         raise fail(console, f"invalid settings: {exc}") from None
     try:
         reconcile_stale_batches(backend)  # a running batch whose process died: interrupted
+        _report_resent(console, resend_stranded_notices(backend))
         if batch_id is None:
             print_batches(Console(), backend.state.list_batches(), as_json=as_json)
             return
