@@ -301,7 +301,13 @@ class CoverCache:
     def _drop(self, url: str) -> None:
         key = url_key(url)
         try:
-            self._path(key).unlink(missing_ok=True)
+            self._path(key).unlink()
+        except FileNotFoundError:
+            # Nothing stored: the common case (a response that may not be kept, of
+            # a URL never kept), so the index is not opened: a SQLite connection
+            # and a write transaction a cover. A row a crash left without its file
+            # is harmless, and evicted in turn.
+            return
         except OSError as exc:
             log.warning("cover cache: cannot remove the entry of %s: %s", url, exc)
         self._guard(self._forget, key)
