@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -154,6 +156,28 @@ def test_a_lost_index_counts_entries_again_when_they_are_read(tmp_path: Path) ->
     assert fresh.total_bytes() == folder_bytes(tmp_path) > 0
 
 
+@pytest.mark.parametrize("error", [sqlite3.OperationalError("disk I/O error"), RuntimeError("bug")])
+def test_an_index_failure_mid_transaction_leaves_the_next_operation_working(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    # Each thread keeps its index connection: one that failed inside an eviction
+    # must not stay mid-transaction (the next BEGIN would fail) or stay broken.
+    cache = CoverCache(tmp_path, 1000)  # room for one 300-byte cover and its header
+    assert cache.store(cover("https://cdn.example/a.jpg", b"a" * 300), b"a" * 300)
+
+    def failing(*_: object) -> list[str]:
+        raise error
+
+    monkeypatch.setattr(CoverCache, "_victims", staticmethod(failing))
+    with pytest.raises(type(error)) if isinstance(error, RuntimeError) else _no_raise():
+        # The second cover goes over the bound: eviction fails inside its transaction.
+        assert not cache.store(cover("https://cdn.example/b.jpg", b"b" * 300), b"b" * 300)
+    monkeypatch.undo()
+    assert cache.store(cover("https://cdn.example/c.jpg", b"c" * 300), b"c" * 300)
+    assert cache.load(cover("https://cdn.example/c.jpg", b"c" * 300)) == b"c" * 300
+    assert cache.total_bytes() == folder_bytes(tmp_path) <= 1000
+
+
 def test_threads_storing_and_loading_keep_the_bound_and_the_bytes(tmp_path: Path) -> None:
     cache = CoverCache(tmp_path, 5000)
     errors: list[str] = []
@@ -207,3 +231,7 @@ def test_two_processes_writing_one_key_leave_a_valid_entry(tmp_path: Path) -> No
     assert len(entry_files(tmp_path)) == 1
     assert list(tmp_path.glob("*/.*.tmp")) == []
     assert cache.total_bytes() == folder_bytes(tmp_path)
+
+
+def _no_raise() -> contextlib.AbstractContextManager[None]:
+    return contextlib.nullcontext()
