@@ -127,7 +127,7 @@ RANGES: dict[str, Range] = {
 
 # Where a cover's square cell comes from: its centre, or where its faces (else what
 # stands out) are (imaging/smartcrop.py). "smart" is the default since it was measured
-# (faces framed: 58 of 60 against 21 for "center"; render time ~1.15x): README, "Smart crop".
+# (faces framed: 58 of 60 against 21 for "center"; render time x1.2): README, "Smart crop".
 CROP_MODES = ("center", "smart")
 
 

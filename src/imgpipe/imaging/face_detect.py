@@ -15,8 +15,8 @@ cells are most of the picture (a warm backdrop, wood, a ginger cat), the face
 merges into the backdrop's blob; then the three face-sized regions with the most
 sharp detail on skin colours are scanned instead, then (if they hold no face)
 the whole draft shrunken for a close-up: ~3-20 ms a cover, not 40-170.
-Measured (README, "Smart crop"): 58-60 of 60 generated faces framed; on the 35
-benchmark covers the whole smart window costs ~0.7 ms against a ~4.6 ms decode.
+Measured (README, "Smart crop"): 58 of 60 generated faces framed; on the 35
+benchmark covers the whole smart window costs ~1 ms against a 4.6-6.1 ms decode.
 
     faces = find_faces(draft, draft.reduce(4))   # [Face(box, votes), ...] in draft pixels
 """
