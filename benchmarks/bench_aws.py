@@ -72,6 +72,7 @@ def aws_run(rows: list[tuple[str, str]]) -> tuple[float, dict[str, object]]:
         AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
         IMGPIPE_AWS_ENDPOINT_URL=f"http://{host}:{port}", IMGPIPE_BACKEND="aws",
         IMGPIPE_ALLOW_PRIVATE_NETWORKS="127.0.0.0/8", IMGPIPE_MAX_CONCURRENT_DOWNLOADS="35",
+        IMGPIPE_CROP="center",  # issue 9's targets are measured with the centre crop
     )  # fmt: skip
     try:
         names = ensure_resources(Settings(), prefix="bench")
@@ -112,6 +113,7 @@ def local_run(rows: list[tuple[str, str]]) -> tuple[float, dict[str, object]]:
         command = [
             sys.executable, "-m", "imgpipe", "run", str(path), "--out", str(Path(tmp) / "out"),
             "--json", "--concurrency", "35", "--allow-private-networks", "127.0.0.0/8",
+            "--crop", "center",
         ]  # fmt: skip
         started = time.perf_counter()
         result = subprocess.run(command, capture_output=True, check=True)

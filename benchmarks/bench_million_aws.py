@@ -116,6 +116,7 @@ def plan_on_moto(csv_path: Path) -> tuple[dict[str, object], float, float, dict[
     os.environ.update(
         AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
         IMGPIPE_AWS_ENDPOINT_URL=f"http://{host}:{port}", IMGPIPE_BACKEND="aws",
+        IMGPIPE_CROP="center",  # issue 9's targets are measured with the centre crop
     )  # fmt: skip
     try:
         names = ensure_resources(Settings(), prefix="bench")

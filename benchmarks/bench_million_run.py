@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             reads.append(launch([*read_command, str(csv_path)]))
             out = work / f"out-{round_}"
             run = [sys.executable, "-m", "imgpipe", "run", str(csv_path), "--out", str(out)]
+            run += ["--crop", "center"]  # issue 9's targets are measured with the centre crop
             runs.append(launch([*run, "--quiet"]))
             summary = read_summary(out)
             totals = summary["totals"]

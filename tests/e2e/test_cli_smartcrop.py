@@ -1,8 +1,9 @@
 """`imgpipe run --crop smart` as a user runs it: face covers as files, the collage's cells checked.
 
-Three runs of the same CSV: centre crop, smart crop, and smart crop in a process
-where OpenCV cannot be imported (as on Lambda). Each cell is compared with the
-square of its source cover that the test expects, from where it put the face.
+Three runs of the same CSV: centre crop, the default (smart crop), and the default
+in a process where OpenCV cannot be imported (as in the Lambda zip: saliency
+alone). Each cell is compared with the square of its source cover that the test
+expects, from where it put the face.
 """
 
 from __future__ import annotations
@@ -78,16 +79,10 @@ def test_smart_crop_puts_the_faces_in_the_cells(tmp_path: Path) -> None:
     blocker.mkdir()
     (blocker / "sitecustomize.py").write_text(BLOCK_OPENCV)
 
-    centre = run(tmp_path, "centre")
-    smart = run(tmp_path, "smart", "--crop", "smart")
-    saliency = run(
-        tmp_path,
-        "saliency",
-        "--crop",
-        "smart",
-        # (the flag wins over the setting)
-        env={"PYTHONPATH": f"{blocker}:{REPO / 'src'}", "IMGPIPE_CROP": "center"},
-    )
+    # (the flag wins over the setting)
+    centre = run(tmp_path, "centre", "--crop", "center", env={"IMGPIPE_CROP": "smart"})
+    smart = run(tmp_path, "smart")  # smart crop is the default
+    saliency = run(tmp_path, "saliency", env={"PYTHONPATH": f"{blocker}:{REPO / 'src'}"})
 
     for cover, smart_cell, centre_cell in zip(covers, smart["cells"], centre["cells"], strict=True):
         expected, middle = face_square(cover), centre_square(cover)
@@ -96,6 +91,11 @@ def test_smart_crop_puts_the_faces_in_the_cells(tmp_path: Path) -> None:
         assert difference(centre_cell, middle) < 8
     assert centre["summary"]["settings"]["crop"] == "center"
     assert smart["summary"]["settings"]["crop"] == "smart"
+    # Without OpenCV the default still runs, on saliency alone, and every cover is used.
+    assert saliency["summary"]["settings"]["crop"] == "smart"
+    assert saliency["summary"]["totals"]["images_used"] == len(covers)
+    white = Image.new("RGB", (CELL, CELL), "white")
+    assert all(difference(cell, white) > 30 for cell in saliency["cells"])  # covers, not gaps
     # Three ways of cropping, three fingerprints: a change of setting (or of the
     # detector a worker has) re-renders.
     fingerprints = {centre["fingerprint"], smart["fingerprint"], saliency["fingerprint"]}

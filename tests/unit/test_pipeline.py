@@ -419,8 +419,10 @@ def _bits_apart(a: bytes, b: bytes, cell: int) -> int:
     from imgpipe.imaging.decode import load_tile
     from imgpipe.imaging.perceptual import hamming, look_of
 
+    crop = BatchSpec().render.crop  # the cell as the pipeline cuts it, by default
+
     def bits(data: bytes) -> int:
-        return look_of(load_tile(data, cell, max_pixels=10**8, min_size=10)).bits
+        return look_of(load_tile(data, cell, max_pixels=10**8, min_size=10, crop=crop)).bits
 
     return hamming(bits(a), bits(b))
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
+from imgpipe.domain.fingerprints import collage_fingerprint
 from imgpipe.domain.layout import center_crop_box
 from imgpipe.domain.spec import CROP_MODES, BatchSpec
 from imgpipe.entrypoints.cli import CropName
@@ -26,6 +27,7 @@ from imgpipe.imaging import face_detect, smartcrop
 from imgpipe.imaging.decode import load_tile
 from imgpipe.imaging.smartcrop import detector_name, square_window
 from imgpipe.service.planning import OUTPUT_SETTINGS, batch_identity
+from imgpipe.settings import Settings
 from tests.support.faces import (
     FaceCover,
     closeup_cover,
@@ -173,7 +175,8 @@ def test_an_exif_rotated_cover_is_cropped_as_it_is_shown() -> None:
 
 
 def test_a_centre_crop_run_never_imports_opencv(tmp_path: Path) -> None:
-    """The Lambda path stays lean: OpenCV is imported by a smart crop only."""
+    """The Lambda path stays lean: OpenCV is imported by a smart crop only (the default,
+    so this run asks for the centre crop)."""
     cover = tmp_path / "a.jpg"
     cover.write_bytes(drafted(face_cover(random.Random(5), "top"))[1])
     (tmp_path / "c.csv").write_text(f"creator,url\nbob,{cover}\n", encoding="utf-8")
@@ -181,7 +184,8 @@ def test_a_centre_crop_run_never_imports_opencv(tmp_path: Path) -> None:
         "import atexit, sys\n"
         "atexit.register(lambda: print('cv2 imported:', 'cv2' in sys.modules))\n"
         "from imgpipe.entrypoints.cli import main\n"
-        "sys.argv = ['imgpipe', 'run', sys.argv[1], '--out', sys.argv[2], '-q']\n"
+        "sys.argv = ['imgpipe', 'run', sys.argv[1], '--out', sys.argv[2], '-q',\n"
+        "            '--crop', 'center']\n"
         "main()\n"
     )
     result = subprocess.run(
@@ -220,6 +224,39 @@ def test_the_crop_is_a_checked_option_everywhere_it_is_named() -> None:
     assert BatchSpec.of(crop="smart").render.crop == "smart"
     with pytest.raises(ConfigError, match="crop='sideways' .allowed: center, smart."):
         BatchSpec.of(crop="sideways")
+
+
+def test_smart_is_the_default_crop_and_a_change_of_crop_changes_the_fingerprint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("IMGPIPE_CROP", raising=False)
+    assert BatchSpec().render.crop == "smart"
+    assert Settings().batch_spec().render.crop == "smart"
+    assert Settings().batch_spec(crop="center").render.crop == "center"
+    monkeypatch.setenv("IMGPIPE_CROP", "center")
+    assert Settings().batch_spec().render.crop == "center"  # the setting still chooses
+
+    def fingerprint(crop: str) -> str:
+        shape = {"rows": 5, "cols": 7, "cell_size": 200, "quality": 95}
+        detector = detector_name() if crop == "smart" else ""
+        return collage_fingerprint(["aa", "bb"], **shape, crop=crop, detector=detector)
+
+    assert fingerprint("smart") != fingerprint("center")
+
+
+def test_the_default_runs_without_opencv_on_saliency_alone(
+    covers: list[tuple[FaceCover, Image.Image]], without_opencv: None
+) -> None:
+    """The Lambda zip has no OpenCV: a default (smart) cell is still cut, by saliency."""
+    cover, _ = covers[0]
+    data = encode(cover.image, "JPEG", quality=85)
+    crop = BatchSpec().render.crop
+    tile = load_tile(data, CELL, max_pixels=10**8, min_size=50, crop=crop)
+    assert (crop, detector_name(), tile.size) == ("smart", "saliency", (CELL, CELL))
+    draft, _ = drafted(cover)
+    left, top = square_window(draft)
+    expected = draft.resize((CELL, CELL), box=(left, top, left + draft.width, top + draft.width))
+    assert mean_difference(tile, expected) < 4  # the saliency window, to resampling noise
 
 
 def test_the_batch_identity_names_a_smart_crop_and_keeps_centre_identities() -> None:

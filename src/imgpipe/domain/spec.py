@@ -126,7 +126,8 @@ RANGES: dict[str, Range] = {
 
 
 # Where a cover's square cell comes from: its centre, or where its faces (else what
-# stands out) are (imaging/smartcrop.py). "center" is the default: see README, "Smart crop".
+# stands out) are (imaging/smartcrop.py). "smart" is the default since it was measured
+# (faces framed: 58 of 60 against 21 for "center"; render time x1.2): README, "Smart crop".
 CROP_MODES = ("center", "smart")
 
 
@@ -167,7 +168,7 @@ class RenderSpec:
     cols: int = 7
     cell_size: int = 200  # px of one square cell (--cell, IMGPIPE_CELL_SIZE)
     quality: int = 95
-    crop: str = "center"  # --crop, IMGPIPE_CROP
+    crop: str = "smart"  # --crop, IMGPIPE_CROP
 
     def __post_init__(self) -> None:
         _check(self)

@@ -129,7 +129,7 @@ def run(
             case_sensitive=False,
             help="Each cell is the cover's centre square, or the square over its faces "
             "(else over what stands out; needs the 'smart' extra for faces) "
-            "[IMGPIPE_CROP=center].",
+            "[IMGPIPE_CROP=smart].",
         ),
     ] = None,
     max_images: Annotated[
