@@ -83,12 +83,10 @@ class PoolDispatcher:
                 await self._wind_down(workers, feeding)
 
     async def _feed(self, planning: Awaitable[Any]) -> None:
-        try:
-            await planning
-        finally:
-            if not self._closed:
-                for _ in range(self.workers):
-                    await self._queue.put(None)
+        await planning  # a failed planning ends here: the pool is wound down, not fed
+        if not self._closed:
+            for _ in range(self.workers):
+                await self._queue.put(None)
 
     async def _wind_down(self, workers: asyncio.Future[Any], feeding: asyncio.Future[Any]) -> None:
         """Stopped, or something failed: in-flight creators give their claims back,
