@@ -50,7 +50,9 @@ __all__ = [
     "make_notifiers",
     "open_backend",
     "open_distributed",
+    "notice_lease_seconds",
     "reconcile_stale_batches",
+    "resend_stranded_notices",
     "run_inline",
 ]
 
@@ -115,10 +117,29 @@ def make_ledger(
     """The batch rules on these stores; the summary's writer sends the completion notice."""
     if notifiers is None:
         notifiers = make_notifiers(settings)
-    notices = BatchNotices(notifiers, outputs, presign_seconds=settings.notify_presign_seconds)
+    notices = BatchNotices(
+        notifiers,
+        outputs,
+        presign_seconds=settings.notify_presign_seconds,
+        lease_seconds=notice_lease_seconds(settings),
+    )
     return BatchLedger(
         state, outputs, plans, lease_seconds=settings.creator_lease_seconds, notices=notices
     )
+
+
+def notice_lease_seconds(settings: Settings) -> float:
+    """How long a notice's sender keeps its claim before a sweep or a rerun takes over.
+
+    A creator's lease at least (on Lambda, the function's timeout, which no sender
+    outlives), and longer than the webhook's worst case: every attempt timing out,
+    with the 8 s backoff cap between them. Shorter would send a live sender's notice twice.
+
+    >>> notice_lease_seconds(Settings(creator_lease_seconds=60, notify_retries=9))
+    180.0
+    """
+    attempts = settings.notify_retries + 1
+    return max(settings.creator_lease_seconds, attempts * (settings.notify_timeout + 8.0))
 
 
 def make_notifiers(settings: Settings) -> list[Notifier]:
@@ -199,6 +220,23 @@ def reconcile_stale_batches(backend: Backend, *, limit: int = 50) -> list[str]:
             ledger.interrupt(batch.batch_id)
             stale.append(batch.batch_id)
     return stale
+
+
+def resend_stranded_notices(backend: Backend, *, limit: int = 50) -> list[str]:
+    """Finished batches whose notice's sender died mid-send (``kill -9``): sent again now.
+
+    The batch's lock is free, so no process of this machine is sending it: the claim
+    is taken over at once, without waiting out its lease. On AWS the sweep does this.
+    """
+    if backend.settings.backend != "local":
+        return []
+    ledger = backend.ledger()  # without a notice channel, resume_notice reads nothing
+    resent = []
+    for batch in backend.state.list_batches(limit):
+        if batch.summary_key and not backend.locks.is_held(batch.batch_id):
+            if ledger.resume_notice(batch, owner_is_gone=True):
+                resent.append(batch.batch_id)
+    return resent
 
 
 def open_distributed(settings: Settings) -> DistributedPorts:

@@ -163,3 +163,38 @@ def test_an_unusable_upload_says_what_is_wrong(
     expect(message).to_contain_text("creator")
     expect(message).to_contain_text("creator_column")
     screenshots.take(page, "dashboard-upload-error", full_page=False)
+
+
+def test_the_encoding_field_reads_an_excel_cp1252_export(
+    page: Page, server: ApiServer, covers: FaultServer
+) -> None:
+    # Excel's "CSV" on a Western Windows: cp1252, whose curly quote and euro sign
+    # (0x92, 0x80) are not Latin-1's and whose bytes are not UTF-8.
+    names = ["Bruno Díaz", "Dara O’Neil", "Zoë €uro"]
+    rows = [
+        f"{name},{covers.add(f'/e{n}.jpg', Serve(photo_jpeg(n, PORTRAIT)))}"
+        for n, name in enumerate(names)
+    ]
+    export = ("creator,cover_url\r\n" + "\r\n".join(rows) + "\r\n").encode("cp1252")
+    page.goto(server.url("/"))
+    assert page.locator("#upload-form select[name=encoding]").input_value() == ""  # detect
+
+    def send(encoding: str) -> None:
+        page.set_input_files(
+            "#upload-form input[name=file]",
+            files=[{"name": "excel.csv", "mimeType": "text/csv", "buffer": export}],
+        )
+        page.select_option("#upload-form select[name=encoding]", encoding)
+        page.click("#upload-form button[type=submit]")
+
+    send("utf-8")  # named wrongly: refused, naming the line and the byte
+    message = page.locator("#upload-msg")
+    expect(message).to_have_class(re.compile("error"))
+    expect(message).to_contain_text("line 2: byte 0xed is not utf-8 text")
+
+    send("cp1252")
+    page.wait_for_url(re.compile(r"/batches/\d{8}-\d{6}-[0-9a-f]+$"))
+    expect(page.locator("h1 .badge")).to_have_text("completed", timeout=60_000)
+    shown = page.locator("#creators tbody tr td:first-child")
+    expect(shown).to_have_count(len(names))
+    assert sorted(shown.all_inner_texts()) == sorted(names)

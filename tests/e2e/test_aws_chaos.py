@@ -435,12 +435,14 @@ def test_the_sweep_requeues_a_claim_whose_worker_and_message_are_gone(
         chaos.queue.delete(messages["Lost"])
         chaos.queue.release(messages["Kept"])
 
-        assert fanout.sweep() == {"stuck": 0, "requeued": 0, "finalized": 0}  # lease still live
+        # the lease is still live
+        assert fanout.sweep() == {"stuck": 0, "requeued": 0, "finalized": 0, "notices_resent": 0}
         claim = record_of(chaos, batch_id, "Lost")
         assert claim is not None and claim.lease_owner == "dead-host:1:gone"
         poll(lambda: time.time() > claim.lease_expires, what="the dead claim's lease to end")
         # No grace here: the message is known to be gone (deleted above).
-        assert fanout.sweep(grace_seconds=0) == {"stuck": 1, "requeued": 1, "finalized": 0}
+        swept = fanout.sweep(grace_seconds=0)
+        assert swept == {"stuck": 1, "requeued": 1, "finalized": 0, "notices_resent": 0}
 
         queued = drain(chaos.queue)
         requeued = {json.loads(m.body)["creator"]: json.loads(m.body) for m in queued}
@@ -452,7 +454,7 @@ def test_the_sweep_requeues_a_claim_whose_worker_and_message_are_gone(
         chaos.work()
         assert server.hits("/lost.jpg") == 1
     assert_batch_done(chaos, batch_id, ["Kept", "Lost"])
-    assert fanout.sweep() == {"stuck": 0, "requeued": 0, "finalized": 0}
+    assert fanout.sweep() == {"stuck": 0, "requeued": 0, "finalized": 0, "notices_resent": 0}
 
 
 def test_the_sweep_writes_a_summary_whose_writer_died(

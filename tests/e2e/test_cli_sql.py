@@ -16,9 +16,11 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
+from imgpipe.entrypoints.api.app import create_app
 from imgpipe.entrypoints.cli import app
 from imgpipe.settings import Settings
 from tests.e2e.test_chaos_local import (
@@ -34,6 +36,8 @@ from tests.e2e.test_chaos_local import (
 )
 from tests.e2e.test_cli_extras import run_without
 from tests.e2e.test_cli_local import imgpipe, write_csv
+from tests.integration.api.conftest import api_settings
+from tests.support.api_server import ApiServer
 from tests.support.aws import AWS_ENV, client
 from tests.support.http_server import FaultServer
 from tests.support.images import jpeg
@@ -290,3 +294,48 @@ def test_export_csv_to_s3_feeds_the_normal_flow(
     summary = json.loads(run.stdout)
     assert {c["creator"] for c in summary["creators"]} == {"Ann", "Bo", "café/paris"}
     assert summary["totals"]["completed"] == 3
+
+
+def test_the_summary_says_what_its_line_numbers_count(tmp_path: Path) -> None:
+    """``line`` stays the key for CSV consumers; ``line_kind`` says it is a result row."""
+    good, gone = tmp_path / "a.jpg", tmp_path / "gone.jpg"
+    good.write_bytes(jpeg((200, 0, 0)))
+    rows = [("Ann", str(good)), (None, str(good)), ("Ann", str(gone))]
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    load_covers(db, rows)
+    csv_path = write_csv(
+        tmp_path / "same.csv", [("" if c is None else c, u) for c, u in rows],
+        header=("creator_name", "cover_url"),
+    )  # fmt: skip
+    env = {"IMGPIPE_DATA_DIR": str(tmp_path / "data")}
+    from_sql = imgpipe(
+        "run", "--from-sql", db, "--query", SELECT, "--out", tmp_path / "b", "--json", env=env
+    )
+    from_csv = imgpipe("run", csv_path, "--out", tmp_path / "a", "--json", env=env)
+
+    assert from_sql.returncode == from_csv.returncode == 0, from_sql.stderr + from_csv.stderr
+    sql_summary, csv_summary = json.loads(from_sql.stdout), json.loads(from_csv.stdout)
+    assert (sql_summary["line_kind"], csv_summary["line_kind"]) == ("result_row", "csv_line")
+    # the same rows: result rows count from the first row returned, lines from the header
+    assert [p["line"] for p in sql_summary["row_problems"]] == [2]
+    assert [p["line"] for p in csv_summary["row_problems"]] == [3]
+    assert [f["line"] for f in sql_summary["failed_urls"]] == [3]
+    assert [f["line"] for f in csv_summary["failed_urls"]] == [4]
+    (part,) = sql_summary["failed_url_files"]
+    assert json.loads((tmp_path / "b" / part).read_text())["line"] == 3
+    # the gallery's tables name the column the same way
+    assert "<th>result row</th>" in (tmp_path / "b" / "index.html").read_text()
+    assert "<th>result row</th>" not in (tmp_path / "a" / "index.html").read_text()
+    assert "<th>line</th>" in (tmp_path / "a" / "index.html").read_text()
+    # and so do the API and the dashboard serving those output folders
+    for out, summary, kind, heading in (
+        ("b", sql_summary, "result_row", "Query result rows skipped"),
+        ("a", csv_summary, "csv_line", "CSV rows skipped"),
+    ):
+        app = create_app(api_settings(), out_dir=tmp_path / out)
+        with ApiServer(app) as server:
+            batch = httpx.get(server.url(f"/v1/batches/{summary['batch_id']}")).json()
+            page = httpx.get(server.url(f"/batches/{summary['batch_id']}")).text
+        assert batch["line_kind"] == kind
+        assert batch["row_problems"] == summary["row_problems"]
+        assert heading in page

@@ -2,21 +2,29 @@
 
 Whatever way the batch finishes -- two workers racing, every creator message
 delivered twice, the sweep writing the summary of a writer that died -- the topic
-gets exactly one digest per batch, sent by whoever wrote the summary.
+gets exactly one digest per batch, sent by whoever wrote the summary. A sender that
+dies mid-send leaves its claim ``sending``; once its lease ends, one sweep sends the
+digest again, even when two sweeps run at once.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from imgpipe.adapters.s3_store import S3ObjectStore
+from imgpipe.adapters.sns_notifier import SnsNotifier
+from imgpipe.bootstrap import notice_lease_seconds
 from imgpipe.domain.keys import notice_key
 from imgpipe.entrypoints import aws_lambda
 from imgpipe.service import ledger as ledger_module
 from tests.e2e.test_aws_chaos import (
+    Died,
     _advance,
     assert_batch_done,
     covers,
@@ -104,3 +112,68 @@ def test_the_sweep_that_writes_a_dead_writers_summary_sends_its_notice(
     assert fanout.sweep()["finalized"] == 0
     [(digest, _)] = topic.received()
     assert digest["batch_id"] == batch_id and digest["counts"]["completed"] == 1
+
+
+def die_while_sending_the_notice(monkeypatch: pytest.MonkeyPatch, body: str) -> None:
+    """Handle ``body`` (the last creator) in an invocation that times out while it
+    publishes the notice: summary written, notice claimed, nothing sent or recorded."""
+
+    def die(*args: object, **kwargs: object) -> None:
+        raise Died("the invocation timed out while publishing the notice")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(SnsNotifier, "send", die)
+        with pytest.raises(Died):
+            aws_lambda.handle_record_body(body)
+
+
+@pytest.mark.slow
+def test_a_notice_whose_sender_died_is_sent_again_by_one_of_two_sweeps(
+    deployed: Deployment, topic: SubscribedTopic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with FaultServer() as server:
+        rows = [("Only", server.add("/1.jpg", Serve(solid_jpeg(RED))))]
+        deployed.upload_csv("csv-files/cut-short.csv", rows)
+        batch_id = plan_upload(deployed)["batch_id"]
+        (message,) = creator_messages(deployed, 1).values()
+        die_while_sending_the_notice(monkeypatch, message.body)
+        deployed.queue.delete(message)
+
+    stranded = notice_record(deployed, batch_id)
+    assert (stranded["state"], stranded["deliveries"], stranded["attempt"]) == ("sending", [], 1)
+    assert topic.received(quiet_seconds=0.3) == []
+    first = runtime()
+    assert first.sweep()["notices_resent"] == 0  # its lease still runs: the sender may live
+
+    # Two sweeps at once (two containers), both past the lease, both reading the
+    # stranded claim before either writes: the create-if-absent marker decides.
+    aws_lambda._runtime.cache_clear()
+    second = runtime()
+    assert second is not first
+    lease = notice_lease_seconds(deployed.settings)
+    for fanout in (first, second):
+        _advance(fanout, monkeypatch, lease + 1)
+    both_read = threading.Barrier(2, timeout=20)
+    key = notice_key(batch_id)
+    plain_get = S3ObjectStore.get
+
+    def get_together(store: S3ObjectStore, wanted: str) -> bytes:
+        data = plain_get(store, wanted)
+        if wanted == key:
+            both_read.wait()
+        return data
+
+    with monkeypatch.context() as patched:
+        patched.setattr(S3ObjectStore, "get", get_together)
+        with ThreadPoolExecutor(2) as pool:
+            counts = list(pool.map(lambda fanout: fanout.sweep(), (first, second)))
+
+    assert sorted(c["notices_resent"] for c in counts) == [0, 1]
+    [(digest, attributes)] = topic.received()
+    assert digest["batch_id"] == batch_id and attributes == {"idempotency_key": batch_id}
+    assert digest["counts"]["completed"] == 1
+    done = notice_record(deployed, batch_id)
+    assert (done["state"], done["attempt"]) == ("done", 2)
+    (delivery,) = done["deliveries"]  # type: ignore[misc]
+    assert (delivery["channel"], delivery["status"]) == ("sns", "sent")
+    assert first.sweep()["notices_resent"] == 0 and topic.received(quiet_seconds=0.3) == []

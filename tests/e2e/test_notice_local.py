@@ -3,13 +3,17 @@
 The receiver checks the HMAC signature and drops duplicates by idempotency key
 (:mod:`tests.support.webhook`); 127.0.0.0/8 is allowed with the same flag that lets
 the covers be fetched. One finished batch, one notice; an interrupted run sends
-none, and the rerun that finishes it sends the batch's one notice.
+none, and the rerun that finishes it sends the batch's one notice. A run killed
+while its notice is in flight leaves the claim ``sending``; the next ``run`` or
+``status`` in that folder sends it again, once.
 """
 
 from __future__ import annotations
 
 import json
 import signal
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,13 +22,14 @@ from imgpipe.domain.keys import notice_key
 from tests.e2e.test_chaos_local import (
     Cli,
     final_creators,
+    kill_9,
     run_args,
     serve_corpus,
     wait_for,
 )
 from tests.e2e.test_cli_local import imgpipe, write_csv
 from tests.support.covers import GREEN, RED, solid_jpeg
-from tests.support.http_server import FaultServer, Serve, Status
+from tests.support.http_server import Exchange, FaultServer, Serve, Status
 from tests.support.webhook import Receiver
 
 SECRET = "hook-secret"
@@ -140,3 +145,68 @@ def test_an_interrupted_run_sends_nothing_and_the_rerun_sends_it_once(tmp_path: 
     assert [d["batch_id"] for d in receiver.accepted] == [batch_id]
     assert receiver.accepted[0]["counts"]["completed"] == 12
     assert server.hits("/hooks/imgpipe") == 1 and receiver.duplicates == 0
+
+
+@dataclass(frozen=True)
+class Held:
+    """Keeps the request in flight, unanswered, until ``released`` (the sender is killed)."""
+
+    released: threading.Event
+
+    def respond(self, exchange: Exchange) -> None:
+        while not self.released.is_set() and not exchange.wait(0.02):
+            pass
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("next_command", ["status", "run"])
+def test_a_run_killed_mid_send_has_its_notice_sent_by_the_next_command(
+    tmp_path: Path, next_command: str
+) -> None:
+    out = tmp_path / "out"
+    cli = Cli(tmp_path, out)
+    cli.env.update(ENV)
+    released = threading.Event()
+    with FaultServer() as server:
+        receiver = Receiver(SECRET, Held(released))  # the first POST never gets an answer
+        hook = server.add("/hooks/imgpipe", receiver)
+        corpus = serve_corpus(server, tmp_path / "covers.csv", [2] * 3)
+        args = run_args(corpus, out, "--notify-url", hook)
+        run = cli.start(*args)
+        wait_for(lambda: server.hits("/hooks/imgpipe") == 1, run, "the notice in flight")
+        kill_9(run)  # claimed, sending, not recorded: before this change, stuck for good
+        released.set()
+        (claim,) = (out / "results").rglob("*.notice.json")
+        stranded = json.loads(claim.read_text())
+        assert (stranded["state"], stranded["deliveries"]) == ("sending", [])
+        batch_id = stranded["batch_id"]
+
+        if next_command == "status":  # it has no flags: the channel comes from the settings
+            cli.env.update(IMGPIPE_NOTIFY_URL=hook, IMGPIPE_ALLOW_PRIVATE_NETWORKS="127.0.0.0/8")
+            status = cli.run("status", "--out", out, "--json")
+            assert status.code == 0, status.stderr
+            listed = {b["batch_id"]: b["status"] for b in json.loads(status.stdout)}
+            assert listed == {batch_id: "completed"}
+            assert status.stderr == f"notice of batch {batch_id} sent again: its sender " + (
+                "stopped mid-send\n"
+            )
+            later: list[str] = []
+        else:
+            rerun = cli.run(*args)
+            assert rerun.code == 0, rerun.stderr
+            later = [rerun.summary()["batch_id"]]  # the rerun is a batch of its own
+        assert cli.run("status", "--out", out).stderr == ""  # done: nothing more goes out
+        requests = server.requests("/hooks/imgpipe")
+
+    # the stranded notice went out once more, before the rerun's own, and only once
+    assert [d["batch_id"] for d in receiver.accepted] == [batch_id, *later]
+    assert len(requests) == 2 + len(later) and receiver.duplicates == 0
+    first, again = requests[0], requests[1]
+    assert first.body == again.body  # the same digest ...
+    assert first.headers["Idempotency-Key"] == again.headers["Idempotency-Key"] == batch_id
+    done = notice_of(out, batch_id)
+    assert (done["state"], done["attempt"]) == ("done", 2)
+    (delivery,) = done["deliveries"]  # type: ignore[misc]
+    assert (delivery["status"], delivery["status_code"]) == ("sent", 202)
+    notices = sorted(p.name for p in (out / "results").rglob("*.notice.json"))
+    assert notices == sorted(f"{b}.notice.json" for b in [batch_id, *later])

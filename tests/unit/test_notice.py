@@ -9,6 +9,8 @@ finishes it and however often, and a failed notice never fails the batch.
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -246,3 +248,161 @@ def test_even_a_notices_service_that_raises_does_not_fail_the_finish(error: Exce
         e.process(message)
     batch = e.state.get_batch(batch_id)
     assert batch is not None and batch.summary_key == summary_key(batch_id)
+
+
+# -- a sender that died mid-send: the claim is a lease, taken over once ---------------------
+
+
+class Died(BaseException):
+    """The process ended between the claim and the outcome (kill -9, a Lambda timeout)."""
+
+
+class Dying(Recorder):
+    """A channel whose first send never returns: the sender dies in it."""
+
+    def send(self, body: bytes, *, idempotency_key: str) -> Delivery:
+        first = not self.sent
+        delivery = super().send(body, idempotency_key=idempotency_key)
+        if first:
+            raise Died
+        return delivery
+
+
+def died_sending(outputs: InMemoryObjectStore, channel: Recorder, lease: float = 60.0) -> None:
+    dying = BatchNotices(
+        [channel], outputs, lease_seconds=lease, owner="old:1:x", clock=lambda: NOW
+    )
+    with pytest.raises(Died):
+        dying.announce(summary())
+
+
+def test_a_dead_senders_claim_keeps_its_owner_expiry_and_digest() -> None:
+    outputs = InMemoryObjectStore()
+    died_sending(outputs, Dying())
+    stored = json.loads(outputs.get(notice_key("b1")))
+    assert stored["state"] == "sending" and stored["deliveries"] == []
+    assert stored["owner"] == "old:1:x" and stored["attempt"] == 1
+    assert stored["lease_expires"] == NOW.timestamp() + 60
+    assert stored["digest"] == build_digest(summary())
+
+
+def test_an_expired_claim_is_sent_again_with_the_same_body_and_key() -> None:
+    outputs, channel = InMemoryObjectStore(), Dying()
+    died_sending(outputs, channel)
+    taker = BatchNotices([channel], outputs, owner="new:2:y", clock=lambda: NOW)
+    live = NOW.timestamp() + 59
+    assert taker.resume("b1", summary_key("b1"), now=live) is None  # its lease still runs
+    assert len(channel.sent) == 1
+
+    record = taker.resume("b1", summary_key("b1"), now=NOW.timestamp() + 61)
+    assert record is not None and record.state == "done"
+    assert (record.owner, record.attempt) == ("new:2:y", 2)
+    assert channel.sent == [(build_digest(summary()), "b1")] * 2  # same digest, same key
+    assert json.loads(outputs.get(notice_key("b1"))) == record.to_dict()
+    assert [d["status"] for d in record.deliveries] == ["sent"]
+    marker = json.loads(outputs.get("results/processing-summaries/b1.notice.take-2.json"))
+    assert marker == {"owner": "new:2:y", "taken_from": "old:1:x"}
+    # done now: later sweeps and reruns leave it alone
+    assert taker.resume("b1", summary_key("b1"), now=NOW.timestamp() + 10_000) is None
+    assert len(channel.sent) == 2
+
+
+def test_an_owner_proven_gone_is_taken_over_before_its_lease_ends() -> None:
+    outputs, channel = InMemoryObjectStore(), Dying()
+    died_sending(outputs, channel, lease=3600)
+    taker = BatchNotices([channel], outputs, clock=lambda: NOW)
+    assert taker.resume("b1", summary_key("b1"), now=NOW.timestamp()) is None
+    record = taker.resume("b1", summary_key("b1"), now=NOW.timestamp(), owner_is_gone=True)
+    assert record is not None and record.state == "done" and len(channel.sent) == 2
+
+
+class MeetingStore(InMemoryObjectStore):
+    """Every reader of the notice record waits for the others: takers that race."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(parties, timeout=10)
+
+    def get(self, key: str) -> bytes:
+        data = super().get(key)
+        if key.endswith(".notice.json"):
+            self.barrier.wait()
+        return data
+
+
+def test_takers_that_race_send_once() -> None:
+    outputs, channel = MeetingStore(parties=4), Dying()
+    died_sending(outputs, channel)
+    later = NOW.timestamp() + 61
+
+    def take(n: int) -> object:
+        notices = BatchNotices([channel], outputs, owner=f"taker:{n}:z")
+        return notices.resume("b1", summary_key("b1"), now=later)
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(take, range(4)))
+
+    # all four read the same dead claim; the create-if-absent marker let one through
+    assert sum(outcome is not None for outcome in outcomes) == 1
+    assert len(channel.sent) == 2
+    assert json.loads(InMemoryObjectStore.get(outputs, notice_key("b1")))["state"] == "done"
+
+
+def test_a_taker_that_cannot_write_its_marker_does_not_send() -> None:
+    outputs, channel = InMemoryObjectStore(), Dying()
+    died_sending(outputs, channel)
+
+    class Full(InMemoryObjectStore):
+        def put(self, key: str, data: bytes, **kwargs: Any) -> StoredObject:
+            raise StorageError(f"cannot write {key}: disk full")
+
+        def get(self, key: str) -> bytes:
+            return outputs.get(key)
+
+    taker = BatchNotices([channel], Full())
+    assert taker.resume("b1", summary_key("b1"), now=NOW.timestamp() + 61) is None
+    assert len(channel.sent) == 1  # not the only taker for sure: the next sweep sends
+
+
+@pytest.mark.parametrize(
+    ("stored", "why"),
+    [
+        ({"batch_id": "b1", "summary_key": "s", "state": "sending", "deliveries": []}, "old"),
+        ({"batch_id": "b1"}, "no state"),
+        (["not", "a", "record"], "not an object"),
+    ],
+)
+def test_a_claim_that_cannot_be_resent_is_left_alone(stored: object, why: str) -> None:
+    outputs, channel = InMemoryObjectStore(), Recorder()
+    outputs.put(notice_key("b1"), json.dumps(stored).encode())
+    taker = BatchNotices([channel], outputs)
+    assert taker.resume("b1", summary_key("b1"), now=NOW.timestamp() + 10**6) is None, why
+    assert channel.sent == [] and json.loads(outputs.get(notice_key("b1"))) == stored
+
+
+def test_no_claim_and_no_channel_mean_nothing_to_resume() -> None:
+    outputs = InMemoryObjectStore()
+    assert BatchNotices([Recorder()], outputs).resume("b1", summary_key("b1")) is None
+    died_sending(outputs, Dying())
+    assert BatchNotices([], outputs).resume("b1", summary_key("b1"), now=10**12) is None
+
+
+def test_the_sweep_sends_a_dead_senders_notice_once_its_lease_ended() -> None:
+    e = engine(COVERS)
+    channel = Dying()
+    e.ledger.notices = BatchNotices([channel], e.outputs, lease_seconds=60, clock=e.clock)
+    batch_id = e.plan(ROWS)
+    messages = e.messages()
+    for message in messages[:-1]:
+        e.process(message)
+    with pytest.raises(Died):  # the last finish writes the summary, claims, and dies
+        e.process(messages[-1])
+    assert json.loads(e.outputs.get(notice_key(batch_id)))["state"] == "sending"
+
+    assert e.fanout.sweep()["notices_resent"] == 0  # its lease still runs
+    e.clock.advance(61)
+    assert e.fanout.sweep()["notices_resent"] == 1
+    assert e.fanout.sweep()["notices_resent"] == 0
+    assert [key for _, key in channel.sent] == [batch_id, batch_id]
+    stored = json.loads(e.outputs.get(notice_key(batch_id)))
+    assert (stored["state"], stored["attempt"]) == ("done", 2)

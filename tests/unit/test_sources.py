@@ -71,6 +71,17 @@ def test_read_local_file(tmp_path: Path) -> None:
     )
 
 
+def test_read_local_file_past_its_stat_size() -> None:
+    # /proc files are regular files whose fstat size is 0: what is read past the
+    # size fstat gave is kept (a file that grew), and still bounded by the limit.
+    status = Path("/proc/self/status")
+    data = read_local_file(status, 1 << 20)
+    assert data.startswith(b"Name:") and b"\nPid:" in data
+    with pytest.raises(FetchError) as info:
+        read_local_file(status, 10)
+    assert info.value.reason == "too_large" and "grew past the limit of 10" in info.value.detail
+
+
 @pytest.mark.parametrize(
     ("name", "reason", "words"),
     [

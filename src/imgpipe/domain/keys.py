@@ -37,6 +37,7 @@ __all__ = [
     "creator_key",
     "metadata_key",
     "notice_key",
+    "notice_takeover_key",
     "output_prefix",
     "prefixes_overlap",
     "preview_key",
@@ -243,6 +244,16 @@ def notice_key(batch_id: str, *, prefix: str = "") -> str:
     'results/processing-summaries/b1.notice.json'
     """
     return summary_key(batch_id, prefix=prefix).removesuffix(".json") + ".notice.json"
+
+
+def notice_takeover_key(notice: str, attempt: int) -> str:
+    """The marker that makes one process the sender of a notice's ``attempt`` (2, 3, ...)
+    after the sender before it died: written create-if-absent, so one taker per attempt.
+
+    >>> notice_takeover_key("results/processing-summaries/b1.notice.json", 2)
+    'results/processing-summaries/b1.notice.take-2.json'
+    """
+    return f"{notice.removesuffix('.json')}.take-{attempt}.json"
 
 
 def _cut_utf8(text: str, limit: int) -> str:

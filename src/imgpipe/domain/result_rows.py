@@ -49,11 +49,22 @@ from imgpipe.errors import ColumnError, InputError
 
 __all__ = [
     "ResultRecords",
+    "line_kind",
     "locate_result_columns",
     "result_records",
     "row_label",
     "write_csv",
 ]
+
+
+def line_kind(source: str) -> str:
+    """What every ``line`` of a batch's JSON counts, as the summary's ``line_kind`` says:
+    ``csv_line`` (the header is line 1) or ``result_row`` (the first row returned is 1).
+
+    >>> (line_kind("covers.csv"), line_kind("sql:sqlite:///x.db SELECT 1"))
+    ('csv_line', 'result_row')
+    """
+    return "result_row" if source.startswith("sql:") else "csv_line"
 
 
 def row_label(source: str) -> str:

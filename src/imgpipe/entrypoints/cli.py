@@ -8,6 +8,7 @@ not finish (a store or the SQL source failed, or another process runs it; rerun 
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from enum import StrEnum
@@ -18,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from imgpipe.bootstrap import open_backend, reconcile_stale_batches
+from imgpipe.bootstrap import open_backend, reconcile_stale_batches, resend_stranded_notices
 from imgpipe.bootstrap_local import preview_csv, run_csv
 from imgpipe.bootstrap_sql import run_sql
 from imgpipe.domain.spec import RANGES
@@ -237,6 +238,8 @@ def run(
         raise fail(console, f"invalid settings: {exc}") from None
 
     try:
+        # A notice whose sender was killed mid-send goes out before this batch's own.
+        _report_resent(console, resend_stranded_notices(backend))
 
         def start(progress: ProgressSink) -> BatchSummary:
             if sql is not None:
@@ -295,6 +298,15 @@ def _report_notice(console: Console, notice: dict[str, Any] | None) -> None:
             )
 
 
+def _report_resent(console: Console, batch_ids: list[str]) -> None:
+    for batch_id in batch_ids:
+        console.print(
+            f"notice of batch {batch_id} sent again: its sender stopped mid-send",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 @app.command()
 def status(
     batch_id: Annotated[
@@ -319,6 +331,7 @@ def status(
         raise fail(console, f"invalid settings: {exc}") from None
     try:
         reconcile_stale_batches(backend)  # a running batch whose process died: interrupted
+        _report_resent(console, resend_stranded_notices(backend))
         if batch_id is None:
             print_batches(Console(), backend.state.list_batches(), as_json=as_json)
             return
@@ -350,4 +363,9 @@ cli_sql.register(app)
 
 
 def main() -> None:
+    # What is imported by now lives as long as the process (~50k objects): frozen
+    # out of the collector's sight, its collections walk only what a run allocates
+    # (a full collection went from 18 ms to microseconds; a 700-cover run spends
+    # 25 ms less in the collector).
+    gc.freeze()
     app()

@@ -420,7 +420,8 @@ class FanOut:
 
     def sweep(self, *, limit: int = 1000, grace_seconds: float | None = None) -> dict[str, int]:
         """Nothing stays stuck: re-queue creators whose claim expired without a message
-        coming back, and finalise batches whose summary is owed.
+        coming back, finalise batches whose summary is owed, and send again the notices
+        whose sender died mid-send (their claim expired; one sweep takes each over).
 
         A claim counts as stuck once it expired more than ``grace_seconds`` ago
         (default: one lease): until then its own message may still come back. A
@@ -428,7 +429,7 @@ class FanOut:
         """
         grace = self.ledger.lease_seconds if grace_seconds is None else grace_seconds
         now = self.ledger.now()
-        stuck = requeued = finalized = 0
+        stuck = requeued = finalized = resent = 0
         for record in self.ports.state.creators_with_status(CreatorStatus.PROCESSING, limit=limit):
             if record.lease_expires + grace >= now:
                 continue  # live, or just expired: its own redelivery will take it over
@@ -438,14 +439,22 @@ class FanOut:
                 self.ports.queue.send([json.dumps(message)])
                 requeued += 1
         for batch in self.ports.state.list_batches(limit=100):
-            if batch.summary_key or batch.status.is_final:
+            if batch.summary_key:
+                resent += self.ledger.resume_notice(batch)
+                continue
+            if batch.status.is_final:
                 continue
             try:
                 if self.finalize(batch.batch_id) is not None:
                     finalized += 1
             except Exception:  # one batch's trouble must not stop the sweep
                 log.exception("sweep: batch %s could not be finalised", batch.batch_id)
-        return {"stuck": stuck, "requeued": requeued, "finalized": finalized}
+        return {
+            "stuck": stuck,
+            "requeued": requeued,
+            "finalized": finalized,
+            "notices_resent": resent,
+        }
 
     def _archive(self, csv_key: str, folder: str) -> None:
         name = csv_key.removeprefix(self.settings.csv_prefix)

@@ -13,6 +13,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from imgpipe.domain.result_rows import row_label
+
 if TYPE_CHECKING:
     from jinja2 import Template
 
@@ -50,7 +52,9 @@ def render_gallery(summary: BatchSummary, *, base: str = "") -> str:
         (_relative(c, base) for c in summary.creators),
         key=lambda c: (c["status"] == "failed", c["creator"].casefold()),
     )
-    return _template().render(summary=summary, creators=creators)
+    # The column header says what the numbers count: CSV lines, or a query's result rows.
+    line_label = row_label(summary.source)
+    return _template().render(summary=summary, creators=creators, line_label=line_label)
 
 
 def _relative(creator: dict[str, Any], base: str) -> dict[str, Any]:

@@ -22,10 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import socket
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -43,7 +40,8 @@ from imgpipe.errors import (
     SummaryPendingError,
 )
 from imgpipe.ports import ObjectStore, StateStore
-from imgpipe.service.notice import BatchNotices
+from imgpipe.service.notice import BatchNotices, NoticeRecord
+from imgpipe.service.owners import local_owner
 from imgpipe.service.results import BatchContext, CreatorResult, PlanStats
 from imgpipe.service.summary import BatchSummary, SummaryWriter
 
@@ -62,11 +60,6 @@ SUMMARY_POLL_SECONDS = 0.25
 # read it again this many times before giving the summary up to a later retry.
 INDEX_CATCH_UP_TRIES = 6
 INDEX_CATCH_UP_SECONDS = 0.5
-
-
-def local_owner() -> str:
-    """This process, as a claim's owner: ``host:pid:token``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def plan_key(batch_id: str) -> str:
@@ -388,6 +381,20 @@ class BatchLedger:
             return
         if record is not None:
             summary.extra["notice"] = record.to_dict()
+
+    def resume_notice(self, batch: BatchRecord, *, owner_is_gone: bool = False) -> bool:
+        """Send again the notice of a finished batch whose sender died mid-send (its
+        claim expired; with ``owner_is_gone``, at once). True when this call sent it."""
+        if self.notices is None or not batch.summary_key:
+            return False
+        try:
+            record: NoticeRecord | None = self.notices.resume(
+                batch.batch_id, batch.summary_key, now=self.now(), owner_is_gone=owner_is_gone
+            )
+        except Exception:  # one batch's notice must not stop a sweep or a status
+            log.exception("batch %s: the stranded notice could not be sent", batch.batch_id)
+            return False
+        return record is not None
 
     def _write_summary(
         self, batch: BatchRecord, stats: PlanStats, peak_memory_percent: float, prefix: str

@@ -21,6 +21,7 @@ from typing import Any
 
 from imgpipe.domain.keys import summary_key
 from imgpipe.domain.records import BatchRecord, BatchStatus, CreatorStatus
+from imgpipe.domain.result_rows import line_kind
 from imgpipe.ports import ObjectStore, StateStore
 from imgpipe.service.gallery import render_gallery
 from imgpipe.service.results import CreatorResult, PlanStats
@@ -71,6 +72,9 @@ class BatchSummary:
     summary_key: str = ""
     gallery_key: str = GALLERY_KEY
     failed_url_files: list[str] = field(default_factory=list)
+    # What ``line`` counts in row_problems, failed_urls and the failed-URL parts (the key
+    # stays ``line`` for CSV consumers): "csv_line", or "result_row" for a SQL query.
+    line_kind: str = "csv_line"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -191,6 +195,7 @@ class SummaryWriter:
             summary_key=summary_key(self.batch.batch_id, prefix=self.prefix),
             gallery_key=self.prefix + GALLERY_KEY,
             failed_url_files=list(self._parts),
+            line_kind=line_kind(self.batch.source),
         )
 
     def publish(self, state: StateStore, batch: BatchRecord) -> BatchSummary:

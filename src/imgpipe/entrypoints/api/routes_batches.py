@@ -12,6 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from imgpipe.domain.keys import creator_key
 from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
+from imgpipe.domain.result_rows import line_kind
 from imgpipe.domain.spec import RANGES
 from imgpipe.errors import InputError, StorageError, column_role
 from imgpipe.service.results import NOT_FAILURES
@@ -203,6 +204,7 @@ def batch_detail(
         "live": live,
         "row_problems": stats.row_problems[:MAX_ROW_PROBLEMS] if stats else [],
         "row_problems_total": stats.problems_total if stats else 0,
+        "line_kind": line_kind(batch.source),  # what each "line" counts, as in the summary
     }
 
 
