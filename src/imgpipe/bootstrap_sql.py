@@ -1,7 +1,7 @@
 """The SQL source's wiring: ``imgpipe run --from-sql`` and ``imgpipe export-csv``.
 
 A query's rows go through the same staging, row checks and batch run as a CSV's
-(:mod:`imgpipe.bootstrap`); SQLAlchemy (the ``sql`` extra) is imported only when a
+(:mod:`imgpipe.bootstrap_local`); SQLAlchemy (the ``sql`` extra) is imported only when a
 query runs.
 
 Example::
@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imgpipe.adapters.sqlite_staging import StagedManifest, stage_records
-from imgpipe.bootstrap import Backend, PlannedInput, run_planned, scratch_dir
+from imgpipe.bootstrap import Backend
+from imgpipe.bootstrap_local import PlannedInput, run_planned, scratch_dir
 from imgpipe.domain.result_rows import result_records, write_csv
 from imgpipe.errors import ConfigError, InputError
 from imgpipe.service.memory import MemoryMonitor
@@ -48,7 +49,7 @@ def run_sql(
     new_batch: bool = False,
     handle_signals: bool = False,
 ) -> BatchSummary:
-    """Run a query's rows as ``bootstrap.run_csv`` runs a CSV's (``imgpipe run --from-sql``).
+    """Run a query's rows as ``bootstrap_local.run_csv`` runs a CSV's (``imgpipe run --from-sql``).
 
     The rows stream from a server-side cursor into the same staging and row checks
     as a CSV's; the connection is closed before the first download. The batch's

@@ -14,15 +14,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from imgpipe.domain.manifest import CreatorJob, RowProblem
-from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
+from imgpipe.domain.records import BatchContext, BatchRecord, CreatorRecord, CreatorStatus
 
 __all__ = [
     "BatchLock",
     "BatchLocks",
     "Delivery",
+    "Dispatcher",
     "Metrics",
     "Notifier",
     "ObjectStore",
@@ -271,6 +272,41 @@ class WorkQueue(Protocol):
 
     def extend(self, message: QueueMessage, *, seconds: int) -> None:
         """Heartbeat: keep the message invisible for ``seconds`` more from now."""
+        ...
+
+
+class Dispatcher(Protocol):
+    """Hands the planned creators of a batch to workers, one plan chunk at a time.
+
+    An in-process pool locally (:class:`imgpipe.service.pool.PoolDispatcher`), a work
+    queue on AWS (:class:`imgpipe.service.queue_dispatch.QueueDispatcher`). The
+    planner (:class:`imgpipe.service.planner.BatchPlanner`) calls, per chunk::
+
+        notes = dispatcher.prepare(context, 3, jobs)   # kept in the pending records
+        ledger.add_pending(context, jobs, notes=...)   # before any worker can claim
+        handed = dispatcher.dispatch(context, 3, jobs) # < len(jobs): it is stopping
+    """
+
+    @property
+    def durable(self) -> bool:
+        """True when what was dispatched outlives the planner (messages on a queue): a
+        continued plan dispatches only the chunks after its checkpoint. False for an
+        in-process pool, whose work dies with the process: a continued plan hands it
+        every unfinished creator again."""
+        ...
+
+    def prepare(
+        self, context: BatchContext, chunk: int, jobs: Sequence[CreatorJob]
+    ) -> Mapping[str, dict[str, Any]]:
+        """What each creator's pending record keeps, by creator key (the queue's message,
+        which the sweep can send again); empty when nothing. Called before ``dispatch``
+        with the same chunk."""
+        ...
+
+    def dispatch(self, context: BatchContext, chunk: int, jobs: Sequence[CreatorJob]) -> int:
+        """Hand ``jobs`` (chunk number ``chunk`` of the batch's plan; their pending
+        records are written) to workers; the number handed over. Fewer than
+        ``len(jobs)`` means the dispatcher is stopping and takes no more."""
         ...
 
 

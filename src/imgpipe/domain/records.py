@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = [
+    "BatchContext",
     "BatchRecord",
     "BatchStatus",
     "CoverOutcome",
@@ -159,3 +160,12 @@ class BatchRecord:
     # The process that runs the batch (local: "host:pid:token"); empty on AWS,
     # where every message has its own owner.
     owner: str = ""
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """What every creator of one batch shares (and a dispatcher hands on with them)."""
+
+    batch_id: str
+    processing_date: str  # ISO-8601 UTC batch start; the state store's sort key
+    ttl: int  # epoch seconds after which records may be forgotten

@@ -19,13 +19,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from imgpipe.bootstrap import (
-    open_backend,
-    preview_csv,
-    reconcile_stale_batches,
-    resend_stranded_notices,
-    run_csv,
-)
+from imgpipe.bootstrap import open_backend, reconcile_stale_batches, resend_stranded_notices
+from imgpipe.bootstrap_local import preview_csv, run_csv
 from imgpipe.bootstrap_sql import run_sql
 from imgpipe.domain.spec import RANGES
 from imgpipe.entrypoints import cli_aws, cli_service, cli_sql

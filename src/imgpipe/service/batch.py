@@ -2,9 +2,10 @@
 
 Creators run concurrently, at most ``options.max_workers`` at a time, so memory
 is bounded by configuration: only the cells of the creators in flight are held.
-Downloads across all creators share the downloader's global limit. Records,
-leases and the summary go through the same :class:`BatchLedger` as the queue
-engine (:mod:`.fanout`); what is local is the dispatch and the batch lock.
+Downloads across all creators share the downloader's global limit. Planning
+(:class:`.planner.BatchPlanner`), records, leases and the summary are the queue
+engine's (:mod:`.fanout`); what is local is the dispatcher (an in-process
+:class:`.pool.PoolDispatcher`, fed chunk by chunk while it works) and the batch lock.
 
 A rerun of the same input (CSV content and output-shaping settings) continues
 the unfinished batch: finished creators are skipped, claims of the dead process
@@ -20,16 +21,13 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
 
 from imgpipe.domain.manifest import CreatorJob, Manifest
-from imgpipe.domain.records import BatchRecord
 from imgpipe.errors import (
     BatchLockedError,
     ClaimBusyError,
@@ -42,7 +40,9 @@ from imgpipe.ports import BatchLock, BatchLocks
 from imgpipe.service.ledger import BatchLedger, local_owner
 from imgpipe.service.memory import MemoryMonitor
 from imgpipe.service.pipeline import CreatorPipeline, Fetcher
-from imgpipe.service.planning import new_batch_id, plan_marker_key, plan_stats, settings_snapshot
+from imgpipe.service.planner import BatchPlanner, PlannedJobs
+from imgpipe.service.planning import new_batch_id, plan_stats
+from imgpipe.service.pool import PoolDispatcher
 from imgpipe.service.progress import NullProgress, ProgressSink
 from imgpipe.service.results import BatchContext, CreatorResult, PlanStats
 from imgpipe.service.summary import BatchSummary
@@ -63,15 +63,6 @@ class BatchInterruptedError(ImgpipeError):
         )
         self.batch_id, self.done, self.total, self.reason = batch_id, done, total, reason
         self.signal: int | None = None  # the signal that stopped the run, when one did
-
-
-class PlannedJobs(Protocol):
-    """The creators of a planned CSV: in memory, or staged on disk (a million rows)."""
-
-    @property
-    def creators(self) -> int: ...
-
-    def jobs(self, start: int = 0) -> Iterator[CreatorJob]: ...
 
 
 class InMemoryJobs:
@@ -133,6 +124,7 @@ class BatchRunner:
         self.progress = progress or NullProgress()
         self.clock = clock
         self.owner = local_owner()
+        self.planner = BatchPlanner(ledger)
         self.pipeline = CreatorPipeline(
             ledger.outputs,
             ledger,
@@ -183,8 +175,23 @@ class BatchRunner:
                 left,
                 planned.creators,
             )
-        todo = (job for job in planned.jobs() if job.key not in started.done)
-        stopped = await self._dispatch(todo, context, options, started.resumed, stop)
+        owner_is_gone = started.resumed  # our batch lock proves any claim's owner dead
+
+        async def work(context: BatchContext, job: CreatorJob) -> None:
+            result = await self._process_safely(job, context, options, owner_is_gone)
+            if result is not None:
+                self.progress.creator_done(result)
+
+        pool = PoolDispatcher(work, workers=options.max_workers, stop=stop)
+        planning = asyncio.to_thread(
+            self.planner.fan_out,
+            context,
+            planned,
+            pool,
+            continuing=started.resumed,
+            skip=started.done,
+        )
+        stopped = await pool.run(planning)
         return await asyncio.to_thread(self._conclude, context.batch_id, stopped)
 
     def _start(self, request: _Request) -> _Started:
@@ -202,7 +209,7 @@ class BatchRunner:
         planned, stats, options = request.planned, request.stats, request.options
         source, identity, batch_id = request.source, request.identity, request.batch_id
         new_batch = request.new_batch
-        previous = None if new_batch or batch_id else self._unfinished(identity)
+        previous = None if new_batch or batch_id else self.planner.unfinished(identity)
         if previous is not None:
             lock = self.locks.acquire(previous.batch_id)
             if lock is None:
@@ -226,73 +233,15 @@ class BatchRunner:
             # batch (or, if its record is not written yet, nothing, and plans anew); a
             # creator whose pending record is missing is claimed on its own. Written
             # last, a kill after the batch record left a batch no rerun would continue.
-            marker = json.dumps({"batch_id": batch_id}).encode()
-            self.ledger.plans.put(plan_marker_key(identity), marker)
-            context = self.ledger.open_batch(
-                batch_id,
-                source=source,
-                total=planned.creators,
-                settings=settings_snapshot(options),
-                stats=stats,
-                spec=options.to_spec(),
-                owner=self.owner,
+            # The planning lock is ours: the marker is overwritten, not raced for.
+            self.planner.mark(identity, batch_id, if_absent=False)
+            context = self.planner.open(
+                batch_id, planned, stats, options, source=source, owner=self.owner
             )
-            self.ledger.add_pending(context, planned.jobs())
         except BaseException:
             lock.release()
             raise
         return _Started(context, lock, set(), resumed=False)
-
-    def _unfinished(self, identity: str) -> BatchRecord | None:
-        """The batch this input was last planned as, when it has work left."""
-        try:
-            marker = json.loads(self.ledger.plans.get(plan_marker_key(identity)))
-        except (StorageError, ValueError):
-            return None
-        batch = self.ledger.state.get_batch(str(marker.get("batch_id", "")))
-        if batch is None or batch.status.is_final or batch.summary_key:
-            return None
-        return batch
-
-    async def _dispatch(
-        self,
-        jobs: Iterator[CreatorJob],
-        context: BatchContext,
-        options: BatchSpec,
-        owner_is_gone: bool,
-        stop: asyncio.Event | None,
-    ) -> bool:
-        """Run the jobs, ``max_workers`` at a time; True when ``stop`` cut the run short."""
-
-        async def worker() -> None:
-            # Pulling from a shared iterator keeps max_workers creators in flight
-            # without creating one task per creator up front.
-            for job in jobs:
-                if stop is not None and stop.is_set():
-                    return
-                result = await self._process_safely(job, context, options, owner_is_gone)
-                if result is not None:
-                    self.progress.creator_done(result)
-
-        workers: asyncio.Future[list[None]] = asyncio.gather(
-            *(worker() for _ in range(max(1, options.max_workers)))
-        )
-        if stop is None:
-            await workers
-            return False
-        stopping: asyncio.Future[bool] = asyncio.ensure_future(stop.wait())
-        racing: list[asyncio.Future[Any]] = [workers, stopping]
-        await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
-        if workers.done():
-            stopping.cancel()
-            await workers  # re-raise what a worker raised
-            return False
-        workers.cancel()  # in-flight creators give their claims back; final writes finish
-        try:
-            await workers
-        except asyncio.CancelledError:
-            pass
-        return True
 
     async def _process_safely(
         self, job: CreatorJob, context: BatchContext, options: BatchSpec, owner_is_gone: bool

@@ -10,11 +10,12 @@ Used by the Lambda functions and ``imgpipe worker`` (AWS), on the same
     # the invocation that finishes the last creator writes the summary, once
     fanout.sweep()                                       # scheduled: nothing stays stuck
 
-Planning writes the creators' covers into plan objects (``processing/<batch>/
-creators/NNNNN.jsonl``) a chunk at a time, with the chunk's pending records and
-messages, then a checkpoint; a message names its creator's byte range, so its
-size does not depend on URL length. A retried planner continues after the last
-checkpoint. A CSV (key + content) maps to one batch through a plan marker
+Planning is the local run's loop (:class:`.planner.BatchPlanner`) with a
+:class:`.queue_dispatch.QueueDispatcher`: the creators' covers go into plan objects
+(``processing/<batch>/creators/NNNNN.jsonl``) a chunk at a time, with the chunk's
+pending records and messages, then a checkpoint; a message names its creator's byte
+range, so its size does not depend on URL length. A retried planner continues after
+the last checkpoint. A CSV (key + content) maps to one batch through a plan marker
 written with a conditional put, so a redelivered event never starts a second one.
 
 A ``csv_s3`` message may name another bucket than the input bucket: only one the
@@ -32,7 +33,7 @@ import json
 import logging
 import tempfile
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -49,7 +50,6 @@ from imgpipe.domain.spec import RANGES, check_crop
 from imgpipe.errors import (
     ConfigError,
     InputError,
-    KeyCollisionError,
     MessageError,
     StorageError,
 )
@@ -57,12 +57,9 @@ from imgpipe.logs import log_context
 from imgpipe.ports import ObjectStore, StagedCsv, Stager, StateStore, WorkQueue
 from imgpipe.service.ledger import BatchLedger, local_owner
 from imgpipe.service.pipeline import CreatorPipeline, Fetcher
-from imgpipe.service.planning import (
-    new_batch_id,
-    plan_marker_key,
-    plan_stats,
-    settings_snapshot,
-)
+from imgpipe.service.planner import BatchPlanner
+from imgpipe.service.planning import new_batch_id, plan_stats
+from imgpipe.service.queue_dispatch import CREATOR_MESSAGE, QueueDispatcher
 from imgpipe.service.results import BatchContext, CreatorResult
 from imgpipe.service.summary import BatchSummary
 from imgpipe.settings import BatchSpec, Settings
@@ -78,7 +75,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CREATOR_MESSAGE = "imgpipe.creator"
 # Extra covers a plan keeps beyond what the grid holds, for backfilling failures;
 # the rest are recorded as not attempted.
 BACKFILL_FACTOR = 3
@@ -297,48 +293,45 @@ class FanOut:
         batch_id: str | None,
         bucket: str | None,
     ) -> PlanOutcome:
-        batch_id, replayed = self._reserve_identity(identity, batch_id)
+        planner = self._planner()
+        batch_id, replayed = planner.mark(identity, batch_id or new_batch_id(self.clock()))
         with log_context(batch_id=batch_id):  # the planning's records carry the batch
-            return self._plan_reserved(
-                staged, csv_key, options, overrides, heartbeat, batch_id, replayed, bucket
-            )
-
-    def _plan_reserved(
-        self,
-        staged: StagedCsv,
-        csv_key: str,
-        options: BatchSpec,
-        overrides: dict[str, Any],
-        heartbeat: Callable[[], None] | None,
-        batch_id: str,
-        replayed: bool,
-        bucket: str | None,
-    ) -> PlanOutcome:
-        batch = self.ports.state.get_batch(batch_id)
-        if batch is None:
-            context = self.ledger.open_batch(
-                batch_id,
+            batch = self.ports.state.get_batch(batch_id)
+            if batch is None:
+                stats = plan_stats(staged.rows_read, staged.duplicate_rows, staged.problems())
                 # Not under the CSV prefix when in another bucket: finalize leaves it there.
-                source=csv_source(csv_key, bucket),
-                total=staged.creators,
-                settings=settings_snapshot(options),
-                stats=plan_stats(staged.rows_read, staged.duplicate_rows, staged.problems()),
-                spec=options.to_spec(),
+                source = csv_source(csv_key, bucket)
+                context = planner.open(batch_id, staged, stats, options, source=source)
+            else:  # workers may be counting in its record: it is never rewritten
+                context = self.ledger.context_for(batch_id, batch.created_at)
+            dispatcher = QueueDispatcher(
+                self.ports.work,
+                self.ports.queue,
+                csv_key=csv_key,
+                keep=options.images_per_collage * BACKFILL_FACTOR,
+                bucket=bucket,
+                overrides=overrides,
             )
-        else:
-            context = self.ledger.context_for(batch_id, batch.created_at)
-        sent = self._fan_out(staged, context, csv_key, bucket, overrides, options, heartbeat)
-        outcome = PlanOutcome(
-            batch_id,
-            csv_key,
-            creators=staged.creators,
-            messages_sent=sent,
-            replayed=replayed,
-            row_problems=[p.to_dict() for p in islice(staged.problems(), MAX_REPORTED_PROBLEMS)],
-        )
-        if not staged.creators:  # nothing to fan out: the batch is complete already
-            outcome.summary = self.finalize(batch_id)
-        return outcome
+            sent = planner.fan_out(
+                context, staged, dispatcher, continuing=batch is not None, heartbeat=heartbeat
+            )
+            outcome = PlanOutcome(
+                batch_id,
+                csv_key,
+                creators=staged.creators,
+                messages_sent=sent,
+                replayed=replayed,
+                row_problems=[
+                    p.to_dict() for p in islice(staged.problems(), MAX_REPORTED_PROBLEMS)
+                ],
+            )
+            if not staged.creators:  # nothing to fan out: the batch is complete already
+                outcome.summary = self.finalize(batch_id)
+            return outcome
+
+    def _planner(self) -> BatchPlanner:
+        # PLAN_CHUNK is read when planning (the chaos test makes chunks small).
+        return BatchPlanner(self.ledger, chunk_size=PLAN_CHUNK)
 
     def submit(self, csv_key: str, data: bytes, overrides: Mapping[str, Any]) -> str:
         """Store a CSV outside the watched prefix and queue its planning: planned once.
@@ -359,78 +352,7 @@ class FanOut:
     def reserve(self, csv_key: str, data: bytes, batch_id: str | None = None) -> tuple[str, bool]:
         """The batch id of this CSV (key + content): a new one, or the one planned before."""
         identity = content_hash(csv_key.encode() + b"\0" + data)[:32]
-        return self._reserve_identity(identity, batch_id)
-
-    def _reserve_identity(self, identity: str, batch_id: str | None) -> tuple[str, bool]:
-        marker = plan_marker_key(identity)
-        wanted = batch_id or new_batch_id(self.clock())
-        try:
-            self.ports.work.put(marker, json.dumps({"batch_id": wanted}).encode(), if_absent=True)
-            return wanted, False
-        except KeyCollisionError:
-            return str(json.loads(self.ports.work.get(marker))["batch_id"]), True
-
-    def _fan_out(
-        self,
-        staged: StagedCsv,
-        context: BatchContext,
-        csv_key: str,
-        bucket: str | None,
-        overrides: dict[str, Any],
-        options: BatchSpec,
-        heartbeat: Callable[[], None] | None,
-    ) -> int:
-        """Chunk by chunk: plan object, pending records, messages, checkpoint."""
-        checkpoint_key = f"processing/{context.batch_id}/checkpoint.json"
-        try:
-            done = int(json.loads(self.ports.work.get(checkpoint_key))["chunks"])
-        except (StorageError, ValueError, KeyError):
-            done = 0
-        keep = options.images_per_collage * BACKFILL_FACTOR
-        sent = 0
-        # Chunks an earlier attempt planned and sent are skipped without reading them.
-        jobs_left = staged.jobs(start=done * PLAN_CHUNK)
-        for number, jobs in enumerate(_chunks(jobs_left, PLAN_CHUNK), start=done):
-            plan_object = f"processing/{context.batch_id}/creators/{number:05}.jsonl"
-            refs = self._write_plan(plan_object, jobs, keep)
-            messages = {
-                job.key: _creator_message(
-                    job, context, csv_key, bucket, overrides, [plan_object, *refs[job.key]]
-                )
-                for job in jobs
-            }
-            # The chunk an earlier attempt died in may have moved on: keep what is there.
-            self.ledger.add_pending(
-                context,
-                jobs,
-                replay=number == done and done > 0,
-                notes=_note_of(messages),
-            )
-            self.ports.queue.send([json.dumps(m) for m in messages.values()])
-            sent += len(messages)
-            self.ports.work.put(checkpoint_key, json.dumps({"chunks": number + 1}).encode())
-            if heartbeat is not None:
-                try:
-                    heartbeat()
-                except Exception:  # a missed beat is not fatal: the next one may land
-                    log.warning("planning %s: heartbeat failed", csv_key, exc_info=True)
-        return sent
-
-    def _write_plan(
-        self, key: str, jobs: Sequence[CreatorJob], keep: int
-    ) -> dict[str, tuple[int, int]]:
-        """One JSON line per creator; returns each creator's byte range in the object."""
-        buffer = io.BytesIO()
-        refs: dict[str, tuple[int, int]] = {}
-        for job in jobs:
-            line = json.dumps(
-                {"key": job.key, "covers": [[c.line, c.url] for c in job.covers[:keep]]},
-                ensure_ascii=False,
-            ).encode()
-            refs[job.key] = (buffer.tell(), len(line))
-            buffer.write(line + b"\n")
-        self.ports.work.put(key, buffer.getvalue(), content_type="application/x-ndjson")
-        return refs
+        return self._planner().mark(identity, batch_id or new_batch_id(self.clock()))
 
     # -- per-creator messages ----------------------------------------------------
 
@@ -564,11 +486,6 @@ def parse_csv_bytes(data: bytes, options: BatchSpec, csv_key: str) -> Manifest:
         raise InputError(f"{csv_key}: {exc}") from exc
 
 
-def _chunks(jobs: Iterator[CreatorJob], size: int) -> Iterator[list[CreatorJob]]:
-    while chunk := list(islice(jobs, size)):
-        yield chunk
-
-
 class _Hashing(io.RawIOBase):
     """A readable stream that feeds what passes through it to a hash."""
 
@@ -589,29 +506,6 @@ class _Hashing(io.RawIOBase):
         super().close()
 
 
-def _creator_message(
-    job: CreatorJob,
-    context: BatchContext,
-    csv_key: str,
-    bucket: str | None,
-    overrides: dict[str, Any],
-    plan_ref: list[Any],
-) -> dict[str, Any]:
-    located = {"csv_bucket": bucket} if bucket else {}  # absent: the input bucket
-    return {
-        "type": CREATOR_MESSAGE,
-        "batch_id": context.batch_id,
-        "processing_date": context.processing_date,
-        "ttl": context.ttl,
-        "creator": job.creator,
-        "key": job.key,
-        "csv_key": csv_key,
-        **located,
-        "plan": plan_ref,  # [object key, offset, length] of the creator's covers
-        "processing_config": overrides,
-    }
-
-
 def _parse_creator_message(
     message: Mapping[str, Any],
 ) -> tuple[BatchContext, str, str, str, dict[str, Any]]:
@@ -630,8 +524,3 @@ def _parse_creator_message(
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise MessageError(f"malformed creator message: {exc!r}") from exc
-
-
-def _note_of(messages: dict[str, dict[str, Any]]) -> Callable[[CreatorJob], dict[str, Any]]:
-    """What a pending record keeps of its creator's message: the sweep re-sends it."""
-    return lambda job: {"message": messages[job.key]}

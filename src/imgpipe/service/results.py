@@ -15,22 +15,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from imgpipe.domain.records import BatchRecord, CoverOutcome, CreatorRecord, CreatorStatus, Reason
+from imgpipe.domain.records import (
+    BatchContext,  # here too, where the services have always found it
+    BatchRecord,
+    CoverOutcome,
+    CreatorRecord,
+    CreatorStatus,
+    Reason,
+)
 
 __all__ = ["NOT_FAILURES", "BatchContext", "CreatorResult", "PlanStats"]
 
 # Reasons that describe a cover we chose not to use rather than one that failed.
 _DUPLICATES = frozenset({Reason.DUPLICATE.value, Reason.NEAR_DUPLICATE.value})
 NOT_FAILURES = _DUPLICATES | {Reason.NOT_ATTEMPTED.value}
-
-
-@dataclass(frozen=True)
-class BatchContext:
-    """What every creator of one batch shares."""
-
-    batch_id: str
-    processing_date: str  # ISO-8601 UTC batch start; the state store's sort key
-    ttl: int  # epoch seconds after which records may be forgotten
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from imgpipe.bootstrap import Backend, run_csv
+from imgpipe.bootstrap import Backend
+from imgpipe.bootstrap_local import run_csv
 from imgpipe.domain.keys import API_UPLOADS_PREFIX
 from imgpipe.ports import Metrics
 from imgpipe.service.fanout import parse_csv_bytes
