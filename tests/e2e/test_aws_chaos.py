@@ -485,6 +485,6 @@ def test_the_sweep_writes_a_summary_whose_writer_died(
     with pytest.raises(SummaryPendingError):
         fanout.finalize(batch_id)
     _advance(fanout, monkeypatch, ledger_module.SUMMARY_LEASE_SECONDS + 1)
-    assert fanout.sweep() == {"stuck": 0, "requeued": 0, "finalized": 1}
+    assert fanout.sweep() == {"stuck": 0, "requeued": 0, "finalized": 1, "notices_resent": 0}
     assert fanout.sweep()["finalized"] == 0  # once
     assert_batch_done(chaos, batch_id, ["First", "Last"])
