@@ -9,12 +9,25 @@ The planner, :meth:`FanOut.plan` from :func:`imgpipe.bootstrap.make_fanout`
 process started through ``benchmarks.rusage_launcher`` (its own peak RSS). Its
 work queue is wrapped to record every message body it sends.
 
-Printed: the child's wall time and the time of ``plan`` alone, its peak RSS
-(a Lambda has at most 3,008 MB here), the number of messages and the largest
-body (SQS refuses bodies over 256 KB). moto answers slowly (every DynamoDB
-item and SQS batch is a request to this process), so the times are an upper
-bound. ``--creators N`` (or ``IMGPIPE_BENCH_MILLION_CREATORS``) for a smaller
-file; several ``--creators`` values give the scaling.
+Printed: the child's wall time and the time of ``plan`` alone, its own CPU time
+and peak RSS (a Lambda has at most 3,008 MB here), the CPU time of this process
+(moto's server, and the consumer below), the number of messages and the largest
+body (SQS refuses bodies over 256 KB). moto answers slowly (every DynamoDB item
+and SQS batch is a request to this process), so the times are an upper bound.
+``--creators N`` (or ``IMGPIPE_BENCH_MILLION_CREATORS``) for a smaller file;
+several ``--creators`` values give the scaling.
+
+Why a consumer empties the work queue while the planner sends (``--keep-queued``
+turns it off): moto's ``SQSBackend.send_message`` (moto/sqs/models.py) reads
+``queue.attributes`` for every message it stores, and ``Queue.attributes`` computes
+ApproximateNumberOfMessages, ...Delayed and ...NotVisible by walking every message
+on the queue (``Queue.messages``, ``Message.visible``/``delayed``, each calling
+``unix_time_millis``). A send costs O(queue depth) there, so planning N creators
+onto an undrained queue costs O(N^2) in moto (py-spy: 90 % of all samples at 3,000
+creators; 1,000 -> 3,000 creators took 44 -> 242 s) while the planner's own CPU
+time grows linearly. Real SQS's SendMessageBatch does not depend on the depth, and
+a real queue is drained by the worker functions as the planner fills it: the
+:class:`Consumer` here empties moto's queue every 0.2 s, so what remains is linear.
 """
 
 from __future__ import annotations
@@ -24,9 +37,11 @@ import contextlib
 import json
 import logging
 import os
+import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,6 +75,55 @@ class RecordingQueue:
         return getattr(self.inner, name)
 
 
+class Consumer(threading.Thread):
+    """Empties the work queue while the planner fills it, as the worker functions would,
+    so moto's queue (and its O(depth) sends) stays short.
+
+    It purges (moto's limit of one purge a minute is switched off by moto's own
+    ``MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR``) rather than receives: moto's
+    ReceiveMessage costs O(depth) per message received (``SQSBackend.receive_message``
+    walks ``Queue.messages`` and, for each one,
+    ``is_message_valid_based_on_retention_period`` computes ``Queue.attributes`` up to
+    three times), so a receiving consumer falls behind the planner and the depth, and
+    with it the cost of every send, grows anyway (1,000 -> 3,000 creators: 48 -> 445 s
+    of moto CPU). A purge empties moto's list at once. Every message is accounted for
+    all the same: SQS accepted each one (``SqsWorkQueue.send`` raises on a refused
+    entry), and each creator's pending record, which keeps its message, is counted.
+    ``deepest``: the most messages on the queue at one purge.
+    """
+
+    def __init__(self, sqs: object, url: str, interval: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.sqs, self.url, self.interval = sqs, url, interval
+        self.deepest = 0  # the most messages on the queue at one purge
+        self.failure: BaseException | None = None
+        self._done = threading.Event()
+
+    def finish(self) -> None:
+        """One last purge after the planner has finished, then stop."""
+        self._done.set()
+        self.join()
+        if self.failure is not None:
+            raise self.failure
+
+    def run(self) -> None:
+        try:
+            while True:
+                last = self._done.wait(self.interval)
+                depth = int(
+                    self.sqs.get_queue_attributes(  # type: ignore[attr-defined]
+                        QueueUrl=self.url, AttributeNames=["ApproximateNumberOfMessages"]
+                    )["Attributes"]["ApproximateNumberOfMessages"]
+                )
+                if depth:
+                    self.sqs.purge_queue(QueueUrl=self.url)  # type: ignore[attr-defined]
+                self.deepest = max(self.deepest, depth)
+                if last:
+                    return
+        except BaseException as exc:  # reported by finish()
+            self.failure = exc
+
+
 def child_plan() -> dict[str, object]:
     """In the child: the planner as the Lambda builds it, on the settings of the environment."""
     started = time.perf_counter()
@@ -86,8 +150,8 @@ def child_plan() -> dict[str, object]:
     }
 
 
-def run_child(env: dict[str, str]) -> tuple[dict[str, object], float, float]:
-    """The child's report, its peak RSS in MB and its wall time."""
+def run_child(env: dict[str, str]) -> tuple[dict[str, object], dict[str, float], float]:
+    """The child's report, its rusage (peak RSS in KB, CPU seconds) and its wall time."""
     command = [sys.executable, "-m", "benchmarks.bench_million_aws", "--child"]
     with tempfile.NamedTemporaryFile(suffix=".json") as usage_file:
         launcher = [sys.executable, "-m", "benchmarks.rusage_launcher", usage_file.name, "--"]
@@ -98,10 +162,15 @@ def run_child(env: dict[str, str]) -> tuple[dict[str, object], float, float]:
     if child.returncode != 0:
         raise SystemExit(f"planner exited {child.returncode}\n{child.stderr.decode()[-3000:]}")
     report = json.loads(child.stdout.decode().strip().splitlines()[-1])
-    return report, usage["maxrss_kb"] / 1024, wall
+    return report, usage, wall
 
 
-def plan_on_moto(csv_path: Path) -> tuple[dict[str, object], float, float, dict[str, int]]:
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def plan_on_moto(csv_path: Path, *, drain: bool) -> dict[str, object]:
     from moto.server import ThreadedMotoServer
 
     from imgpipe.adapters.aws_clients import make_client
@@ -117,6 +186,8 @@ def plan_on_moto(csv_path: Path) -> tuple[dict[str, object], float, float, dict[
         AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
         IMGPIPE_AWS_ENDPOINT_URL=f"http://{host}:{port}", IMGPIPE_BACKEND="aws",
         IMGPIPE_CROP="center",  # issue 9's targets are measured with the centre crop
+        # moto's own switch: the Consumer purges more often than SQS's once a minute
+        MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR="false",
     )  # fmt: skip
     try:
         names = ensure_resources(Settings(), prefix="bench")
@@ -124,19 +195,31 @@ def plan_on_moto(csv_path: Path) -> tuple[dict[str, object], float, float, dict[
         settings = Settings()
         s3 = make_client("s3", settings)
         s3.upload_file(str(csv_path), names["IMGPIPE_INPUT_BUCKET"], CSV_KEY)
-        report, rss, wall = run_child(dict(os.environ))
         sqs = make_client("sqs", settings)
+        consumer = Consumer(sqs, names["IMGPIPE_SQS_QUEUE_URL"]) if drain else None
+        cpu_before = own_cpu()
+        if consumer is not None:
+            consumer.start()
+        report, usage, wall = run_child(dict(os.environ))
+        if consumer is not None:
+            consumer.finish()
+        server_cpu = own_cpu() - cpu_before
         attributes = sqs.get_queue_attributes(
             QueueUrl=names["IMGPIPE_SQS_QUEUE_URL"], AttributeNames=["ApproximateNumberOfMessages"]
         )["Attributes"]
         table = make_client("dynamodb", settings).describe_table(
             TableName=names["IMGPIPE_DYNAMODB_TABLE_NAME"]
         )["Table"]
-        counts = {
+        return {
+            **report,
+            "wall": wall,
+            "rss_mb": usage["maxrss_kb"] / 1024,
+            "child_cpu": usage["user_s"] + usage["sys_s"],
+            "server_cpu": server_cpu,
             "queued": int(attributes["ApproximateNumberOfMessages"]),
             "items": int(table.get("ItemCount", -1)),
+            "deepest": consumer.deepest if consumer is not None else None,
         }
-        return report, rss, wall, counts
     finally:
         with contextlib.suppress(Exception):
             server.stop()
@@ -146,40 +229,50 @@ def plan_on_moto(csv_path: Path) -> tuple[dict[str, object], float, float, dict[
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    # moto's server slows down faster than the input grows (a 300,000-row plan did not
-    # finish in 23 minutes), so the default is 100,000 rows; --creators 28572 for 1M.
     default = int(os.environ.get("IMGPIPE_BENCH_MILLION_CREATORS", MOTO_CREATORS))
     parser.add_argument("--creators", type=int, nargs="+", default=[default])
+    parser.add_argument(
+        "--keep-queued",
+        action="store_true",
+        help="no consumer: every message stays on moto's queue (its sends then cost O(depth))",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child_plan()))
         return 0
 
+    drain = not args.keep_queued
     status = 0
     print(
         f"million on AWS (moto server, {os.cpu_count()} cores): FanOut.plan of a CSV in S3, "
-        "in a child process"
+        f"in a child process; work queue {'drained by a consumer' if drain else 'kept full'}"
     )
     print(
-        f"{'rows':>10} {'MB':>5} {'child s':>8} {'plan s':>7} {'peak RSS':>9} "
-        f"{'messages':>9} {'largest body':>13} {'queued':>7}"
+        f"{'rows':>10} {'MB':>5} {'child s':>8} {'plan s':>7} {'child CPU':>9} "
+        f"{'moto CPU':>9} {'peak RSS':>9} {'messages':>9} {'largest body':>13} "
+        f"{'queued':>7} {'items':>7} {'deepest':>8}"
     )
     for creators in args.creators:
         with tempfile.TemporaryDirectory(prefix="imgpipe-million-aws-") as tmp:
             csv_path = Path(tmp) / "export.csv"
             rows = write_csv(csv_path, creators)
             size_mb = csv_path.stat().st_size / 1e6
-            report, rss, wall, counts = plan_on_moto(csv_path)
+            report = plan_on_moto(csv_path, drain=drain)
         largest = int(report["largest_body"])  # type: ignore[call-overload]
+        rss = float(report["rss_mb"])  # type: ignore[arg-type]
         print(
-            f"{rows:>10,} {size_mb:>5.0f} {wall:>8.1f} {report['plan_s']:>7.1f} "
-            f"{rss:>7.0f}MB {report['messages_sent']:>9,} {largest:>11,} B "
-            f"{counts['queued']:>7,}",
+            f"{rows:>10,} {size_mb:>5.0f} {report['wall']:>8.1f} {report['plan_s']:>7.1f} "
+            f"{report['child_cpu']:>8.1f}s {report['server_cpu']:>8.1f}s {rss:>7.0f}MB "
+            f"{report['messages_sent']:>9,} {largest:>11,} B {report['queued']:>7,} "
+            f"{report['items']:>7,} {report['deepest'] if drain else '-':>8}",
             flush=True,
         )
         if report["error"] or report["messages_sent"] != creators:
             print(f"FAIL: {report}")
+            status = 1
+        if int(report["items"]) != creators + 1:  # type: ignore[call-overload]
+            print(f"FAIL: {report['items']} items in the table, not {creators} creators + batch")
             status = 1
         if rss > LAMBDA_MB or largest > SQS_BODY_LIMIT:
             print(f"FAIL: peak {rss:.0f} MB (limit {LAMBDA_MB}), largest body {largest} B")
