@@ -1,4 +1,6 @@
-"""``python -m benchmarks [NAME...]``: run every ``benchmarks/bench_*.py`` (or the named ones).
+"""``python -m benchmarks [NAME...] [OPTIONS]``: run every ``benchmarks/bench_*.py`` (or the
+named ones); options (from the first argument that starts with ``-``) go to each named
+benchmark, e.g. ``python -m benchmarks million_aws --creators 1000 3000``.
 
 Each module has ``main(argv) -> int``; modules run in name order with ``bench_render``
 first, and the exit status is the first non-zero one. ``make bench`` runs them all:
@@ -26,7 +28,11 @@ def discover() -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    wanted = [a.removeprefix("bench_") for a in argv]
+    split = next((i for i, a in enumerate(argv) if a.startswith("-")), len(argv))
+    wanted = [a.removeprefix("bench_") for a in argv[:split]]
+    options = argv[split:]
+    if options and not wanted:  # one benchmark's options would be errors in the others
+        raise SystemExit("name the benchmark the options are for")
     names = [n for n in discover() if not wanted or n.removeprefix("bench_") in wanted]
     status = 0
     for i, name in enumerate(names):
@@ -35,7 +41,7 @@ def main(argv: list[str]) -> int:
         module = importlib.import_module(f"benchmarks.{name}")
         # Every benchmark runs, whatever an earlier one returned (an `or` here
         # short-circuited: a missed target skipped every benchmark after it).
-        result = int(module.main([]) or 0)
+        result = int(module.main(options) or 0)
         status = status or result
     return status
 

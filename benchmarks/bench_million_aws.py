@@ -43,12 +43,13 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.bench_million import COVERS_PER_CREATOR, write_csv
 
-MOTO_CREATORS = 2858  # x 35 = 100,030 rows
+MOTO_CREATORS = 28572  # x 35 = 1,000,020 rows: the CSV
 
 CSV_KEY = "manual-uploads/million.csv"  # outside csv-files/: no S3 notification
 LAMBDA_MB = 3008
@@ -181,6 +182,10 @@ def plan_on_moto(csv_path: Path, *, drain: bool) -> dict[str, object]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    # moto's state lives in this process, not in the server: without a reset, a second
+    # --creators value would find the first one's table items (and queue) still there.
+    reset = urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST")
+    urllib.request.urlopen(reset, timeout=30).close()
     saved = dict(os.environ)
     os.environ.update(
         AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
