@@ -73,6 +73,7 @@ class LocalLauncher:
     ) -> None:
         self.settings = settings
         self.backend = backend
+        self.ledger = backend.ledger()  # reads the counts other processes record
         self.metrics = metrics
         self.uploads = root / "uploads"
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="imgpipe-batch")
@@ -125,7 +126,7 @@ class LocalLauncher:
     def live(self, batch: BatchRecord) -> dict[str, dict[str, int]]:
         """As the claims last recorded them (whichever process runs the batch), and
         fresher from this process's own events when it runs the batch itself."""
-        live = self.backend.ledger().live_progress(batch)
+        live = self.ledger.live_progress(batch)
         with self._lock:
             progress = self._live.get(batch.batch_id)
         if progress is not None:
