@@ -60,6 +60,10 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "state.db"
 LOCKS_FOLDER = "locks"
+# How often, at most, a local creator's changed cover counts are written to its claim
+# (for dashboards in other processes): one small SQLite write a second per creator in
+# flight; a creator done within a second writes none.
+LIVE_PROGRESS_SECONDS = 1.0
 
 
 @dataclass
@@ -77,6 +81,12 @@ class Backend:
 
     def ledger(self) -> BatchLedger:
         return make_ledger(self.settings, self.state, self.store, self.plans, self.notifiers)
+
+    @property
+    def live_progress_seconds(self) -> float | None:
+        """How often a creator's cover counts may be written to its record: locally,
+        for dashboards in other processes; on AWS per creator is enough (no writes)."""
+        return None if self.distributed is not None else LIVE_PROGRESS_SECONDS
 
     def close(self) -> None:
         close = getattr(self.state, "close", None)

@@ -351,9 +351,9 @@ class LaggingIndex:
         return self.inner.get_creator(creator_name, batch_id)
 
     def creators_with_status(
-        self, status: CreatorStatus, *, limit: int = 1000
+        self, status: CreatorStatus, *, limit: int = 1000, processing_date: str | None = None
     ) -> list[CreatorRecord]:
-        return self.inner.creators_with_status(status, limit=limit)
+        return self.inner.creators_with_status(status, limit=limit, processing_date=processing_date)
 
     def creator_history(self, creator_name: str, limit: int = 50) -> list[CreatorRecord]:
         return self.inner.creator_history(creator_name, limit)

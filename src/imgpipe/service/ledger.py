@@ -52,6 +52,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PENDING_CHUNK = 500  # pending records written per bulk call
+# Where a processing claim keeps its creator's cover counts (metadata, for pages).
+PROGRESS_FIELD = "progress"
+# Creators in flight read for live counts: far above any worker count one machine runs.
+LIVE_LIMIT = 1000
 # A summary claim older than this without a summary is a dead one (the longest a
 # summary takes to write, with room to spare).
 SUMMARY_LEASE_SECONDS = 900.0
@@ -239,8 +243,16 @@ class BatchLedger:
         context: BatchContext,
         owner: str,
         note: dict[str, Any] | None = None,
+        *,
+        progress: dict[str, int] | None = None,
     ) -> bool:
-        """Heartbeat: extend our claim; False when it was lost (taken over)."""
+        """Heartbeat: extend our claim; False when it was lost (taken over).
+
+        ``progress`` (the creator's cover counts) is kept in the claim's metadata,
+        where :meth:`live_progress` finds it for pages in any process.
+        """
+        if progress is not None:
+            note = {**(note or {}), PROGRESS_FIELD: progress}
         record = self._record(job.key, job.creator, context, CreatorStatus.PROCESSING, note)
         record.lease_owner, record.lease_expires = owner, self.now() + self.lease_seconds
         try:
@@ -252,6 +264,19 @@ class BatchLedger:
             return True
         except ConditionFailedError:
             return False
+
+    def live_progress(self, batch: BatchRecord) -> dict[str, dict[str, int]]:
+        """Cover counts of the batch's processing creators, by key, as their claims
+        last recorded them (one indexed read of the creators in flight)."""
+        live: dict[str, dict[str, int]] = {}
+        processing = self.state.creators_with_status(
+            CreatorStatus.PROCESSING, processing_date=batch.created_at, limit=LIVE_LIMIT
+        )
+        for record in processing:
+            counts = record.metadata.get(PROGRESS_FIELD)
+            if record.batch_id == batch.batch_id and isinstance(counts, dict):
+                live[record.creator_name] = counts
+        return live
 
     def release(self, job: CreatorJob, context: BatchContext, owner: str) -> None:
         """Give an unfinished claim back (a graceful stop): pending again, for a rerun."""

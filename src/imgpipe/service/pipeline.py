@@ -46,6 +46,7 @@ from imgpipe.imaging.preview import PREVIEW_CONTENT_TYPE, PREVIEW_WIDTH, render_
 from imgpipe.imaging.smartcrop import detector_name
 from imgpipe.logs import EVENTS_LOGGER, log_context
 from imgpipe.ports import ObjectStore
+from imgpipe.service.claim_beat import ClaimBeat, CoverTally
 from imgpipe.service.ledger import BatchLedger
 from imgpipe.service.memory import MemoryMonitor, MemoryPressureError
 from imgpipe.service.progress import NullProgress, ProgressSink
@@ -86,14 +87,19 @@ class CreatorPipeline:
         executor: Executor | None = None,
         monitor: MemoryMonitor | None = None,
         progress: ProgressSink | None = None,
+        progress_seconds: float | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``progress_seconds``: also write a creator's cover counts to its claim when
+        they changed, at most this often (pages of other processes read them there);
+        None: only the lease renewals carry them (see :mod:`.claim_beat`)."""
         self.store = store
         self.ledger = ledger
         self.fetcher = fetcher
         self.executor = executor
         self.monitor = monitor or MemoryMonitor(reader=lambda: 0.0)
         self.progress = progress or NullProgress()
+        self.progress_seconds = progress_seconds
         self.clock = clock
 
     async def process(
@@ -140,9 +146,10 @@ class CreatorPipeline:
             raise
         if replay is not None:
             return replay
-        beating = asyncio.create_task(self._keep_claim(job, context, owner, heartbeat, note))
+        tally = CoverTally()
+        beating = asyncio.create_task(self._keep_claim(job, context, owner, heartbeat, note, tally))
         try:
-            result = await self._work(job, context, options)
+            result = await self._work(job, context, options, tally)
         except asyncio.CancelledError:
             # A graceful stop: the claim goes back to pending for the rerun.
             await asyncio.to_thread(self.ledger.release, job, context, owner)
@@ -171,29 +178,39 @@ class CreatorPipeline:
         owner: str,
         heartbeat: Heartbeat | None,
         note: dict[str, Any] | None,
+        tally: CoverTally,
     ) -> None:
-        """Renew the claim at a third of its lease, so it never lapses while we work."""
-        interval = max(0.05, self.ledger.lease_seconds / 3)
+        """Renew the claim at a third of its lease, so it never lapses while we work;
+        between renewals, write changed cover counts when ``progress_seconds`` asks to."""
+        beat = ClaimBeat(self.ledger.lease_seconds / 3, self.progress_seconds)
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(beat.tick)
+            counts = tally.counts()
+            due = beat.due(counts)
+            if due is None:
+                continue
             try:
-                if not await asyncio.to_thread(self.ledger.renew, job, context, owner, note):
+                renewed = await asyncio.to_thread(
+                    self.ledger.renew, job, context, owner, note, progress=counts
+                )
+                if not renewed:
                     log.warning("creator %s: claim lost to another worker", job.key)
                     return
-                if heartbeat is not None:
+                beat.wrote(due, counts)
+                if due.renewal and heartbeat is not None:
                     await heartbeat()
             except Exception:  # a missed beat is not fatal: the next one may land
                 log.warning("creator %s: heartbeat failed", job.key, exc_info=True)
 
     async def _work(
-        self, job: CreatorJob, context: BatchContext, options: BatchSpec
+        self, job: CreatorJob, context: BatchContext, options: BatchSpec, tally: CoverTally
     ) -> CreatorResult:
         try:
-            return await self._attempt(job, context, options)
+            return await self._attempt(job, context, options, tally)
         except MemoryPressureError:
             log.warning("creator %s: memory critical, retrying in safe mode", job.key)
             try:
-                result = await self._attempt(job, context, options.safe_mode())
+                result = await self._attempt(job, context, options.safe_mode(), tally)
                 result.safe_mode = True
                 return result
             except MemoryPressureError as exc:
@@ -223,11 +240,13 @@ class CreatorPipeline:
     # -- work ------------------------------------------------------------------
 
     async def _attempt(
-        self, job: CreatorJob, context: BatchContext, options: BatchSpec
+        self, job: CreatorJob, context: BatchContext, options: BatchSpec, tally: CoverTally
     ) -> CreatorResult:
         self.monitor.check()
-        self.progress.creator_started(job.key, min(len(job.covers), options.images_per_collage))
-        accepted, outcomes = await self._collect(job.key, job.covers, options)
+        wanted = min(len(job.covers), options.images_per_collage)
+        tally.started(wanted)
+        self.progress.creator_started(job.key, wanted)
+        accepted, outcomes = await self._collect(job.key, job.covers, options, tally)
         result = CreatorResult(job.creator, job.key, CreatorStatus.FAILED)
         for position, item in enumerate(accepted):
             outcomes[item.index] = replace(outcomes[item.index], cell=position)
@@ -301,7 +320,7 @@ class CreatorPipeline:
         return key
 
     async def _collect(
-        self, key: str, covers: Sequence[CoverRef], options: BatchSpec
+        self, key: str, covers: Sequence[CoverRef], options: BatchSpec, tally: CoverTally
     ) -> tuple[list[_Accepted], dict[int, CoverOutcome]]:
         """Fetch covers in CSV order until the grid is full, backfilling failures."""
         target = options.images_per_collage
@@ -315,7 +334,7 @@ class CreatorPipeline:
             wave = range(next_index, min(len(covers), next_index + target - len(accepted)))
             next_index = wave.stop
             results = await asyncio.gather(
-                *(self._fetch_tile(key, covers[i], options) for i in wave)
+                *(self._fetch_tile(key, covers[i], options, tally) for i in wave)
             )
             for index, (outcome, decoded) in zip(wave, results, strict=True):
                 if decoded is not None and options.collect.deduplicate and outcome.sha256 in seen:
@@ -344,7 +363,7 @@ class CreatorPipeline:
         return accepted, outcomes
 
     async def _fetch_tile(
-        self, key: str, cover: CoverRef, options: BatchSpec
+        self, key: str, cover: CoverRef, options: BatchSpec, tally: CoverTally
     ) -> tuple[CoverOutcome, _Decoded | None]:
         fetched = await self.fetcher.fetch(cover.url)
         base = CoverOutcome(
@@ -356,16 +375,20 @@ class CreatorPipeline:
             attempts=fetched.attempts,
         )
         if fetched.data is None or fetched.reason is not None:
-            self.progress.cover_done(key, False)
+            self._cover_done(key, False, tally)
             return base, None
         data = fetched.data
         try:
             digest, decoded = await self._run_cpu(_hash_and_decode, data, options)
         except ImageError as exc:
-            self.progress.cover_done(key, False)
+            self._cover_done(key, False, tally)
             return replace(base, reason=exc.reason, detail=exc.detail, bytes=len(data)), None
-        self.progress.cover_done(key, True)
+        self._cover_done(key, True, tally)
         return replace(base, ok=True, reason=None, sha256=digest, bytes=len(data)), decoded
+
+    def _cover_done(self, key: str, ok: bool, tally: CoverTally) -> None:
+        tally.done(ok)
+        self.progress.cover_done(key, ok)
 
     async def _run_cpu(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
