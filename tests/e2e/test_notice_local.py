@@ -187,8 +187,8 @@ def test_a_run_killed_mid_send_has_its_notice_sent_by_the_next_command(
             assert status.code == 0, status.stderr
             listed = {b["batch_id"]: b["status"] for b in json.loads(status.stdout)}
             assert listed == {batch_id: "completed"}
-            assert status.stderr == f"notice of batch {batch_id} sent again: its sender " + (
-                "stopped mid-send\n"
+            assert status.stderr == f"notice of batch {batch_id} sent: its sender " + (
+                "stopped before it went out\n"
             )
             later: list[str] = []
         else:

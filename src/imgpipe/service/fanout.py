@@ -420,8 +420,8 @@ class FanOut:
 
     def sweep(self, *, limit: int = 1000, grace_seconds: float | None = None) -> dict[str, int]:
         """Nothing stays stuck: re-queue creators whose claim expired without a message
-        coming back, finalise batches whose summary is owed, and send again the notices
-        whose sender died mid-send (their claim expired; one sweep takes each over).
+        coming back, finalise batches whose summary is owed, and send the notices whose
+        sender died before they went out (their claim expired; one sweep takes each over).
 
         A claim counts as stuck once it expired more than ``grace_seconds`` ago
         (default: one lease): until then its own message may still come back. A
