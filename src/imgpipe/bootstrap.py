@@ -233,7 +233,8 @@ def reconcile_stale_batches(backend: Backend, *, limit: int = 50) -> list[str]:
 
 
 def resend_stranded_notices(backend: Backend, *, limit: int = 50) -> list[str]:
-    """Finished batches whose notice's sender died mid-send (``kill -9``): sent again now.
+    """Finished batches whose notice's sender died before it went out (``kill -9`` after
+    the summary was written, or mid-send): sent now.
 
     The batch's lock is free, so no process of this machine is sending it: the claim
     is taken over at once, without waiting out its lease. On AWS the sweep does this.

@@ -10,7 +10,8 @@ through one :class:`BatchLedger`::
     replay = ledger.claim(job, context, owner="host:1:ab")   # None: ours to work on
     ledger.finish(result, context, owner="host:1:ab")
     summary = ledger.finalize("b1")                          # once, by whoever is last
-                                                             # (and then the notice, once)
+                                                             # (and then the notice, once:
+                                                             # claimed before the summary)
 
 A claim is a lease: ``processing`` with an owner and an expiry. An expired claim is
 taken over; a live one raises :class:`ClaimBusyError` with the time to wait. Writes
@@ -30,6 +31,7 @@ from typing import Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
+from imgpipe.domain.keys import summary_key
 from imgpipe.domain.manifest import CreatorJob
 from imgpipe.domain.records import BatchRecord, BatchStatus, CreatorRecord, CreatorStatus
 from imgpipe.errors import (
@@ -40,7 +42,7 @@ from imgpipe.errors import (
     SummaryPendingError,
 )
 from imgpipe.ports import ObjectStore, StateStore
-from imgpipe.service.notice import BatchNotices, NoticeRecord
+from imgpipe.service.notice import BatchNotices, NoticeRecord, Reservation
 from imgpipe.service.owners import local_owner
 from imgpipe.service.results import BatchContext, CreatorResult, PlanStats
 from imgpipe.service.summary import BatchSummary, SummaryWriter
@@ -374,33 +376,57 @@ class BatchLedger:
         if not claimed:
             self._await_summary(batch_id)
             return None
+        reservation, key = Reservation.NONE, ""
         try:
             plan = self._read_plan(batch_id)  # once: its statistics, source and spec
             stats, batch.source = self._plan_stats(plan, batch_id, batch.source)
             prefix = str(self._remember_spec(batch_id, plan).get("output_prefix") or "")
+            # The notice is claimed before the summary exists, with a lease that ends
+            # with our summary claim: a crash between the two leaves a claim that
+            # whoever takes the summary over (or a sweep, or a local rerun) sends.
+            key = summary_key(batch_id, prefix=prefix)
+            reservation = self._reserve_notice(batch_id, key, now)
             writer = self._write_summary(batch, stats, peak_memory_percent, prefix)
             # Retried like every write of ours: a refused closing write would leave
             # the summary claimed and unwritten until its lease ends.
             summary = self._retry(lambda: writer.publish(self.state, batch))
         except Exception:
-            # Failed, not dead (a lagging index, a store error): give the claim back so
+            # Failed, not dead (a lagging index, a store error): give the claims back so
             # the next try writes the summary at once instead of after the lease.
+            if reservation is Reservation.HELD and self.notices is not None:
+                self.notices.release(batch_id, key)
             self.state.release_summary(batch_id, claimed_at=now)
             raise
         log.info("batch %s complete: %s", batch_id, summary.totals)
-        self._announce(summary)
+        self._announce(summary, reservation, takeover=takeover)
         return summary
 
-    def _announce(self, summary: BatchSummary) -> None:
+    def _reserve_notice(self, batch_id: str, key: str, now: float) -> Reservation:
+        if self.notices is None:
+            return Reservation.NONE
+        try:
+            return self.notices.reserve(batch_id, key, lease_expires=now + SUMMARY_LEASE_SECONDS)
+        except Exception:  # a notice must never fail the batch; announce claims it then
+            log.exception("batch %s: the completion notice could not be claimed", batch_id)
+            return Reservation.UNRECORDED
+
+    def _announce(self, summary: BatchSummary, reservation: Reservation, *, takeover: bool) -> None:
         """Send the completion notice: only here, so only the summary's writer sends.
 
         Its outcome goes beside the summary and into ``summary.extra["notice"]`` for
-        the caller to show; whatever happens, the batch stays finished.
+        the caller to show; whatever happens, the batch stays finished. A notice an
+        earlier writer claimed (it died, we took the summary over) is sent once its
+        claim is dead: at once here, since its lease ended with its summary claim.
         """
-        if self.notices is None:
+        if self.notices is None or reservation is Reservation.NONE:
             return
         try:
-            record = self.notices.announce(summary)
+            if reservation is Reservation.TAKEN:
+                record = self.notices.resume(
+                    summary.batch_id, summary.summary_key, now=self.now(), owner_is_gone=takeover
+                )
+            else:
+                record = self.notices.announce(summary, reservation)
         except Exception:
             log.exception("batch %s: the completion notice could not be sent", summary.batch_id)
             return
@@ -408,8 +434,9 @@ class BatchLedger:
             summary.extra["notice"] = record.to_dict()
 
     def resume_notice(self, batch: BatchRecord, *, owner_is_gone: bool = False) -> bool:
-        """Send again the notice of a finished batch whose sender died mid-send (its
-        claim expired; with ``owner_is_gone``, at once). True when this call sent it."""
+        """Send the notice of a finished batch whose sender died before it went out
+        (after writing the summary, or mid-send): once its claim expired, or with
+        ``owner_is_gone`` at once. True when this call sent it."""
         if self.notices is None or not batch.summary_key:
             return False
         try:
