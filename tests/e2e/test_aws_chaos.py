@@ -31,8 +31,8 @@ from imgpipe.entrypoints import aws_lambda
 from imgpipe.entrypoints.worker import WorkerStats
 from imgpipe.errors import ClaimBusyError
 from imgpipe.ports import QueueMessage
+from imgpipe.service import closing
 from imgpipe.service import fanout as fanout_module
-from imgpipe.service import ledger as ledger_module
 from imgpipe.service.fanout import FanOut
 from imgpipe.service.results import BatchContext
 from tests.support.aws import AWS_ENV
@@ -484,7 +484,7 @@ def test_the_sweep_writes_a_summary_whose_writer_died(
     assert fanout.sweep()["finalized"] == 0
     with pytest.raises(SummaryPendingError):
         fanout.finalize(batch_id)
-    _advance(fanout, monkeypatch, ledger_module.SUMMARY_LEASE_SECONDS + 1)
+    _advance(fanout, monkeypatch, closing.SUMMARY_LEASE_SECONDS + 1)
     assert fanout.sweep() == {"stuck": 0, "requeued": 0, "finalized": 1, "notices_resent": 0}
     assert fanout.sweep()["finalized"] == 0  # once
     assert_batch_done(chaos, batch_id, ["First", "Last"])

@@ -24,7 +24,7 @@ from imgpipe.adapters.sns_notifier import SnsNotifier
 from imgpipe.bootstrap import notice_lease_seconds
 from imgpipe.domain.keys import notice_key
 from imgpipe.entrypoints import aws_lambda
-from imgpipe.service import ledger as ledger_module
+from imgpipe.service import closing
 from imgpipe.service.notice import BatchNotices, digest_of_stored
 from tests.e2e.test_aws_chaos import (
     Died,
@@ -110,7 +110,7 @@ def test_the_sweep_that_writes_a_dead_writers_summary_sends_its_notice(
         deployed.queue.delete(message)
 
     assert topic.received(quiet_seconds=0.3) == []  # no summary, no notice
-    _advance(fanout, monkeypatch, ledger_module.SUMMARY_LEASE_SECONDS + 1)
+    _advance(fanout, monkeypatch, closing.SUMMARY_LEASE_SECONDS + 1)
     assert fanout.sweep()["finalized"] == 1
     assert fanout.sweep()["finalized"] == 0
     [(digest, _)] = topic.received()
@@ -215,7 +215,7 @@ def test_a_notice_whose_writer_died_after_the_summary_is_sent_by_the_sweep(
     fanout = runtime()
     assert fanout.sweep()["notices_resent"] == 0  # its lease (the summary claim's) still runs
 
-    _advance(fanout, monkeypatch, ledger_module.SUMMARY_LEASE_SECONDS + 1)
+    _advance(fanout, monkeypatch, closing.SUMMARY_LEASE_SECONDS + 1)
     assert fanout.sweep()["notices_resent"] == 1
     assert fanout.sweep()["notices_resent"] == 0
     [(digest, attributes)] = topic.received()
