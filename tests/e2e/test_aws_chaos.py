@@ -135,17 +135,28 @@ class Died(BaseException):
     """The invocation ends here (a timeout, a kill): no handler runs after it."""
 
 
+def die_in_invocation(
+    monkeypatch: pytest.MonkeyPatch, body: str, at: tuple[object, str], why: str
+) -> None:
+    """Handle ``body`` in an invocation that dies when it calls ``at`` (an owner and
+    the name of its method): nothing after that point runs, as after a kill."""
+
+    def die(*args: object, **kwargs: object) -> None:
+        raise Died(why)
+
+    owner, name = at
+    with monkeypatch.context() as patched:
+        patched.setattr(owner, name, die)
+        with pytest.raises(Died):
+            aws_lambda.handle_record_body(body)
+
+
 def die_after_claiming_the_summary(monkeypatch: pytest.MonkeyPatch, body: str) -> None:
     """Handle ``body`` in an invocation that dies right after it claimed the batch's summary."""
     from imgpipe.service.summary import SummaryWriter
 
-    def die(*args: object, **kwargs: object) -> None:
-        raise Died("the invocation died after claiming the summary")
-
-    with monkeypatch.context() as patched:
-        patched.setattr(SummaryWriter, "publish", die)
-        with pytest.raises(Died):
-            aws_lambda.handle_record_body(body)
+    at = (SummaryWriter, "publish")
+    die_in_invocation(monkeypatch, body, at, "the invocation died after claiming the summary")
 
 
 def work_until(deployed: Deployment, done: Callable[[], Any], rounds: int = 3) -> WorkerStats:

@@ -27,12 +27,12 @@ from imgpipe.entrypoints import aws_lambda
 from imgpipe.service import closing
 from imgpipe.service.notice import BatchNotices, digest_of_stored
 from tests.e2e.test_aws_chaos import (
-    Died,
     _advance,
     assert_batch_done,
     covers,
     creator_messages,
     die_after_claiming_the_summary,
+    die_in_invocation,
     plan_upload,
     runtime,
 )
@@ -120,14 +120,8 @@ def test_the_sweep_that_writes_a_dead_writers_summary_sends_its_notice(
 def die_while_sending_the_notice(monkeypatch: pytest.MonkeyPatch, body: str) -> None:
     """Handle ``body`` (the last creator) in an invocation that times out while it
     publishes the notice: summary written, notice claimed, nothing sent or recorded."""
-
-    def die(*args: object, **kwargs: object) -> None:
-        raise Died("the invocation timed out while publishing the notice")
-
-    with monkeypatch.context() as patched:
-        patched.setattr(SnsNotifier, "send", die)
-        with pytest.raises(Died):
-            aws_lambda.handle_record_body(body)
+    why = "the invocation timed out while publishing the notice"
+    die_in_invocation(monkeypatch, body, (SnsNotifier, "send"), why)
 
 
 @pytest.mark.slow
@@ -185,14 +179,8 @@ def test_a_notice_whose_sender_died_is_sent_again_by_one_of_two_sweeps(
 def die_after_writing_the_summary(monkeypatch: pytest.MonkeyPatch, body: str) -> None:
     """Handle ``body`` (the last creator) in an invocation that times out right after
     it wrote the summary and closed the batch: notice claimed (pending), nothing sent."""
-
-    def die(*args: object, **kwargs: object) -> None:
-        raise Died("the invocation timed out after writing the summary")
-
-    with monkeypatch.context() as patched:
-        patched.setattr(BatchNotices, "announce", die)
-        with pytest.raises(Died):
-            aws_lambda.handle_record_body(body)
+    why = "the invocation timed out after writing the summary"
+    die_in_invocation(monkeypatch, body, (BatchNotices, "announce"), why)
 
 
 @pytest.mark.slow
