@@ -114,7 +114,7 @@ def test_a_summary_whose_writer_died_is_written_by_a_retry_after_the_lease(
     deployed: Deployment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from imgpipe.errors import SummaryPendingError
-    from imgpipe.service import ledger as ledger_module
+    from imgpipe.service import closing
     from imgpipe.service.summary import SummaryWriter
 
     with FaultServer() as server:
@@ -146,7 +146,7 @@ def test_a_summary_whose_writer_died_is_written_by_a_retry_after_the_lease(
         assert deployed.summaries() == []
 
         # Redelivered after the lease: this invocation writes the summary.
-        later = datetime.now(UTC) + timedelta(seconds=ledger_module.SUMMARY_LEASE_SECONDS + 1)
+        later = datetime.now(UTC) + timedelta(seconds=closing.SUMMARY_LEASE_SECONDS + 1)
         monkeypatch.setattr(fanout.ledger, "clock", lambda: later)
         aws_lambda.handle_record_body(message.body)
         aws_lambda.handle_record_body(message.body)  # and a further redelivery does nothing

@@ -24,15 +24,15 @@ from imgpipe.adapters.sns_notifier import SnsNotifier
 from imgpipe.bootstrap import notice_lease_seconds
 from imgpipe.domain.keys import notice_key
 from imgpipe.entrypoints import aws_lambda
-from imgpipe.service import ledger as ledger_module
+from imgpipe.service import closing
 from imgpipe.service.notice import BatchNotices, digest_of_stored
 from tests.e2e.test_aws_chaos import (
-    Died,
     _advance,
     assert_batch_done,
     covers,
     creator_messages,
     die_after_claiming_the_summary,
+    die_in_invocation,
     plan_upload,
     runtime,
 )
@@ -110,7 +110,7 @@ def test_the_sweep_that_writes_a_dead_writers_summary_sends_its_notice(
         deployed.queue.delete(message)
 
     assert topic.received(quiet_seconds=0.3) == []  # no summary, no notice
-    _advance(fanout, monkeypatch, ledger_module.SUMMARY_LEASE_SECONDS + 1)
+    _advance(fanout, monkeypatch, closing.SUMMARY_LEASE_SECONDS + 1)
     assert fanout.sweep()["finalized"] == 1
     assert fanout.sweep()["finalized"] == 0
     [(digest, _)] = topic.received()
@@ -120,14 +120,8 @@ def test_the_sweep_that_writes_a_dead_writers_summary_sends_its_notice(
 def die_while_sending_the_notice(monkeypatch: pytest.MonkeyPatch, body: str) -> None:
     """Handle ``body`` (the last creator) in an invocation that times out while it
     publishes the notice: summary written, notice claimed, nothing sent or recorded."""
-
-    def die(*args: object, **kwargs: object) -> None:
-        raise Died("the invocation timed out while publishing the notice")
-
-    with monkeypatch.context() as patched:
-        patched.setattr(SnsNotifier, "send", die)
-        with pytest.raises(Died):
-            aws_lambda.handle_record_body(body)
+    why = "the invocation timed out while publishing the notice"
+    die_in_invocation(monkeypatch, body, (SnsNotifier, "send"), why)
 
 
 @pytest.mark.slow
@@ -185,14 +179,8 @@ def test_a_notice_whose_sender_died_is_sent_again_by_one_of_two_sweeps(
 def die_after_writing_the_summary(monkeypatch: pytest.MonkeyPatch, body: str) -> None:
     """Handle ``body`` (the last creator) in an invocation that times out right after
     it wrote the summary and closed the batch: notice claimed (pending), nothing sent."""
-
-    def die(*args: object, **kwargs: object) -> None:
-        raise Died("the invocation timed out after writing the summary")
-
-    with monkeypatch.context() as patched:
-        patched.setattr(BatchNotices, "announce", die)
-        with pytest.raises(Died):
-            aws_lambda.handle_record_body(body)
+    why = "the invocation timed out after writing the summary"
+    die_in_invocation(monkeypatch, body, (BatchNotices, "announce"), why)
 
 
 @pytest.mark.slow
@@ -215,7 +203,7 @@ def test_a_notice_whose_writer_died_after_the_summary_is_sent_by_the_sweep(
     fanout = runtime()
     assert fanout.sweep()["notices_resent"] == 0  # its lease (the summary claim's) still runs
 
-    _advance(fanout, monkeypatch, ledger_module.SUMMARY_LEASE_SECONDS + 1)
+    _advance(fanout, monkeypatch, closing.SUMMARY_LEASE_SECONDS + 1)
     assert fanout.sweep()["notices_resent"] == 1
     assert fanout.sweep()["notices_resent"] == 0
     [(digest, attributes)] = topic.received()

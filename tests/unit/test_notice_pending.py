@@ -19,7 +19,7 @@ from imgpipe.adapters.memory import InMemoryObjectStore
 from imgpipe.domain.keys import notice_key, summary_key
 from imgpipe.errors import StorageError
 from imgpipe.ports import StoredObject
-from imgpipe.service import ledger as ledger_module
+from imgpipe.service import closing
 from imgpipe.service.notice import (
     BatchNotices,
     Reservation,
@@ -30,7 +30,7 @@ from imgpipe.service.summary import BatchSummary, SummaryWriter
 from tests.unit.test_notice import NOW, Died, Recorder, summary
 from tests.unit.test_queue_engine import COVERS, ROWS, Engine, engine
 
-LEASE = ledger_module.SUMMARY_LEASE_SECONDS
+LEASE = closing.SUMMARY_LEASE_SECONDS
 
 
 def test_a_summary_read_back_gives_the_digest_its_writer_sends() -> None:

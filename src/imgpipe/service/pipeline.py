@@ -1,4 +1,4 @@
-"""One creator, end to end: claim, fetch covers, validate, dedup, render, store, finish.
+"""One creator, end to end: claim, collect covers, render, store, finish.
 
 The pipeline never raises for a bad cover or a failed creator: it returns a
 :class:`CreatorResult` whose status and per-cover outcomes say what happened.
@@ -9,7 +9,8 @@ State transitions go through the :class:`BatchLedger`, the one place that writes
 A creator whose record is already final (a redelivered message, a resumed batch)
 is returned as it was recorded and not processed again. A render retried after a
 crash writes the same collage key (the batch's start time), so a creator has one
-collage object per batch however often it is attempted.
+collage object per batch however often it is attempted. Which covers go into the
+grid (fetch, decode, duplicates, backfill) is decided in :mod:`.collect`.
 
 Example::
 
@@ -24,29 +25,25 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
-from PIL import Image
-
-from imgpipe.domain.fingerprints import collage_fingerprint, content_hash
+from imgpipe.domain.fingerprints import collage_fingerprint
 from imgpipe.domain.keys import collage_key, metadata_key, preview_key
 from imgpipe.domain.layout import plan_grid
-from imgpipe.domain.manifest import CoverRef, CreatorJob
-from imgpipe.domain.records import CoverOutcome, CreatorRecord, CreatorStatus, Reason
-from imgpipe.errors import ImageError, KeyCollisionError, StorageError
-from imgpipe.fetch.downloader import FetchResult
+from imgpipe.domain.manifest import CreatorJob
+from imgpipe.domain.records import CreatorRecord, CreatorStatus
+from imgpipe.errors import KeyCollisionError, StorageError
 from imgpipe.imaging.collage import render_collage
-from imgpipe.imaging.decode import load_tile
-from imgpipe.imaging.perceptual import Look, alike, hamming, look_of
 from imgpipe.imaging.preview import PREVIEW_CONTENT_TYPE, PREVIEW_WIDTH, render_preview
 from imgpipe.imaging.smartcrop import detector_name
 from imgpipe.logs import EVENTS_LOGGER, log_context
 from imgpipe.ports import ObjectStore
 from imgpipe.service.claim_beat import ClaimBeat, CoverTally
+from imgpipe.service.collect import CoverCollector, Fetcher
 from imgpipe.service.ledger import BatchLedger
 from imgpipe.service.memory import MemoryMonitor, MemoryPressureError
 from imgpipe.service.progress import NullProgress, ProgressSink
@@ -61,18 +58,6 @@ events = logging.getLogger(EVENTS_LOGGER)
 MAX_KEY_SUFFIX = 100
 # Called at every renewal of a claim, e.g. to extend the SQS message's visibility.
 Heartbeat = Callable[[], Awaitable[None]]
-
-
-class Fetcher(Protocol):
-    async def fetch(self, url: str) -> FetchResult: ...
-
-
-@dataclass
-class _Accepted:
-    index: int  # the cover's position in the creator's list
-    sha256: str
-    tile: Image.Image  # the decoded cover, cropped to fill one cell
-    look: Look  # how it looks, for the near-duplicate check (imaging/perceptual.py)
 
 
 class CreatorPipeline:
@@ -101,6 +86,7 @@ class CreatorPipeline:
         self.progress = progress or NullProgress()
         self.progress_seconds = progress_seconds
         self.clock = clock
+        self.collector = CoverCollector(fetcher, self.progress, run_cpu=self._run_cpu)
 
     async def process(
         self,
@@ -246,7 +232,7 @@ class CreatorPipeline:
         wanted = min(len(job.covers), options.images_per_collage)
         tally.started(wanted)
         self.progress.creator_started(job.key, wanted)
-        accepted, outcomes = await self._collect(job.key, job.covers, options, tally)
+        accepted, outcomes = await self.collector.collect(job.key, job.covers, options, tally)
         result = CreatorResult(job.creator, job.key, CreatorStatus.FAILED)
         for position, item in enumerate(accepted):
             outcomes[item.index] = replace(outcomes[item.index], cell=position)
@@ -319,77 +305,6 @@ class CreatorPipeline:
             return None
         return key
 
-    async def _collect(
-        self, key: str, covers: Sequence[CoverRef], options: BatchSpec, tally: CoverTally
-    ) -> tuple[list[_Accepted], dict[int, CoverOutcome]]:
-        """Fetch covers in CSV order until the grid is full, backfilling failures."""
-        target = options.images_per_collage
-        accepted: list[_Accepted] = []
-        outcomes: dict[int, CoverOutcome] = {}
-        seen: set[str] = set()
-        # Near-duplicates are a kind of duplicate: off with deduplication too.
-        near = options.collect.near_duplicates if options.collect.deduplicate else 0
-        next_index = 0
-        while len(accepted) < target and next_index < len(covers):
-            wave = range(next_index, min(len(covers), next_index + target - len(accepted)))
-            next_index = wave.stop
-            results = await asyncio.gather(
-                *(self._fetch_tile(key, covers[i], options, tally) for i in wave)
-            )
-            for index, (outcome, decoded) in zip(wave, results, strict=True):
-                if decoded is not None and options.collect.deduplicate and outcome.sha256 in seen:
-                    outcome = replace(outcome, ok=False, reason=Reason.DUPLICATE.value)
-                    decoded = None
-                twin = _near_twin(decoded, accepted, near)
-                if twin is not None and decoded is not None:
-                    line, distance = (
-                        covers[twin.index].line,
-                        hamming(decoded.look.bits, twin.look.bits),
-                    )
-                    detail = f"looks like the cover of line {line} ({distance}/64 bits differ)"
-                    outcome = replace(
-                        outcome, ok=False, reason=Reason.NEAR_DUPLICATE.value, detail=detail
-                    )
-                    decoded = None
-                if decoded is not None and outcome.sha256 is not None:
-                    seen.add(outcome.sha256)
-                    accepted.append(_Accepted(index, outcome.sha256, decoded.tile, decoded.look))
-                outcomes[index] = outcome
-        for index in range(next_index, len(covers)):
-            outcomes[index] = CoverOutcome(
-                covers[index].line, covers[index].url, ok=False, reason=Reason.NOT_ATTEMPTED.value
-            )
-        accepted.sort(key=lambda item: item.index)
-        return accepted, outcomes
-
-    async def _fetch_tile(
-        self, key: str, cover: CoverRef, options: BatchSpec, tally: CoverTally
-    ) -> tuple[CoverOutcome, _Decoded | None]:
-        fetched = await self.fetcher.fetch(cover.url)
-        base = CoverOutcome(
-            cover.line,
-            cover.url,
-            ok=False,
-            reason=fetched.reason,
-            detail=fetched.detail,
-            attempts=fetched.attempts,
-        )
-        if fetched.data is None or fetched.reason is not None:
-            self._cover_done(key, False, tally)
-            return base, None
-        data = fetched.data
-        try:
-            digest, decoded = await self._run_cpu(_hash_and_decode, data, options)
-        except ImageError as exc:
-            self._cover_done(key, False, tally)
-            return replace(base, reason=exc.reason, detail=exc.detail, bytes=len(data)), None
-        self._cover_done(key, True, tally)
-        return replace(base, ok=True, reason=None, sha256=digest, bytes=len(data)), decoded
-
-    def _cover_done(self, key: str, ok: bool, tally: CoverTally) -> None:
-        tally.done(ok)
-        self.progress.cover_done(key, ok)
-
     async def _run_cpu(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: func(*args, **kwargs))
@@ -454,33 +369,6 @@ def _log_outcome(result: CreatorResult) -> None:
                "failed_covers": len(result.failures), "error": result.error,
                "duration_s": round(result.duration, 3)},
     )  # fmt: skip
-
-
-class _Decoded(NamedTuple):
-    """A decoded cover ready for the grid, and how it looks to the near-duplicate check."""
-
-    tile: Image.Image
-    look: Look
-
-
-def _hash_and_decode(data: bytes, options: BatchSpec) -> tuple[str, _Decoded]:
-    tile = load_tile(
-        data,
-        options.render.cell_size,
-        max_pixels=options.collect.max_pixels,
-        min_size=options.collect.min_image_size,
-        crop=options.render.crop,
-    )
-    return content_hash(data), _Decoded(tile, look_of(tile))
-
-
-def _near_twin(
-    decoded: _Decoded | None, accepted: Sequence[_Accepted], bits: int
-) -> _Accepted | None:
-    """The first accepted cover ``decoded`` looks like, within ``bits`` (0: the check is off)."""
-    if decoded is None or not bits:
-        return None
-    return next((item for item in accepted if alike(decoded.look, item.look, bits)), None)
 
 
 # Compact, by one reused encoder: with an indent Python's encoder runs in pure Python,
