@@ -27,7 +27,7 @@ from imgpipe.adapters.sqs_queue import SqsWorkQueue
 from imgpipe.domain.keys import creator_key
 from imgpipe.domain.manifest import CreatorJob
 from imgpipe.domain.records import CreatorRecord, CreatorStatus
-from imgpipe.entrypoints import aws_lambda
+from imgpipe.entrypoints import aws_lambda, lambda_runtime
 from imgpipe.entrypoints.worker import WorkerStats
 from imgpipe.errors import ClaimBusyError
 from imgpipe.ports import QueueMessage
@@ -55,7 +55,7 @@ def chaos(deployed: Deployment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def runtime() -> FanOut:
-    _, fanout = aws_lambda._runtime()
+    _, fanout = lambda_runtime.runtime()
     assert isinstance(fanout, FanOut)
     return fanout
 

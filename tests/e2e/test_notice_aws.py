@@ -23,7 +23,7 @@ from imgpipe.adapters.s3_store import S3ObjectStore
 from imgpipe.adapters.sns_notifier import SnsNotifier
 from imgpipe.bootstrap import notice_lease_seconds
 from imgpipe.domain.keys import notice_key
-from imgpipe.entrypoints import aws_lambda
+from imgpipe.entrypoints import lambda_runtime
 from imgpipe.service import closing
 from imgpipe.service.notice import BatchNotices, digest_of_stored
 from tests.e2e.test_aws_chaos import (
@@ -49,7 +49,7 @@ def topic(deployed: Deployment, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setenv("IMGPIPE_NOTIFY_TOPIC_ARN", subscribed.arn)
     monkeypatch.setenv("IMGPIPE_NOTIFY_PRESIGN_SECONDS", "600")
     monkeypatch.setenv("IMGPIPE_DATA_DIR", str(tmp_path / "data"))  # a cover cache of its own
-    aws_lambda._runtime.cache_clear()  # the runtime reads the settings once
+    lambda_runtime.runtime.cache_clear()  # the runtime reads the settings once
     return subscribed
 
 
@@ -144,7 +144,7 @@ def test_a_notice_whose_sender_died_is_sent_again_by_one_of_two_sweeps(
 
     # Two sweeps at once (two containers), both past the lease, both reading the
     # stranded claim before either writes: the create-if-absent marker decides.
-    aws_lambda._runtime.cache_clear()
+    lambda_runtime.runtime.cache_clear()
     second = runtime()
     assert second is not first
     lease = notice_lease_seconds(deployed.settings)
