@@ -19,17 +19,20 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# The command with OpenCV's face detector: the default smart crop frames faces with it
+# and falls back to saliency alone without it (the Lambda zip, a bare pip install).
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[smart]'
 	touch $@
 
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $@ $(STAMP) $(API_STAMP)  # [dev] includes [api]
+	touch $@ $(STAMP) $(API_STAMP)  # [dev] includes [api] and [smart]
 
-# Serving needs the [api] extra only, not the test and lint tools of [dev].
+# Serving needs the [api] extra (and [smart], for the collages of uploads), not the
+# test and lint tools of [dev].
 $(API_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[api]'
+	$(BIN)/pip install --quiet -e '.[api,smart]'
 	touch $@ $(STAMP)
 
 install: $(STAMP)

@@ -58,7 +58,7 @@ def aws_run(rows: list[tuple[str, str]]) -> tuple[float, dict[str, object]]:
     from imgpipe.adapters.aws_resources import ensure_resources
     from imgpipe.adapters.s3_store import S3ObjectStore
     from imgpipe.adapters.sqs_queue import SqsWorkQueue
-    from imgpipe.entrypoints import aws_lambda
+    from imgpipe.entrypoints import aws_lambda, lambda_runtime
     from imgpipe.entrypoints.worker import QueueWorker
     from imgpipe.settings import Settings
 
@@ -77,7 +77,7 @@ def aws_run(rows: list[tuple[str, str]]) -> tuple[float, dict[str, object]]:
     try:
         names = ensure_resources(Settings(), prefix="bench")
         os.environ.update(names)
-        aws_lambda._runtime.cache_clear()
+        lambda_runtime.runtime.cache_clear()
         settings = Settings()
         queue = SqsWorkQueue(names["IMGPIPE_SQS_QUEUE_URL"], settings=settings)
         for message in queue.receive(wait_seconds=0):

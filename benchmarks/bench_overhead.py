@@ -13,6 +13,13 @@ through ``benchmarks.rusage_launcher`` (its own CPU and peak RSS):
 - ``imgpipe run``: ``python -m imgpipe run covers.csv --out <fresh> --json``
   with default settings.
 
+- ``bare render, threads`` and ``bare render, processes``: the work a run does
+  per cover and per creator (read, hash, draft decode to a centre-cropped cell,
+  near-duplicate look; collage and preview) and nothing else, one creator at a
+  time on a pool of one thread (as imgpipe runs it) or one forked process per
+  core. No CLI, settings, state or engine: how close to the floor the render
+  itself can come on this machine.
+
 The ratio is taken pair by pair (median and range over ``--rounds``); the claim
 to check is run / floor <= 1.4 (it was 2.1 before the batch-engine rewrite:
 4.7 s against 2.2 s). Also printed: the render alone, in process, single thread
@@ -99,8 +106,51 @@ def floor_main(list_file: Path) -> int:
     return 0
 
 
-def run_floor(list_file: Path) -> Run:
-    command = [sys.executable, "-m", "benchmarks.bench_overhead", "--floor", str(list_file)]
+# -- the bare render (its own process): imgpipe's per-cover and per-creator work, no engine
+
+
+def _bare_creator(paths: Sequence[str]) -> int:
+    """What a run does for one creator's covers, minus everything else: read, hash,
+    draft-decode to a centre-cropped cell, near-duplicate look; collage and preview."""
+    from imgpipe.domain.fingerprints import content_hash
+    from imgpipe.domain.layout import plan_grid
+    from imgpipe.imaging.collage import render_collage
+    from imgpipe.imaging.decode import load_tile
+    from imgpipe.imaging.perceptual import look_of
+    from imgpipe.imaging.preview import render_preview
+
+    tiles = []
+    for path in paths:
+        data = Path(path).read_bytes()
+        content_hash(data)
+        tile = load_tile(data, CELL, max_pixels=100_000_000, min_size=1, crop="center")
+        look_of(tile)
+        tiles.append(tile)
+    grid = plan_grid(len(tiles), rows=5, cols=7, cell_size=CELL)
+    collage = render_collage(tiles, grid, quality=95)
+    return len(render_preview(collage))
+
+
+def bare_main(list_file: Path, kind: str) -> int:
+    from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+    from multiprocessing import get_context
+
+    paths = list_file.read_text().split("\n")
+    creators = [paths[i : i + COVERS_PER_CREATOR] for i in range(0, len(paths), COVERS_PER_CREATOR)]
+    workers = os.cpu_count() or 1
+    pool: Executor = (
+        ThreadPoolExecutor(workers)
+        if kind == "threads"
+        else ProcessPoolExecutor(workers, mp_context=get_context("fork"))
+    )
+    with pool:
+        for _ in pool.map(_bare_creator, creators):
+            pass
+    return 0
+
+
+def run_child(name: str, list_file: Path, *flags: str) -> Run:
+    command = [sys.executable, "-m", "benchmarks.bench_overhead", *flags, str(list_file)]
     with tempfile.NamedTemporaryFile(suffix=".json") as usage_file:
         launcher = [sys.executable, "-m", "benchmarks.rusage_launcher", usage_file.name, "--"]
         started = time.perf_counter()
@@ -109,7 +159,11 @@ def run_floor(list_file: Path) -> Run:
         usage = json.loads(Path(usage_file.name).read_text())
     paths = len(list_file.read_text().split("\n"))
     cpu = usage["user_s"] + usage["sys_s"]  # the pool's workers are waited for by the child
-    return Run("floor", wall, cpu, usage["maxrss_kb"] / 1024, paths)
+    return Run(name, wall, cpu, usage["maxrss_kb"] / 1024, paths)
+
+
+def run_floor(list_file: Path) -> Run:
+    return run_child("floor", list_file, "--floor")
 
 
 # -- report -------------------------------------------------------------------------
@@ -139,9 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--creators", type=int, default=CREATORS)
     parser.add_argument("--floor", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--bare", nargs=2, metavar=("KIND", "LIST"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.floor:
         return floor_main(args.floor)
+    if args.bare:
+        return bare_main(Path(args.bare[1]), args.bare[0])
 
     table = cover_files(args.creators)
     expected = args.creators * COVERS_PER_CREATOR
@@ -151,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     runs: list[Run] = []
     floors: list[Run] = []
+    bare: dict[str, list[Run]] = {"threads": [], "processes": []}
     with tempfile.TemporaryDirectory(prefix="imgpipe-overhead-") as tmp:
         work = Path(tmp)
         csv_path = work / "covers.csv"
@@ -161,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         for round_ in range(args.rounds):
             floors.append(run_floor(list_file))
             runs.append(run_cli("imgpipe run", csv_path, work / f"out-{round_}"))
+            for kind, group in bare.items():
+                group.append(run_child(f"bare, {kind}", list_file, "--bare", kind))
 
     ratios = [run.wall / floor.wall for run, floor in zip(runs, floors, strict=True)]
     print(f"{'process':<12} {'wall s median [min-max]':<26} {'cpu s':>6} {'peak RSS':>9}")
@@ -172,6 +232,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     verdict = "OK" if statistics.median(ratios) <= TARGET else "MISSED"
     print(f"run / floor, paired: x{spread(ratios)} (target <= {TARGET}) {verdict}")
+    # The same work with no engine, CLI, settings or state: what the render itself
+    # costs on this machine, with threads (as imgpipe runs it) and with processes.
+    for kind, group in bare.items():
+        paired = [b.wall / f.wall for b, f in zip(group, floors, strict=True)]
+        cpu = statistics.median(b.cpu for b in group)
+        print(
+            f"bare render, {kind} (no engine, no CLI) / floor, paired: x{spread(paired)} "
+            f"({spread([b.wall for b in group], ' s')}, {cpu:.2f} cpu s)"
+        )
     alone = render_alone(max(5, args.rounds))
     print(f"render alone (in process, 1 thread, 35 covers) / draft decode: x{spread(alone)}")
     short = [run.images for run in runs if run.images != expected]

@@ -56,16 +56,22 @@ LANCZOS = Image.Resampling.LANCZOS
 
 @dataclass(frozen=True)
 class Photo:
-    """A photograph from skimage.data; ``face`` is its face box (x, y, size) if any."""
+    """A photograph from skimage.data; ``face`` is its face box (x, y, size) if any.
+
+    ``truth`` is a frontal face's box measured by hand (hairline to chin, ear to ear,
+    as tests/support/faces.py's ASTRONAUT_FACE): where a smart crop must frame it.
+    """
 
     name: str
     load: Callable[[], np.ndarray]
     face: tuple[int, int, int] | None = None
+    truth: tuple[int, int, int, int] | None = None
 
 
 # Face boxes found once with skimage.feature.Cascade (its bundled LBP frontal-face model).
 PHOTOS = {
-    "astronaut": Photo("astronaut", data.astronaut, face=(175, 66, 99)),
+    "astronaut": Photo("astronaut", data.astronaut, (175, 66, 99), truth=(176, 70, 274, 182)),
+    # The camera man is in profile: no frontal face for a smart crop to find.
     "camera": Photo("camera", data.camera, face=(209, 128, 49)),
     "coffee": Photo("coffee", data.coffee),
     "chelsea": Photo("chelsea", data.chelsea),
@@ -153,10 +159,15 @@ def grade(image: Image.Image, rng: random.Random) -> Image.Image:
     return image
 
 
-def compose(photo: Photo, image: Image.Image, rng: random.Random) -> tuple[Image.Image, str]:
+def compose(
+    photo: Photo, image: Image.Image, rng: random.Random
+) -> tuple[Image.Image, str, tuple[int, int, int, int] | None]:
     """The photograph on a 9:16 canvas over a blurred copy of itself.
 
-    Returns the canvas and where the face is ("top", "middle", "bottom" or "none").
+    Returns the canvas, where the face is ("top", "middle", "bottom" or "none") and
+    the box of its frontal face on the canvas (``Photo.truth`` moved with the photo;
+    None without one): the ground truth `python -m benchmarks smartcrop` measures
+    the examples with.
     """
     if rng.random() < 0.4:
         image = ImageOps.mirror(image)
@@ -189,11 +200,22 @@ def compose(photo: Photo, image: Image.Image, rng: random.Random) -> tuple[Image
     background = background.filter(ImageFilter.GaussianBlur(14))
     background = ImageEnhance.Brightness(background).enhance(rng.uniform(0.45, 0.75))
     background.paste(image.resize(size, LANCZOS), (x, y))
+    box = None
     if photo.face is not None:
         centre_y = y + focus[1] * scale
         third = int(3 * centre_y // HEIGHT)
         where = ("top", "middle", "bottom")[min(2, max(0, third))]
-    return background, where
+    if photo.truth is not None:
+        left, top, right, bottom = photo.truth
+        if flipped:
+            left, right = w - right, w - left
+        box = (
+            round(x + left * scale),
+            round(y + top * scale),
+            round(x + right * scale),
+            round(y + bottom * scale),
+        )
+    return background, where, box
 
 
 def title_band(
@@ -244,9 +266,13 @@ def distinct(candidate: list[Look], kept: list[list[Look]]) -> bool:
     )
 
 
+Box = tuple[int, int, int, int]
+
+
 def make_creator(
-    index: int, creator: Creator, rng: random.Random, covers_dir: Path
+    index: int, creator: Creator, rng: random.Random, covers_dir: Path, truths: dict[str, Box]
 ) -> tuple[list[str], dict[str, int]]:
+    """The creator's covers into ``covers_dir``; the frontal faces' boxes into ``truths``."""
     kept: list[list[Look]] = []
     names: list[str] = []
     faces = {"top": 0, "middle": 0, "bottom": 0, "none": 0}
@@ -258,7 +284,7 @@ def make_creator(
             raise SystemExit(f"{creator.name}: cannot make {creator.count} distinct covers")
         photo = PHOTOS[rng.choice(creator.photos)]
         image = grade(rgb(photo, creator.accent, rng), rng)
-        cover, where = compose(photo, image, rng)
+        cover, where, truth = compose(photo, image, rng)
         number = len(names) + 1
         if not titles:  # every title once before any repeats
             titles = rng.sample(creator.titles.split(" | "), creator.titles.count(" | ") + 1)
@@ -273,6 +299,8 @@ def make_creator(
         name = f"c{index}_{number:02d}.jpg"
         (covers_dir / name).write_bytes(jpeg)
         names.append(name)
+        if truth is not None:
+            truths[name] = truth
     return names, faces
 
 
@@ -303,8 +331,9 @@ def main() -> None:
     for old in covers_dir.glob("*.jpg"):
         old.unlink()
     rows: list[tuple[str, str]] = []
+    truths: dict[str, Box] = {}
     for index, creator in enumerate(CREATORS):
-        names, faces = make_creator(index, creator, rng, covers_dir)
+        names, faces = make_creator(index, creator, rng, covers_dir, truths)
         print(f"{creator.name}: {len(names)} covers, faces {faces}")
         creator_rows = [(creator.name, f"covers/{name}") for name in names]
         if index == NEAR_DUPLICATE_CREATOR:
@@ -324,6 +353,12 @@ def main() -> None:
         writer = csv.writer(handle)
         writer.writerow(["creator_name", "cover_url"])
         writer.writerows(rows)
+    # Where each cover's frontal face is (cover pixels): the ground truth of the smart
+    # crop's figure on the examples (benchmarks/bench_smartcrop.py), not a detector's.
+    with (HERE / "faces.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["cover", "left", "top", "right", "bottom"])
+        writer.writerows((name, *box) for name, box in truths.items())
     total = sum(p.stat().st_size for p in covers_dir.glob("*.jpg"))
     print(f"{len(rows)} rows, covers/ {total / 1e6:.2f} MB")
     if total > MAX_TOTAL_BYTES:

@@ -60,6 +60,10 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "state.db"
 LOCKS_FOLDER = "locks"
+# How often, at most, a local creator's changed cover counts are written to its claim
+# (for dashboards in other processes): one small SQLite write a second per creator in
+# flight; a creator done within a second writes none.
+LIVE_PROGRESS_SECONDS = 1.0
 
 
 @dataclass
@@ -77,6 +81,12 @@ class Backend:
 
     def ledger(self) -> BatchLedger:
         return make_ledger(self.settings, self.state, self.store, self.plans, self.notifiers)
+
+    @property
+    def live_progress_seconds(self) -> float | None:
+        """How often a creator's cover counts may be written to its record: locally,
+        for dashboards in other processes; on AWS per creator is enough (no writes)."""
+        return None if self.distributed is not None else LIVE_PROGRESS_SECONDS
 
     def close(self) -> None:
         close = getattr(self.state, "close", None)
@@ -223,7 +233,8 @@ def reconcile_stale_batches(backend: Backend, *, limit: int = 50) -> list[str]:
 
 
 def resend_stranded_notices(backend: Backend, *, limit: int = 50) -> list[str]:
-    """Finished batches whose notice's sender died mid-send (``kill -9``): sent again now.
+    """Finished batches whose notice's sender died before it went out (``kill -9`` after
+    the summary was written, or mid-send): sent now.
 
     The batch's lock is free, so no process of this machine is sending it: the claim
     is taken over at once, without waiting out its lease. On AWS the sweep does this.

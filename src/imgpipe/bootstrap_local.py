@@ -239,6 +239,7 @@ async def _run(
                     executor=executor,
                     monitor=monitor,
                     progress=progress,
+                    progress_seconds=backend.live_progress_seconds,
                 )
                 return await runner.run(
                     planned,

@@ -141,9 +141,13 @@ class StateStore(Protocol):
         ...
 
     def creators_with_status(
-        self, status: CreatorStatus, *, limit: int = 1000
+        self, status: CreatorStatus, *, limit: int = 1000, processing_date: str | None = None
     ) -> list[CreatorRecord]:
-        """Records in ``status`` across batches, oldest first (the sweep's query)."""
+        """Records in ``status`` across batches, oldest first (the sweep's query).
+
+        With ``processing_date`` (a batch's ``created_at``), only the records of that
+        date: the creators in flight of one batch, read by index whatever its size.
+        """
         ...
 
     def creator_history(self, creator_name: str, limit: int = 50) -> list[CreatorRecord]:

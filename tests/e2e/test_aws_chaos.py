@@ -27,12 +27,12 @@ from imgpipe.adapters.sqs_queue import SqsWorkQueue
 from imgpipe.domain.keys import creator_key
 from imgpipe.domain.manifest import CreatorJob
 from imgpipe.domain.records import CreatorRecord, CreatorStatus
-from imgpipe.entrypoints import aws_lambda
+from imgpipe.entrypoints import aws_lambda, lambda_runtime
 from imgpipe.entrypoints.worker import WorkerStats
 from imgpipe.errors import ClaimBusyError
 from imgpipe.ports import QueueMessage
+from imgpipe.service import closing
 from imgpipe.service import fanout as fanout_module
-from imgpipe.service import ledger as ledger_module
 from imgpipe.service.fanout import FanOut
 from imgpipe.service.results import BatchContext
 from tests.support.aws import AWS_ENV
@@ -55,7 +55,7 @@ def chaos(deployed: Deployment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def runtime() -> FanOut:
-    _, fanout = aws_lambda._runtime()
+    _, fanout = lambda_runtime.runtime()
     assert isinstance(fanout, FanOut)
     return fanout
 
@@ -135,17 +135,28 @@ class Died(BaseException):
     """The invocation ends here (a timeout, a kill): no handler runs after it."""
 
 
+def die_in_invocation(
+    monkeypatch: pytest.MonkeyPatch, body: str, at: tuple[object, str], why: str
+) -> None:
+    """Handle ``body`` in an invocation that dies when it calls ``at`` (an owner and
+    the name of its method): nothing after that point runs, as after a kill."""
+
+    def die(*args: object, **kwargs: object) -> None:
+        raise Died(why)
+
+    owner, name = at
+    with monkeypatch.context() as patched:
+        patched.setattr(owner, name, die)
+        with pytest.raises(Died):
+            aws_lambda.handle_record_body(body)
+
+
 def die_after_claiming_the_summary(monkeypatch: pytest.MonkeyPatch, body: str) -> None:
     """Handle ``body`` in an invocation that dies right after it claimed the batch's summary."""
     from imgpipe.service.summary import SummaryWriter
 
-    def die(*args: object, **kwargs: object) -> None:
-        raise Died("the invocation died after claiming the summary")
-
-    with monkeypatch.context() as patched:
-        patched.setattr(SummaryWriter, "publish", die)
-        with pytest.raises(Died):
-            aws_lambda.handle_record_body(body)
+    at = (SummaryWriter, "publish")
+    die_in_invocation(monkeypatch, body, at, "the invocation died after claiming the summary")
 
 
 def work_until(deployed: Deployment, done: Callable[[], Any], rounds: int = 3) -> WorkerStats:
@@ -484,7 +495,7 @@ def test_the_sweep_writes_a_summary_whose_writer_died(
     assert fanout.sweep()["finalized"] == 0
     with pytest.raises(SummaryPendingError):
         fanout.finalize(batch_id)
-    _advance(fanout, monkeypatch, ledger_module.SUMMARY_LEASE_SECONDS + 1)
+    _advance(fanout, monkeypatch, closing.SUMMARY_LEASE_SECONDS + 1)
     assert fanout.sweep() == {"stuck": 0, "requeued": 0, "finalized": 1, "notices_resent": 0}
     assert fanout.sweep()["finalized"] == 0  # once
     assert_batch_done(chaos, batch_id, ["First", "Last"])

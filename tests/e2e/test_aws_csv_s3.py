@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from imgpipe.adapters.s3_store import S3ObjectStore
-from imgpipe.entrypoints import aws_lambda
+from imgpipe.entrypoints import aws_lambda, lambda_runtime
 from imgpipe.errors import MessageError
 from tests.support.aws import client
 from tests.support.aws_deploy import Deployment, csv_bytes
@@ -79,7 +79,7 @@ def test_a_csv_in_a_readable_bucket_is_read_there_and_left_in_place(
     partner = S3ObjectStore(PARTNER, settings=deployed.settings)
     partner.put("exports/img/blue.jpg", solid_jpeg(BLUE))  # beside the CSV, in that bucket
     monkeypatch.setenv("IMGPIPE_READABLE_BUCKETS", f"some-other-bucket, {PARTNER}")
-    aws_lambda._runtime.cache_clear()
+    lambda_runtime.runtime.cache_clear()
     with FaultServer() as server:
         red = server.add("/r.jpg", Serve(solid_jpeg(RED)))
         partner.put("exports/spring.csv", csv_bytes([("Mix", red), ("Mix", "img/blue.jpg")]))

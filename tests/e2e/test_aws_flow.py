@@ -20,7 +20,7 @@ from PIL import Image
 
 from imgpipe.adapters.aws_resources import MAX_RECEIVE_COUNT
 from imgpipe.domain.records import CreatorStatus
-from imgpipe.entrypoints import aws_lambda
+from imgpipe.entrypoints import aws_lambda, lambda_runtime
 from tests.support.aws import AWS_ENV
 from tests.support.aws_deploy import Deployment
 from tests.support.covers import BLUE, GREEN, RED, color_close, solid_jpeg, solid_png
@@ -90,7 +90,7 @@ def test_redelivered_creator_message_renders_and_counts_once(deployed: Deploymen
     with FaultServer() as server:
         url = server.add("/a.jpg", Serve(solid_jpeg(RED)))
         deployed.upload_csv("csv-files/one.csv", [("Solo", url), ("Duo", url)])
-        _, fanout = aws_lambda._runtime()
+        _, fanout = lambda_runtime.runtime()
         (notification,) = deployed.queue.receive(wait_seconds=1)
         aws_lambda.handle_record_body(notification.body)  # plan: 2 creator messages
         deployed.queue.delete(notification)
@@ -114,13 +114,13 @@ def test_a_summary_whose_writer_died_is_written_by_a_retry_after_the_lease(
     deployed: Deployment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from imgpipe.errors import SummaryPendingError
-    from imgpipe.service import ledger as ledger_module
+    from imgpipe.service import closing
     from imgpipe.service.summary import SummaryWriter
 
     with FaultServer() as server:
         url = server.add("/a.jpg", Serve(solid_jpeg(RED)))
         deployed.upload_csv("csv-files/crash.csv", [("Only", url)])
-        _, fanout = aws_lambda._runtime()
+        _, fanout = lambda_runtime.runtime()
         assert fanout is not None
         monkeypatch.setattr(fanout.ledger, "summary_wait_seconds", 0.5)
         (notification,) = deployed.queue.receive(wait_seconds=1)
@@ -146,7 +146,7 @@ def test_a_summary_whose_writer_died_is_written_by_a_retry_after_the_lease(
         assert deployed.summaries() == []
 
         # Redelivered after the lease: this invocation writes the summary.
-        later = datetime.now(UTC) + timedelta(seconds=ledger_module.SUMMARY_LEASE_SECONDS + 1)
+        later = datetime.now(UTC) + timedelta(seconds=closing.SUMMARY_LEASE_SECONDS + 1)
         monkeypatch.setattr(fanout.ledger, "clock", lambda: later)
         aws_lambda.handle_record_body(message.body)
         aws_lambda.handle_record_body(message.body)  # and a further redelivery does nothing
@@ -242,7 +242,7 @@ def test_workers_render_with_the_spec_that_was_planned(
         monkeypatch.setenv("DEFAULT_ROWS", "3")
         monkeypatch.setenv("DEFAULT_COLS", "3")
         monkeypatch.setenv("IMGPIPE_CELL_SIZE", "50")
-        aws_lambda._runtime.cache_clear()
+        lambda_runtime.runtime.cache_clear()
         aws_lambda.handle_record_body(message.body)
 
     (summary,) = deployed.summaries()

@@ -4,7 +4,9 @@ Whatever way the batch finishes -- two workers racing, every creator message
 delivered twice, the sweep writing the summary of a writer that died -- the topic
 gets exactly one digest per batch, sent by whoever wrote the summary. A sender that
 dies mid-send leaves its claim ``sending``; once its lease ends, one sweep sends the
-digest again, even when two sweeps run at once.
+digest again, even when two sweeps run at once. A writer that dies after the summary
+and before sending leaves its claim ``pending`` (made before the summary); once that
+claim's lease ends, with the writer's summary claim, the sweep sends it.
 """
 
 from __future__ import annotations
@@ -21,15 +23,16 @@ from imgpipe.adapters.s3_store import S3ObjectStore
 from imgpipe.adapters.sns_notifier import SnsNotifier
 from imgpipe.bootstrap import notice_lease_seconds
 from imgpipe.domain.keys import notice_key
-from imgpipe.entrypoints import aws_lambda
-from imgpipe.service import ledger as ledger_module
+from imgpipe.entrypoints import lambda_runtime
+from imgpipe.service import closing
+from imgpipe.service.notice import BatchNotices, digest_of_stored
 from tests.e2e.test_aws_chaos import (
-    Died,
     _advance,
     assert_batch_done,
     covers,
     creator_messages,
     die_after_claiming_the_summary,
+    die_in_invocation,
     plan_upload,
     runtime,
 )
@@ -46,7 +49,7 @@ def topic(deployed: Deployment, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setenv("IMGPIPE_NOTIFY_TOPIC_ARN", subscribed.arn)
     monkeypatch.setenv("IMGPIPE_NOTIFY_PRESIGN_SECONDS", "600")
     monkeypatch.setenv("IMGPIPE_DATA_DIR", str(tmp_path / "data"))  # a cover cache of its own
-    aws_lambda._runtime.cache_clear()  # the runtime reads the settings once
+    lambda_runtime.runtime.cache_clear()  # the runtime reads the settings once
     return subscribed
 
 
@@ -107,7 +110,7 @@ def test_the_sweep_that_writes_a_dead_writers_summary_sends_its_notice(
         deployed.queue.delete(message)
 
     assert topic.received(quiet_seconds=0.3) == []  # no summary, no notice
-    _advance(fanout, monkeypatch, ledger_module.SUMMARY_LEASE_SECONDS + 1)
+    _advance(fanout, monkeypatch, closing.SUMMARY_LEASE_SECONDS + 1)
     assert fanout.sweep()["finalized"] == 1
     assert fanout.sweep()["finalized"] == 0
     [(digest, _)] = topic.received()
@@ -117,14 +120,8 @@ def test_the_sweep_that_writes_a_dead_writers_summary_sends_its_notice(
 def die_while_sending_the_notice(monkeypatch: pytest.MonkeyPatch, body: str) -> None:
     """Handle ``body`` (the last creator) in an invocation that times out while it
     publishes the notice: summary written, notice claimed, nothing sent or recorded."""
-
-    def die(*args: object, **kwargs: object) -> None:
-        raise Died("the invocation timed out while publishing the notice")
-
-    with monkeypatch.context() as patched:
-        patched.setattr(SnsNotifier, "send", die)
-        with pytest.raises(Died):
-            aws_lambda.handle_record_body(body)
+    why = "the invocation timed out while publishing the notice"
+    die_in_invocation(monkeypatch, body, (SnsNotifier, "send"), why)
 
 
 @pytest.mark.slow
@@ -147,7 +144,7 @@ def test_a_notice_whose_sender_died_is_sent_again_by_one_of_two_sweeps(
 
     # Two sweeps at once (two containers), both past the lease, both reading the
     # stranded claim before either writes: the create-if-absent marker decides.
-    aws_lambda._runtime.cache_clear()
+    lambda_runtime.runtime.cache_clear()
     second = runtime()
     assert second is not first
     lease = notice_lease_seconds(deployed.settings)
@@ -177,3 +174,43 @@ def test_a_notice_whose_sender_died_is_sent_again_by_one_of_two_sweeps(
     (delivery,) = done["deliveries"]  # type: ignore[misc]
     assert (delivery["channel"], delivery["status"]) == ("sns", "sent")
     assert first.sweep()["notices_resent"] == 0 and topic.received(quiet_seconds=0.3) == []
+
+
+def die_after_writing_the_summary(monkeypatch: pytest.MonkeyPatch, body: str) -> None:
+    """Handle ``body`` (the last creator) in an invocation that times out right after
+    it wrote the summary and closed the batch: notice claimed (pending), nothing sent."""
+    why = "the invocation timed out after writing the summary"
+    die_in_invocation(monkeypatch, body, (BatchNotices, "announce"), why)
+
+
+@pytest.mark.slow
+def test_a_notice_whose_writer_died_after_the_summary_is_sent_by_the_sweep(
+    deployed: Deployment, topic: SubscribedTopic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with FaultServer() as server:
+        rows = [("Only", server.add("/1.jpg", Serve(solid_jpeg(RED))))]
+        deployed.upload_csv("csv-files/summary-then-dead.csv", rows)
+        batch_id = plan_upload(deployed)["batch_id"]
+        (message,) = creator_messages(deployed, 1).values()
+        die_after_writing_the_summary(monkeypatch, message.body)
+        deployed.queue.delete(message)
+
+    batch = deployed.state.get_batch(batch_id)
+    assert batch is not None and batch.summary_key  # the summary is written, the batch closed
+    claim = notice_record(deployed, batch_id)
+    assert (claim["state"], claim["digest"], claim["deliveries"]) == ("pending", {}, [])
+    assert topic.received(quiet_seconds=0.3) == []
+    fanout = runtime()
+    assert fanout.sweep()["notices_resent"] == 0  # its lease (the summary claim's) still runs
+
+    _advance(fanout, monkeypatch, closing.SUMMARY_LEASE_SECONDS + 1)
+    assert fanout.sweep()["notices_resent"] == 1
+    assert fanout.sweep()["notices_resent"] == 0
+    [(digest, attributes)] = topic.received()
+    assert attributes == {"idempotency_key": batch_id}
+    written = json.loads(deployed.outputs.get(batch.summary_key))
+    assert digest | {"summary_url": None} == digest_of_stored(written) | {"summary_url": None}
+    assert digest["counts"]["completed"] == 1
+    done = notice_record(deployed, batch_id)
+    assert (done["state"], done["attempt"]) == ("done", 2)
+    assert topic.received(quiet_seconds=0.3) == []

@@ -10,19 +10,28 @@ while its notice is in flight leaves the claim ``sending``; the next ``run`` or
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import signal
+import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from imgpipe.domain.keys import notice_key
+from imgpipe.domain.keys import notice_key, summary_key
+from imgpipe.service.notice import digest_of_stored
 from tests.e2e.test_chaos_local import (
     Cli,
+    Gated,
+    Run,
+    batches,
     final_creators,
     kill_9,
+    query,
     run_args,
     serve_corpus,
     wait_for,
@@ -187,8 +196,8 @@ def test_a_run_killed_mid_send_has_its_notice_sent_by_the_next_command(
             assert status.code == 0, status.stderr
             listed = {b["batch_id"]: b["status"] for b in json.loads(status.stdout)}
             assert listed == {batch_id: "completed"}
-            assert status.stderr == f"notice of batch {batch_id} sent again: its sender " + (
-                "stopped mid-send\n"
+            assert status.stderr == f"notice of batch {batch_id} sent: its sender " + (
+                "stopped before it went out\n"
             )
             later: list[str] = []
         else:
@@ -210,3 +219,131 @@ def test_a_run_killed_mid_send_has_its_notice_sent_by_the_next_command(
     assert (delivery["status"], delivery["status_code"]) == ("sent", 202)
     notices = sorted(p.name for p in (out / "results").rglob("*.notice.json"))
     assert notices == sorted(f"{b}.notice.json" for b in [batch_id, *later])
+
+
+# -- killed after the summary, before the notice went out -------------------------------
+#
+# The seam is made of real parts, no hook in the code: finalize reads the batch's plan
+# right after claiming the summary, so a FIFO in the plan's place stops the run there;
+# the test then holds the state database's write lock, so the run writes the summary
+# and the gallery and waits to close the batch record; meanwhile the notice claim's
+# file becomes a FIFO, so once the batch is closed the run stops again where it reads
+# its claim back, before sending. There it is killed.
+
+
+def _fifo_instead_of(path: Path) -> bytes:
+    """Replace ``path`` by a FIFO: a reader blocks until the test writes. Its bytes."""
+    data = path.read_bytes()
+    path.unlink()
+    os.mkfifo(path)
+    return data
+
+
+def _feed_fifo(path: Path, data: bytes, run: Run) -> None:
+    """Write ``data`` to the FIFO once the run opened it for reading."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO: no reader yet
+            break
+        except OSError as exc:
+            if exc.errno != errno.ENXIO or run.process.poll() is not None:
+                raise
+            if time.monotonic() > deadline:
+                pytest.fail("the run never read the plan")
+            time.sleep(0.005)
+    try:
+        assert os.write(fd, data) == len(data)
+    finally:
+        os.close(fd)
+
+
+def _restore(path: Path, data: bytes) -> None:
+    path.unlink()
+    path.write_bytes(data)
+
+
+def _kill_after_the_summary(cli: Cli, args: tuple[str | Path, ...], gate: threading.Event) -> str:
+    """Run until the batch is closed with its summary, kill -9 before the notice goes
+    out; the batch id."""
+    out = cli.out
+    run = cli.start(*args)
+    wait_for(lambda: any(out.glob("processing/*/plan.json")), run, "the plan")
+    (plan,) = out.glob("processing/*/plan.json")
+    batch_id = plan.parent.name
+    plan_data = _fifo_instead_of(plan)
+    gate.set()  # the last creator's covers go out; then the batch is finished
+    claimed = "SELECT summary_claimed FROM batches WHERE batch_id = ?"
+    wait_for(lambda: query(out, claimed, batch_id) not in ([], [(0,)]), run, "the summary claim")
+    lock = sqlite3.connect(out / "state.db", timeout=10, isolation_level=None)
+    try:
+        lock.execute("BEGIN IMMEDIATE")  # the batch record waits for this write lock
+        _feed_fifo(plan, plan_data, run)
+        notice = out / notice_key(batch_id)
+        wait_for(lambda: (out / "index.html").exists(), run, "the summary and gallery")
+        assert (out / summary_key(batch_id)).exists()
+        claim = _fifo_instead_of(notice)
+        assert json.loads(claim)["state"] == "pending"  # claimed before the summary
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    closed = "SELECT summary_key FROM batches WHERE batch_id = ?"
+    wait_for(lambda: query(out, closed, batch_id) == [(summary_key(batch_id),)], run, "closed")
+    kill_9(run)  # in its read of the claim: summary written, batch closed, nothing sent
+    _restore(notice, claim)
+    _restore(plan, plan_data)
+    return batch_id
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("next_command", ["status", "run"])
+def test_a_run_killed_between_its_summary_and_its_notice_has_it_sent_once(
+    tmp_path: Path, next_command: str
+) -> None:
+    out = tmp_path / "out"
+    cli = Cli(tmp_path, out)
+    cli.env.update(ENV)
+    gate = threading.Event()
+    with FaultServer() as server:
+        receiver = Receiver(SECRET)
+        hook = server.add("/hooks/imgpipe", receiver)
+        corpus = serve_corpus(
+            server,
+            tmp_path / "covers.csv",
+            [2] * 3,
+            wrap=lambda index, behaviour: Gated(behaviour, gate) if index == 2 else behaviour,
+        )
+        args = run_args(corpus, out, "--notify-url", hook)
+        batch_id = _kill_after_the_summary(cli, args, gate)
+        assert server.hits("/hooks/imgpipe") == 0
+        stranded = notice_of(out, batch_id)
+        assert (stranded["state"], stranded["digest"], stranded["deliveries"]) == (
+            "pending", {}, []
+        )  # fmt: skip
+        assert batches(out) == [(batch_id, "completed")]
+
+        if next_command == "status":
+            cli.env.update(IMGPIPE_NOTIFY_URL=hook, IMGPIPE_ALLOW_PRIVATE_NETWORKS="127.0.0.0/8")
+            status = cli.run("status", "--out", out)
+            assert status.code == 0, status.stderr
+            assert status.stderr == (
+                f"notice of batch {batch_id} sent: its sender stopped before it went out\n"
+            )
+            later: list[str] = []
+        else:
+            rerun = cli.run(*args)
+            assert rerun.code == 0, rerun.stderr
+            later = [rerun.summary()["batch_id"]]  # an unchanged rerun: a batch of its own
+        assert cli.run("status", "--out", out).stderr == ""  # done: nothing more goes out
+        requests = server.requests("/hooks/imgpipe")
+
+    assert [d["batch_id"] for d in receiver.accepted] == [batch_id, *later]
+    assert len(requests) == 1 + len(later) and receiver.duplicates == 0
+    assert requests[0].headers["Idempotency-Key"] == batch_id
+    written = json.loads((out / summary_key(batch_id)).read_text())
+    assert receiver.accepted[0] == digest_of_stored(written)  # what its writer would have sent
+    assert receiver.accepted[0]["counts"]["completed"] == 3
+    done = notice_of(out, batch_id)
+    assert (done["state"], done["attempt"]) == ("done", 2)
+    (delivery,) = done["deliveries"]  # type: ignore[misc]
+    assert (delivery["status"], delivery["status_code"]) == ("sent", 202)

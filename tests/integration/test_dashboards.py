@@ -1,9 +1,9 @@
 """Dashboards and alarms watch the metrics the code emits, in both deploy descriptions.
 
 The metric names come from the code's own emit calls (``tests.support.iac.emitted_metrics``
-parses ``entrypoints/aws_lambda.py``), the namespace from ``Settings``, the dimensions
-from ``EmfMetrics``: a renamed metric fails here instead of leaving a flat line on a
-dashboard and an alarm that never fires.
+parses ``entrypoints/aws_lambda.py`` and ``lambda_records.py``), the namespace from
+``Settings``, the dimensions from ``EmfMetrics``: a renamed metric fails here instead of
+leaving a flat line on a dashboard and an alarm that never fires.
 """
 
 from __future__ import annotations

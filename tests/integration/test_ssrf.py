@@ -15,6 +15,7 @@ import httpcore
 import httpx
 import pytest
 
+from imgpipe.fetch.asyncio_backend import AsyncioBackend
 from imgpipe.fetch.netguard import IPAddress
 from tests.integration.conftest import Fetch, PolicyFactory
 from tests.support.http_server import FaultServer, Redirect, Serve
@@ -27,10 +28,10 @@ JPEG = jpeg()
 def connects(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Hosts the downloader opened TCP connections to, in order."""
     seen: list[str] = []
-    original = httpcore.AnyIOBackend.connect_tcp
+    original = AsyncioBackend.connect_tcp
 
     async def spy(
-        self: httpcore.AnyIOBackend,
+        self: AsyncioBackend,
         host: str,
         port: int,
         timeout: float | None = None,
@@ -40,7 +41,7 @@ def connects(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         seen.append(host)
         return await original(self, host, port, timeout, local_address, socket_options)
 
-    monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", spy)
+    monkeypatch.setattr(AsyncioBackend, "connect_tcp", spy)
     return seen
 
 

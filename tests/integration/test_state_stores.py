@@ -479,6 +479,18 @@ def test_creators_with_status_oldest_first(state: StateStore) -> None:
     assert [r.creator_name for r in state.creators_with_status(PROCESSING, limit=1)] == ["Bo"]
 
 
+def test_creators_with_status_of_one_processing_date(state: StateStore) -> None:
+    """The creators in flight of one batch (its date), not those of other batches."""
+    mine, other = "2026-01-02T03:04:05.000001+00:00", "2026-01-02T03:04:05.000002+00:00"
+    for name in ("Ann", "Bo"):
+        state.put_creator(creator(name, "b1", mine, status=PROCESSING))
+    state.put_creator(creator("Cy", "b1", mine, status=PENDING))
+    state.put_creator(creator("Ann", "b2", other, status=PROCESSING))
+    found = state.creators_with_status(PROCESSING, processing_date=mine)
+    assert sorted((r.creator_name, r.batch_id) for r in found) == [("Ann", "b1"), ("Bo", "b1")]
+    assert state.creators_with_status(PENDING, processing_date=other) == []
+
+
 def test_batch_ttl_and_owner_round_trip_and_counters_survive_put_batch(state: StateStore) -> None:
     batch = BatchRecord("b1", "2026-01-02T03:04:05+00:00", "x.csv", total_creators=2)
     batch.ttl, batch.owner = 1_800_000_000, "host:1:abc"

@@ -19,7 +19,7 @@ from imgpipe.adapters.aws_resources import ensure_resources
 from imgpipe.adapters.dynamodb_state import DynamoStateStore
 from imgpipe.adapters.s3_store import S3ObjectStore
 from imgpipe.adapters.sqs_queue import SqsWorkQueue
-from imgpipe.entrypoints import aws_lambda
+from imgpipe.entrypoints import aws_lambda, lambda_runtime
 from imgpipe.entrypoints.worker import QueueWorker
 from imgpipe.settings import Settings
 
@@ -93,10 +93,10 @@ def deployed(
     monkeypatch.setenv("IMGPIPE_ALLOW_PRIVATE_NETWORKS", "127.0.0.0/8")
     monkeypatch.setenv("IMGPIPE_DEFAULT_TIMEOUT", "2")
     monkeypatch.setenv("IMGPIPE_DEFAULT_MAX_RETRIES", "0")
-    aws_lambda._runtime.cache_clear()
-    aws_lambda._metrics.cache_clear()
+    lambda_runtime.runtime.cache_clear()
+    lambda_runtime.metrics.cache_clear()
     deployment = Deployment(Settings(), names)
     for message in deployment.queue.receive(wait_seconds=0):  # the s3:TestEvent
         deployment.queue.delete(message)
     yield deployment
-    aws_lambda._runtime.cache_clear()
+    lambda_runtime.runtime.cache_clear()

@@ -12,6 +12,14 @@ that box with the photograph::
 
 ``closeup_cover`` makes the face 25-45 % of the width, ``landscape_cover`` a
 1920x1080 cover with the face near its left or right edge.
+
+``composed_cover`` composes a cover the way examples/make_examples.py does, as
+creators make them: the whole photograph, colour-graded and maybe mirrored, the
+face 12-30 % of the width, over a blurred, darkened, zoomed copy of itself, with a
+title band. There the orange suit and the blurred copy of it are skin-coloured
+around the face, unlike on the backdrops above. (make_examples.py is not imported:
+it is a 360x640 developer script that needs its own checkout on ``sys.path``; the
+few lines of composition are repeated here at 1080x1920.)
 """
 
 from __future__ import annotations
@@ -20,13 +28,15 @@ import random
 from dataclasses import dataclass
 from functools import lru_cache
 
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 __all__ = [
     "ASTRONAUT_FACE",
     "COVER_SIZE",
     "FaceCover",
     "closeup_cover",
+    "composed_cover",
+    "composed_placements",
     "face_cover",
     "landscape_cover",
     "placements",
@@ -140,3 +150,85 @@ def placements(count: int, seed: int = 0) -> list[FaceCover]:
     rng = random.Random(seed)
     names = list(BANDS)
     return [face_cover(rng, names[i % len(names)]) for i in range(count)]
+
+
+# Where make_examples.py puts a face's centre (of the height) and a title's colours.
+COMPOSED_BANDS = {"top": (0.10, 0.30), "middle": (0.42, 0.58), "bottom": (0.68, 0.88)}
+_ACCENTS = [(232, 93, 117), (255, 166, 0), (60, 140, 200), (70, 160, 90), (140, 90, 200)]
+
+
+def _graded(image: Image.Image, rng: random.Random) -> Image.Image:
+    """One of the looks filters give covers (make_examples.py's ``grade``)."""
+    look = rng.choice(["none", "vivid", "warm", "cool", "faded", "contrast"])
+    if look == "vivid":
+        return ImageEnhance.Color(image).enhance(1.5)
+    if look == "contrast":
+        return ImageEnhance.Contrast(image).enhance(1.35)
+    if look == "faded":
+        return Image.blend(image, Image.new("RGB", image.size, (235, 225, 210)), 0.25)
+    if look in ("warm", "cool"):
+        shift = (18, 4, -18) if look == "warm" else (-18, 0, 22)
+        return image.point([max(0, min(255, v + s)) for s in shift for v in range(256)])
+    return image
+
+
+def composed_cover(rng: random.Random, band: str) -> FaceCover:
+    """The astronaut's photograph over a blurred, darkened copy of itself, as
+    make_examples.py composes a cover, at 1080x1920: the face 12-30 % of the width,
+    its centre in the ``band`` ("top", "middle" or "bottom") of COMPOSED_BANDS."""
+    width, height = COVER_SIZE
+    photo = _graded(_photo("astronaut"), rng)
+    face = ASTRONAUT_FACE
+    if rng.random() < 0.4:
+        photo = ImageOps.mirror(photo)
+        face = (photo.width - face[2], face[1], photo.width - face[0], face[3])
+    scale = rng.uniform(0.12, 0.30) * width / (face[2] - face[0])
+    low, high = COMPOSED_BANDS[band]
+    target = (rng.uniform(0.3, 0.7) * width, rng.uniform(low, high) * height)
+    focus = ((face[0] + face[2]) / 2, (face[1] + face[3]) / 2)
+    size = (round(photo.width * scale), round(photo.height * scale))
+    x, y = round(target[0] - focus[0] * scale), round(target[1] - focus[1] * scale)
+    if size[0] >= width:  # no gap at the sides: the photo slides, the face moves sideways
+        x = min(0, max(width - size[0], x))
+    if size[1] >= height:
+        y = min(0, max(height - size[1], y))
+    # The backdrop is made at the examples' 360x640 and enlarged: the same look (a
+    # 14 px blur there) at 1/9 of the pixels to blur.
+    centering = (rng.random(), rng.random())
+    backdrop = ImageOps.fit(photo, (width // 3, height // 3), centering=centering)
+    backdrop = backdrop.filter(ImageFilter.GaussianBlur(14))
+    backdrop = ImageEnhance.Brightness(backdrop).enhance(rng.uniform(0.45, 0.75))
+    cover = backdrop.resize(COVER_SIZE, Image.Resampling.BICUBIC)
+    cover.paste(photo.resize(size, Image.Resampling.LANCZOS), (x, y))
+    box = (
+        round(x + face[0] * scale),
+        round(y + face[1] * scale),
+        round(x + face[2] * scale),
+        round(y + face[3] * scale),
+    )
+    _composed_title(cover, rng, at_top=band != "top")
+    return FaceCover(cover, box, band)
+
+
+def _composed_title(cover: Image.Image, rng: random.Random, at_top: bool) -> None:
+    """make_examples.py's title band (one or two lines, an accent colour or translucent
+    black) at three times its size, at the top or the bottom, away from the face."""
+    draw = ImageDraw.Draw(cover, "RGBA")
+    size = rng.choice([90, 102, 114])
+    lines = rng.choice([1, 1, 2])
+    height = round(size * 1.2) * lines + 84
+    top = rng.randint(72, 180) if at_top else COVER_SIZE[1] - height - rng.randint(120, 270)
+    fill = (*rng.choice(_ACCENTS), 235) if rng.random() < 0.5 else (0, 0, 0, 170)
+    draw.rectangle((0, top, COVER_SIZE[0], top + height), fill=fill)
+    font = ImageFont.load_default(size=size)
+    titles = ["LEARN THIS IN 30s", "day 12 of the moonwalk", "POV: first class", "slow vs fast"]
+    for line in range(lines):
+        centre = (COVER_SIZE[0] / 2, top + 42 + (line + 0.5) * round(size * 1.2))
+        draw.text(centre, rng.choice(titles), font=font, anchor="mm", fill="white")
+
+
+def composed_placements(count: int, seed: int = 0) -> list[FaceCover]:
+    """``count`` composed covers, the bands taken in turn, everything else from ``seed``."""
+    rng = random.Random(seed)
+    names = list(COMPOSED_BANDS)
+    return [composed_cover(rng, names[i % len(names)]) for i in range(count)]

@@ -224,11 +224,18 @@ def emitted_metrics() -> dict[str, str]:
     """EMF metric name -> the handler function that emits it, read from the code.
 
     Every ``metrics.observe("Name", ...)`` / ``metrics.incr("Name", ...)`` call with a
-    literal name in the Lambda entry point, attributed to the top-level function it is
-    in (``sweep_handler``; ``_emit`` runs in the worker's per-creator path).
+    literal name in the Lambda entry point and the record kinds it serves, attributed to
+    the top-level function it is in (``sweep_handler``; ``_emit`` runs in the worker's
+    per-creator path).
     """
-    tree = ast.parse((SRC / "entrypoints" / "aws_lambda.py").read_text(encoding="utf-8"))
     found: dict[str, str] = {}
+    for module in ("aws_lambda.py", "lambda_records.py"):
+        tree = ast.parse((SRC / "entrypoints" / module).read_text(encoding="utf-8"))
+        _emitted_in(tree, found)
+    return found
+
+
+def _emitted_in(tree: ast.Module, found: dict[str, str]) -> None:
     for top in tree.body:
         if not isinstance(top, ast.FunctionDef):
             continue
@@ -242,7 +249,6 @@ def emitted_metrics() -> dict[str, str]:
                 and isinstance(node.args[0].value, str)
             ):
                 found[node.args[0].value] = top.name
-    return found
 
 
 def emf_dimensions() -> set[str]:

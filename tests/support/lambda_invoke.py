@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from imgpipe.entrypoints import aws_lambda
+from imgpipe.entrypoints import aws_lambda, lambda_runtime
 
 
 @dataclass
@@ -52,7 +52,7 @@ def main() -> None:
     from imgpipe.adapters.sqs_queue import SqsWorkQueue
 
     request = json.load(sys.stdin)
-    settings, _ = aws_lambda._runtime()
+    settings, _ = lambda_runtime.runtime()
     context = LambdaContext()
     where = {"bucket": {"name": request["bucket"]}, "object": {"key": request["key"]}}
     s3 = {"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": where}

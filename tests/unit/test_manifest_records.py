@@ -13,10 +13,9 @@ from imgpipe.domain.manifest import (
     CoverSet,
     ManifestRow,
     RowProblem,
-    _check_url,
-    _check_url_by_parsing,
     read_records,
 )
+from imgpipe.domain.row_rules import _check_url, _check_url_by_parsing
 from imgpipe.errors import ManifestError
 
 

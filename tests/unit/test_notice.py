@@ -239,7 +239,7 @@ def test_even_a_notices_service_that_raises_does_not_fail_the_finish(error: Exce
     e = engine(COVERS)
 
     class Exploding(BatchNotices):
-        def announce(self, summary: BatchSummary) -> None:
+        def announce(self, summary: BatchSummary, *args: object) -> None:
             raise error
 
     e.ledger.notices = Exploding([], e.outputs)

@@ -27,7 +27,7 @@ from imgpipe.domain.manifest import CreatorJob
 from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
 from imgpipe.errors import ClaimBusyError, ConflictError, SummaryPendingError
 from imgpipe.ports import ObjectStore, StateStore, StoredObject
-from imgpipe.service import ledger as ledger_module
+from imgpipe.service import closing
 from imgpipe.service.fanout import DistributedPorts, FanOut
 from imgpipe.service.ledger import BatchLedger
 from imgpipe.service.results import BatchContext, CreatorResult
@@ -351,9 +351,9 @@ class LaggingIndex:
         return self.inner.get_creator(creator_name, batch_id)
 
     def creators_with_status(
-        self, status: CreatorStatus, *, limit: int = 1000
+        self, status: CreatorStatus, *, limit: int = 1000, processing_date: str | None = None
     ) -> list[CreatorRecord]:
-        return self.inner.creators_with_status(status, limit=limit)
+        return self.inner.creators_with_status(status, limit=limit, processing_date=processing_date)
 
     def creator_history(self, creator_name: str, limit: int = 50) -> list[CreatorRecord]:
         return self.inner.creator_history(creator_name, limit)
@@ -391,7 +391,7 @@ def test_the_summary_reads_a_lagging_index_again_until_every_creator_shows() -> 
     totals = summary["totals"]
     assert (totals["creators"], totals["completed"], totals["failed"]) == (3, 2, 1)
     assert lagging[0].index_calls == 4  # three lagging reads, then a full one
-    step = ledger_module.INDEX_CATCH_UP_SECONDS
+    step = closing.INDEX_CATCH_UP_SECONDS
     assert e.sleeps == [step, 2 * step, 3 * step]  # backed off, without waiting in the test
     assert counters(e, batch_id) == (2, 1, 0)
 
@@ -414,7 +414,7 @@ def test_an_index_that_never_catches_up_writes_no_summary() -> None:
     assert list(e.outputs.list("results/processing-summaries/")) == []
     batch = e.state.get_batch(batch_id)
     assert batch is not None and batch.summary_key is None and not batch.status.is_final
-    assert len(e.sleeps) == ledger_module.INDEX_CATCH_UP_TRIES
+    assert len(e.sleeps) == closing.INDEX_CATCH_UP_TRIES
     assert counters(e, batch_id) == (2, 1, 0)  # the creators themselves are done
 
     # The attempt that gave up released its summary claim: once the index has caught

@@ -269,14 +269,20 @@ class DynamoStateStore:
             raise StateError(f"cannot query {self.table}: {exc}") from exc
 
     def creators_with_status(
-        self, status: CreatorStatus, *, limit: int = 1000
+        self, status: CreatorStatus, *, limit: int = 1000, processing_date: str | None = None
     ) -> list[CreatorRecord]:
-        """Oldest first, through ``status-date-index`` (the sweep, operators' queries)."""
+        """Oldest first, through ``status-date-index`` (the sweep, operators' queries);
+        ``processing_date`` narrows the key condition to that sort key."""
+        condition = "#s = :s"
+        values: dict[str, Any] = {":s": {"S": CreatorStatus(status).value}}
+        if processing_date is not None:
+            condition += " AND processing_date = :d"
+            values[":d"] = {"S": processing_date}
         items = self._query(
             IndexName=STATUS_INDEX,
-            KeyConditionExpression="#s = :s",
+            KeyConditionExpression=condition,
             ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":s": {"S": CreatorStatus(status).value}},
+            ExpressionAttributeValues=values,
             limit=limit,
         )
         return [_creator(item) for item in items]

@@ -205,10 +205,15 @@ class InMemoryStateStore:
             return iter(copy.deepcopy(sorted(found, key=lambda r: r.creator_name)))
 
     def creators_with_status(
-        self, status: CreatorStatus, *, limit: int = 1000
+        self, status: CreatorStatus, *, limit: int = 1000, processing_date: str | None = None
     ) -> list[CreatorRecord]:
         with self._lock:
-            found = [r for r in self._creators.values() if r.status == status]
+            found = [
+                r
+                for r in self._creators.values()
+                if r.status == status
+                and (processing_date is None or r.processing_date == processing_date)
+            ]
             found.sort(key=lambda r: r.processing_date)
             return copy.deepcopy(found[:limit])
 

@@ -281,12 +281,14 @@ class SqliteStateStore:
             after = rows[-1]["creator_name"]
 
     def creators_with_status(
-        self, status: CreatorStatus, *, limit: int = 1000
+        self, status: CreatorStatus, *, limit: int = 1000, processing_date: str | None = None
     ) -> list[CreatorRecord]:
+        # Both forms are one range of the (status, processing_date) index.
+        dated = "" if processing_date is None else "AND processing_date = ? "
         rows = self._query(
-            f"SELECT {_CREATOR_COLUMNS} FROM creators WHERE status = ? "
+            f"SELECT {_CREATOR_COLUMNS} FROM creators WHERE status = ? {dated}"
             "ORDER BY processing_date LIMIT ?",
-            (CreatorStatus(status).value, limit),
+            (CreatorStatus(status).value, *([processing_date] if dated else []), limit),
         )
         return [_creator(row) for row in rows]
 

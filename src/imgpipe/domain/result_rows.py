@@ -1,8 +1,8 @@
 """Rows of a SQL query result -> manifest records, by the CSV's rules. Pure.
 
 A result is column names and rows of values. Its creator and URL columns are
-found by the CSV's aliases (:func:`~imgpipe.domain.manifest.locate_columns`),
-each row is checked as a CSV record is (:func:`~imgpipe.domain.manifest.row_item`),
+found by the CSV's aliases (:func:`~imgpipe.domain.row_rules.locate_columns`),
+each row is checked as a CSV record is (:func:`~imgpipe.domain.row_rules.row_item`),
 and a record's ``line`` is its **result row number** (the first row returned is
 row 1), so a problem reads "result row 17: missing_creator". Values that are not
 text are read as a CSV cell would hold them: NULL is empty, numbers are written
@@ -38,7 +38,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TextIO
 
-from imgpipe.domain.manifest import (
+from imgpipe.domain.row_rules import (
     DEFAULT_SCHEMES,
     ManifestRow,
     RowProblem,
@@ -145,7 +145,7 @@ def result_records(
 def locate_result_columns(
     header: list[str], creator_column: str | None = None, url_column: str | None = None
 ) -> tuple[int, int]:
-    """:func:`~imgpipe.domain.manifest.locate_columns`, its errors worded for a query.
+    """:func:`~imgpipe.domain.row_rules.locate_columns`, its errors worded for a query.
 
     >>> locate_result_columns(["id", "name"])
     Traceback (most recent call last):

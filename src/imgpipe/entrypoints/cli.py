@@ -238,7 +238,7 @@ def run(
         raise fail(console, f"invalid settings: {exc}") from None
 
     try:
-        # A notice whose sender was killed mid-send goes out before this batch's own.
+        # A notice whose sender was killed before it went out goes before this batch's own.
         _report_resent(console, resend_stranded_notices(backend))
 
         def start(progress: ProgressSink) -> BatchSummary:
@@ -301,7 +301,7 @@ def _report_notice(console: Console, notice: dict[str, Any] | None) -> None:
 def _report_resent(console: Console, batch_ids: list[str]) -> None:
     for batch_id in batch_ids:
         console.print(
-            f"notice of batch {batch_id} sent again: its sender stopped mid-send",
+            f"notice of batch {batch_id} sent: its sender stopped before it went out",
             highlight=False,
             soft_wrap=True,
         )

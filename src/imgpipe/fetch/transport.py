@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 import httpcore
 import httpx
 
+from imgpipe.fetch.asyncio_backend import AsyncioBackend
 from imgpipe.fetch.netguard import AddressGuard
 
 __all__ = ["GuardedBackend", "GuardedTransport"]
@@ -31,7 +32,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
     def __init__(self, guard: AddressGuard, inner: httpcore.AsyncNetworkBackend | None = None):
         self._guard = guard
-        self._inner = inner or httpcore.AnyIOBackend()
+        self._inner = inner or AsyncioBackend()
 
     async def connect_tcp(
         self,

@@ -13,9 +13,16 @@ microseconds), blobs without a face's sharp marks (eyes, brows, mouth) are
 dropped, and the cascade looks only around the few left. When skin-coloured
 cells are most of the picture (a warm backdrop, wood, a ginger cat), the face
 merges into the backdrop's blob; then the three face-sized regions with the most
-sharp detail on skin colours are scanned instead, then (if they hold no face)
-the whole draft shrunken for a close-up: ~3-20 ms a cover, not 40-170.
-Measured (README, "Smart crop"): 58 of 60 generated faces framed; on the 35
+sharp detail on skin colours are scanned instead.
+
+When that finds nothing, a face may still hide in skin colours: merged with an
+orange suit and a blurred copy of the photo behind it (covers composed the way
+examples/make_examples.py composes them), or not skin-coloured itself. If the
+small copy has sharp detail on skin colours somewhere (faceless covers rarely do),
+the draft is scanned there, shrunken so that the smallest face sought (12 % of the
+short side) is just above the cascade's window, for faces 12-50 % wide (close-ups
+too): ~3-35 ms a cover, not 40-170. Measured (README, "Smart crop"): 59 of 60
+generated faces framed, and 60 of 60 covers composed like the examples; on the 35
 benchmark covers the whole smart window costs ~1 ms against a 4.6-6.1 ms decode.
 
     faces = find_faces(draft, draft.reduce(4))   # [Face(box, votes), ...] in draft pixels
@@ -69,7 +76,18 @@ _WHOLE_MIN, _WHOLE_MAX = 0.07, 0.17
 # or a 6 % margin lost 2-5 more faces; scale step 1.25 in them lost 1-2 more.
 _REGIONS, _REGION_SIZE, _REGION_MARGIN = 3, 0.12, 0.08
 _REGION_STEP = 1.2
-_LARGE_STEP = 1.3  # close-ups over the shrunken draft; 1.4 missed one of 9 skin-rich ones
+# When the passes above find nothing: faces 12-50 % of the short side where skin
+# colours are sharp, the draft shrunken (the smallest face to _FACE_PX), for a face
+# merged with skin-coloured surroundings into one blob (an orange suit, a blurred
+# copy of the photo behind it). On the 60 composed covers (faces 12-30 % of the
+# width): 59 found at 0.12 and step 1.2; 57 at 0.13, or at step 1.25 (1/5 cheaper).
+_MEDIUM_MIN, _MEDIUM_STEP = 0.12, 1.2
+# Scanned around the cells that score at least half the best, plus 15 % of the short
+# side (a face reaches past its sharp skin): 59 found, ~17 ms a cover, where the
+# whole draft cost ~25 ms; 0.7 of the best found 52, a reach of 0.1 57.
+_EXTENT_SHARE, _EXTENT_REACH = 0.5, 0.15
+# The least best score (sharpness x skin share, on the small copy) worth that scan.
+_SHARP_SKIN_MIN = 38.0
 _FACE_PX = 26  # px: the smallest face sought is resized to this (the cascade's window is 24)
 _MIN_NEIGHBOURS = 3
 
@@ -118,58 +136,114 @@ def find_faces(rgb: Image.Image, small: Image.Image) -> list[Face]:
     short = min(rgb.size)
     cell = round(rgb.width / small.width)  # reduce() rounds the size up
     skin = cv2.inRange(cv2.cvtColor(np.asarray(small), cv2.COLOR_RGB2YCrCb), _SKIN_LOW, _SKIN_HIGH)
-    if cv2.countNonZero(skin) > _SKIN_GATE * skin.size:
-        return _scan_skin_rich(rgb, skin, cell, cascade, cv2, np)
-    blobs = _skin_blobs(skin, cell, short, cv2)
-    return [face for blob in blobs for face in _scan(rgb, blob, cascade, cv2)]
+    skin_cells = cv2.countNonZero(skin)
+    skin_rich = skin_cells > _SKIN_GATE * skin.size
+    if not skin_rich:
+        found = [
+            face
+            for blob in _skin_blobs(skin, cell, short, cv2)
+            for face in _scan(rgb, blob, cascade, cv2)
+        ]
+        if found or not skin_cells:
+            return found
+    # Sharp detail on skin colours, judged on the small copy (0.1 ms: on the draft
+    # itself, for the faceless benchmark covers, it cost 0.6 ms a cover).
+    side = _region_side(short, cell)
+    small_gray = cv2.cvtColor(np.asarray(small), cv2.COLOR_RGB2GRAY)
+    promise = _sharp_skin_score(small_gray, skin, side, cv2, np)
+    if float(promise.max()) < _SHARP_SKIN_MIN:
+        # No sharp detail on skin colours (a faceless cover, a blurred warm backdrop):
+        # no face the passes below could find. Its best score was 3-29 on the 35
+        # benchmark covers, 48-130 on the 60 composed ones, 63-89 on the other faces.
+        return []
+    gray = np.asarray(rgb.convert("L"))
+    if skin_rich:
+        found = _scan_skin_rich(gray, skin, cell, cascade, cv2, np)
+        if found:
+            return found
+    # The face merged with skin-coloured surroundings (an orange suit, a blurred copy
+    # of the photo behind it) into one blob, or is not skin-coloured itself (a cool
+    # grade): the draft where skin colours are sharp, shrunken so that the smallest
+    # face sought is _FACE_PX.
+    left, top, right, bottom = _sharp_skin_extent(promise, gray.shape, cell, short, np)
+    found = _cascade_at(
+        gray[top:bottom, left:right],
+        _MEDIUM_MIN * short,
+        _BLOB_MAX * short,
+        cascade,
+        cv2,
+        _MEDIUM_STEP,
+    )
+    return [face.moved(left, top) for face in found]
 
 
-def _scan_skin_rich(
-    rgb: Image.Image, skin: Any, cell: int, cascade: Any, cv2: Any, np: Any
-) -> list[Face]:
-    """Faces on a picture mostly of skin colours (a warm backdrop, wood, a ginger cat),
-    where the face's blob merges into the backdrop's.
+def _sharp_skin_extent(score: Any, shape: tuple[int, int], cell: int, short: int, np: Any) -> Box:
+    """The box (in image pixels) around every cell of ``score`` that scores at least
+    _EXTENT_SHARE of the best, plus a face's reach."""
+    ys, xs = np.nonzero(score >= _EXTENT_SHARE * float(score.max()))
+    margin = round(_EXTENT_REACH * short)
+    height, width = shape
+    return (
+        max(0, int(xs.min()) * cell - margin),
+        max(0, int(ys.min()) * cell - margin),
+        min(width, (int(xs.max()) + 1) * cell + margin),
+        min(height, (int(ys.max()) + 1) * cell + margin),
+    )
+
+
+def _scan_skin_rich(gray: Any, skin: Any, cell: int, cascade: Any, cv2: Any, np: Any) -> list[Face]:
+    """Faces of a cover's size on a picture mostly of skin colours (a warm backdrop,
+    wood, a ginger cat), where the face's blob merges into the backdrop's.
 
     The cascade over the whole draft cost 40-170 ms here (10-45x the decode). Instead
     it scans the few face-sized regions with the most sharp detail on skin colours (a
-    face has eyes, brows and a mouth) for a cover's face and, when they hold none, the
-    whole draft, shrunken, for a close-up (that pass is half the cost: a cover with a
-    face found first costs ~6 ms, not ~12).
+    face has eyes, brows and a mouth); the caller scans the shrunken draft for larger
+    faces when they hold none.
     """
-    short = min(rgb.size)
-    gray = np.asarray(rgb.convert("L"))
+    short = min(gray.shape)
     margin = round(_REGION_MARGIN * short)
     low, high = _WHOLE_MIN * short, _WHOLE_MAX * short
     found = []
-    for left, top, right, bottom in _sharp_skin_regions(gray, skin, cell, short, margin, cv2, np):
+    side = _region_side(short, cell)
+    # Sharpness from the draft itself, not the small copy: the regions were tuned so.
+    sharpness = cv2.convertScaleAbs(cv2.Laplacian(gray, cv2.CV_16S))
+    grid = cv2.resize(sharpness, (skin.shape[1], skin.shape[0]), interpolation=cv2.INTER_AREA)
+    score = _sharp_skin_score(grid, skin, side, cv2, np, laplacian=False)
+    for left, top, right, bottom in _sharp_skin_regions(score, gray.shape, cell, side, margin, np):
         region = gray[top:bottom, left:right]
         found += [
             f.moved(left, top) for f in _cascade_at(region, low, high, cascade, cv2, _REGION_STEP)
         ]
-    if found:
-        return found
-    large = (_WHOLE_MAX * short, _BLOB_MAX * short)
-    return _cascade_at(gray, *large, cascade, cv2, _LARGE_STEP)
+    return found
+
+
+def _sharp_skin_score(
+    gray: Any, skin: Any, side: int, cv2: Any, np: Any, laplacian: bool = True
+) -> Any:
+    """Per skin-grid cell: the mean sharpness (|Laplacian| of ``gray``, a grid-sized
+    image, or ``gray`` itself without ``laplacian``) times the skin share, over the
+    ``side``-cell square around it."""
+    sharp = cv2.convertScaleAbs(cv2.Laplacian(gray, cv2.CV_16S)) if laplacian else gray
+    share = cv2.blur((skin > 0).astype(np.float32), (side, side))
+    return cv2.blur(sharp.astype(np.float32), (side, side)) * share
+
+
+def _region_side(short: int, cell: int) -> int:
+    return max(1, round(_REGION_SIZE * short / cell))  # in cells
 
 
 def _sharp_skin_regions(
-    gray: Any, skin: Any, cell: int, short: int, margin: int, cv2: Any, np: Any
+    score: Any, shape: tuple[int, int], cell: int, side: int, margin: int, np: Any
 ) -> list[Box]:
-    """Face-sized boxes (plus ``margin``) of the skin-coloured picture with the sharpest
-    detail, sharpest first, inside ``gray``."""
-    sharpness = cv2.convertScaleAbs(cv2.Laplacian(gray, cv2.CV_16S))
-    grid_size = (skin.shape[1], skin.shape[0])
-    sharp = cv2.resize(sharpness, grid_size, interpolation=cv2.INTER_AREA).astype(np.float32)
-    side = max(1, round(_REGION_SIZE * short / cell))  # in cells
-    share = cv2.blur((skin > 0).astype(np.float32), (side, side))
-    score = cv2.blur(sharp, (side, side)) * share
+    """Boxes of ``side`` cells (plus ``margin`` px) of the skin-coloured picture with the
+    sharpest detail (``score``, per cell), sharpest first, inside an image of ``shape``."""
+    height, width = shape
     boxes: list[Box] = []
     for _ in range(_REGIONS):
         y, x = np.unravel_index(int(np.argmax(score)), score.shape)
         if score[y, x] <= 0:
             break
         cx, cy, half = (x + 0.5) * cell, (y + 0.5) * cell, side * cell / 2
-        height, width = gray.shape
         left, top = max(0, int(cx - half) - margin), max(0, int(cy - half) - margin)
         right, bottom = min(width, int(cx + half) + margin), min(height, int(cy + half) + margin)
         boxes.append((left, top, right, bottom))

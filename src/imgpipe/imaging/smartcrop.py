@@ -7,8 +7,9 @@ square along the long side instead:
 1. **Faces** (:mod:`imgpipe.imaging.face_detect`): OpenCV's frontal-face Haar
    cascade, which ships inside ``opencv-python-headless``, around the sharp
    skin-coloured blobs of a 1/4-size copy (or in the sharpest skin-coloured
-   regions when skin colours are most of it). The window holds as many of the faces' votes as it
-   can and is centred on what it holds.
+   regions when skin colours are most of it, then, shrunken, where skin colours
+   are sharp). The window holds as many of the faces' votes as it can and is
+   centred on what it holds.
 2. **Saliency** otherwise, the way smartcrop.js scores a crop: skin, edges and
    saturation along the long side, with more weight near the middle of the
    window than at its edges; Pillow only, on that copy halved again (1/8).

@@ -105,7 +105,11 @@ class _Started:
 
 
 class BatchRunner:
-    """Runs every creator of a manifest through a :class:`CreatorPipeline`."""
+    """Runs every creator of a manifest through a :class:`CreatorPipeline`.
+
+    ``progress_seconds``: how often, at most, a creator's changed cover counts are
+    written to its claim for pages of other processes (None: only at renewals).
+    """
 
     def __init__(
         self,
@@ -116,6 +120,7 @@ class BatchRunner:
         executor: Executor | None = None,
         monitor: MemoryMonitor | None = None,
         progress: ProgressSink | None = None,
+        progress_seconds: float | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.ledger = ledger
@@ -132,6 +137,7 @@ class BatchRunner:
             executor=executor,
             monitor=self.monitor,
             progress=self.progress,
+            progress_seconds=progress_seconds,
             clock=clock,
         )
 

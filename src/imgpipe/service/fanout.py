@@ -38,30 +38,31 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-from imgpipe.domain.csv_text import check_encoding, csv_text
+from imgpipe.domain.csv_text import csv_text
 from imgpipe.domain.fingerprints import content_hash
 from imgpipe.domain.keys import ARCHIVE_FAILED, ARCHIVE_PROCESSED
 from imgpipe.domain.keys import output_prefix as output_prefix_of
-from imgpipe.domain.manifest import CoverRef, CreatorJob, Manifest, parse_manifest
-from imgpipe.domain.records import CreatorStatus
-from imgpipe.domain.spec import RANGES, check_crop
+from imgpipe.domain.manifest import CoverRef, CreatorJob
 from imgpipe.errors import (
-    ConfigError,
     InputError,
     MessageError,
     StorageError,
 )
 from imgpipe.logs import log_context
 from imgpipe.ports import ObjectStore, StagedCsv, Stager, StateStore, WorkQueue
+from imgpipe.service.csv_objects import HashingReader, csv_source, parse_csv_bytes
 from imgpipe.service.ledger import BatchLedger, local_owner
+from imgpipe.service.messages import _CONFIG_FIELDS as _CONFIG_FIELDS  # tests read it here
+from imgpipe.service.messages import options_from_config, parse_creator_message
 from imgpipe.service.pipeline import CreatorPipeline, Fetcher
 from imgpipe.service.planner import BatchPlanner
 from imgpipe.service.planning import new_batch_id, plan_stats
 from imgpipe.service.queue_dispatch import CREATOR_MESSAGE, QueueDispatcher
-from imgpipe.service.results import BatchContext, CreatorResult
+from imgpipe.service.results import CreatorResult
 from imgpipe.service.summary import BatchSummary
+from imgpipe.service.sweep import sweep
 from imgpipe.settings import BatchSpec, Settings
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "DistributedPorts",
     "FanOut",
     "PlanOutcome",
+    "csv_source",
     "options_from_config",
     "parse_csv_bytes",
 ]
@@ -80,56 +82,6 @@ log = logging.getLogger(__name__)
 BACKFILL_FACTOR = 3
 PLAN_CHUNK = 500  # creators per plan object, pending-record batch and checkpoint
 MAX_REPORTED_PROBLEMS = 100  # row problems an outcome lists (all are in the summary's count)
-
-# The original system's processing_config names (and ours) -> BatchSpec fields.
-_CONFIG_FIELDS = {
-    "rows": ("rows", int),
-    "cols": ("cols", int),
-    "cell": ("cell_size", int),
-    "quality": ("quality", int),
-    "max_images_per_creator": ("max_images", int),
-    "max_images": ("max_images", int),
-    "min_images": ("min_images", int),
-    "max_workers": ("max_workers", int),
-    "timeout": ("timeout", float),
-    "max_retries": ("retries", int),
-    "retries": ("retries", int),
-    "force": ("force", bool),
-}
-# How to read the CSV (the API's form fields, passed on to the planner as they are).
-_TEXT_FIELDS = ("creator_column", "url_column", "encoding", "crop")
-_TEXT_CHECKS = {"encoding": check_encoding, "crop": check_crop}
-
-
-def options_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """BatchSpec overrides from a message's ``processing_config``.
-
-    Unknown keys (``group_by_creator``...) are ignored; a known key with a value
-    of the wrong type, or outside its range (``RANGES``), is a MessageError naming
-    it. Network allowances never come from a message: only the operator's settings
-    can open private ranges.
-    """
-    overrides: dict[str, Any] = {}
-    for name, value in config.items():
-        if name in _TEXT_FIELDS:
-            if not isinstance(value, str):
-                raise MessageError(f"processing_config.{name}: expected str, got {value!r}")
-            try:
-                check = _TEXT_CHECKS.get(name)
-                overrides[name] = check(value) if check is not None else value
-            except ConfigError as exc:
-                raise MessageError(f"processing_config.{name}: {exc}") from exc
-            continue
-        if name not in _CONFIG_FIELDS:
-            continue
-        target, kind = _CONFIG_FIELDS[name]
-        if isinstance(value, bool) is not (kind is bool) or not isinstance(value, int | float):
-            raise MessageError(f"processing_config.{name}: expected {kind.__name__}, got {value!r}")
-        if target in RANGES and kind(value) not in RANGES[target]:
-            allowed = RANGES[target]
-            raise MessageError(f"processing_config.{name}={value!r} is outside {allowed}")
-        overrides[target] = kind(value)
-    return overrides
 
 
 @dataclass
@@ -269,7 +221,7 @@ class FanOut:
         except StorageError as exc:
             raise MessageError(f"CSV {csv_key!r} cannot be read: {exc}") from exc
         try:
-            with io.BufferedReader(_Hashing(raw, identity)) as hashing:  # closes raw
+            with io.BufferedReader(HashingReader(raw, identity)) as hashing:  # closes raw
                 staged = self.stage(
                     csv_text(hashing, options.encoding),
                     path=scratch,
@@ -364,7 +316,7 @@ class FanOut:
         ClaimBusyError when another worker's claim is live: the caller puts the
         message back for ``retry_after`` seconds.
         """
-        context, creator, key, csv_key, overrides = _parse_creator_message(message)
+        context, creator, key, csv_key, overrides = parse_creator_message(message)
         job = CreatorJob(creator, key, self._covers(message, key))
         options = await asyncio.to_thread(self._options, context.batch_id, overrides)
         note = {"message": {k: v for k, v in message.items() if k != "covers"}}
@@ -419,42 +371,16 @@ class FanOut:
     # -- the sweep ---------------------------------------------------------------
 
     def sweep(self, *, limit: int = 1000, grace_seconds: float | None = None) -> dict[str, int]:
-        """Nothing stays stuck: re-queue creators whose claim expired without a message
-        coming back, finalise batches whose summary is owed, and send again the notices
-        whose sender died mid-send (their claim expired; one sweep takes each over).
-
-        A claim counts as stuck once it expired more than ``grace_seconds`` ago
-        (default: one lease): until then its own message may still come back. A
-        re-sent message that meets a finished creator is a harmless replay.
-        """
-        grace = self.ledger.lease_seconds if grace_seconds is None else grace_seconds
-        now = self.ledger.now()
-        stuck = requeued = finalized = resent = 0
-        for record in self.ports.state.creators_with_status(CreatorStatus.PROCESSING, limit=limit):
-            if record.lease_expires + grace >= now:
-                continue  # live, or just expired: its own redelivery will take it over
-            stuck += 1
-            message = record.metadata.get("message")
-            if isinstance(message, dict):
-                self.ports.queue.send([json.dumps(message)])
-                requeued += 1
-        for batch in self.ports.state.list_batches(limit=100):
-            if batch.summary_key:
-                resent += self.ledger.resume_notice(batch)
-                continue
-            if batch.status.is_final:
-                continue
-            try:
-                if self.finalize(batch.batch_id) is not None:
-                    finalized += 1
-            except Exception:  # one batch's trouble must not stop the sweep
-                log.exception("sweep: batch %s could not be finalised", batch.batch_id)
-        return {
-            "stuck": stuck,
-            "requeued": requeued,
-            "finalized": finalized,
-            "notices_resent": resent,
-        }
+        """Nothing stays stuck: see :func:`.sweep.sweep` (this engine's state, queue
+        and finalize, which archives the CSV)."""
+        return sweep(
+            self.ports.state,
+            self.ports.queue,
+            self.ledger,
+            self.finalize,
+            limit=limit,
+            grace_seconds=grace_seconds,
+        )
 
     def _archive(self, csv_key: str, folder: str) -> None:
         name = csv_key.removeprefix(self.settings.csv_prefix)
@@ -463,64 +389,3 @@ class FanOut:
             self.ports.inputs.move(csv_key, target)
         except StorageError as exc:  # the batch is done; a stuck CSV must not undo that
             log.warning("could not archive %s to %s: %s", csv_key, target, exc)
-
-
-def csv_source(csv_key: str, bucket: str | None) -> str:
-    """How a batch names its CSV: the key in the input bucket, else the object's URL.
-
-    >>> csv_source("in/a.csv", None), csv_source("in/a.csv", "partner")
-    ('in/a.csv', 's3://partner/in/a.csv')
-    """
-    return f"s3://{bucket}/{csv_key}" if bucket else csv_key
-
-
-def parse_csv_bytes(data: bytes, options: BatchSpec, csv_key: str) -> Manifest:
-    """A CSV read from an object store -> manifest; InputError names the key."""
-    try:
-        return parse_manifest(
-            csv_text(io.BytesIO(data), options.encoding),
-            creator_column=options.creator_column,
-            url_column=options.url_column,
-        )
-    except InputError as exc:
-        raise InputError(f"{csv_key}: {exc}") from exc
-
-
-class _Hashing(io.RawIOBase):
-    """A readable stream that feeds what passes through it to a hash."""
-
-    def __init__(self, raw: BinaryIO, digest: Any) -> None:
-        self._raw, self._digest = raw, digest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._raw.read(len(buffer))
-        self._digest.update(data)
-        buffer[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
-
-
-def _parse_creator_message(
-    message: Mapping[str, Any],
-) -> tuple[BatchContext, str, str, str, dict[str, Any]]:
-    try:
-        context = BatchContext(
-            batch_id=str(message["batch_id"]),
-            processing_date=str(message["processing_date"]),
-            ttl=int(message["ttl"]),
-        )
-        return (
-            context,
-            str(message["creator"]),
-            str(message["key"]),
-            str(message["csv_key"]),
-            dict(message.get("processing_config", {})),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise MessageError(f"malformed creator message: {exc!r}") from exc

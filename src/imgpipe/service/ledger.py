@@ -1,4 +1,4 @@
-"""The batch's rules, written once for both backends: records, TTL, leases, finish, summary.
+"""The batch's rules, written once for both backends: records, TTL, leases, finish.
 
 The local engine (:mod:`.batch`) and the queue engine (:mod:`.fanout`) differ only
 in how creators reach a worker; everything that touches the state store goes
@@ -10,21 +10,25 @@ through one :class:`BatchLedger`::
     replay = ledger.claim(job, context, owner="host:1:ab")   # None: ours to work on
     ledger.finish(result, context, owner="host:1:ab")
     summary = ledger.finalize("b1")                          # once, by whoever is last
-                                                             # (and then the notice, once)
+                                                             # (and then the notice, once:
+                                                             # claimed before the summary)
 
 A claim is a lease: ``processing`` with an owner and an expiry. An expired claim is
 taken over; a live one raises :class:`ClaimBusyError` with the time to wait. Writes
 the backend refused for contention (:class:`ConflictError`) are retried with jitter.
+
+Two parts have modules of their own, reached through the ledger: closing a batch
+(the summary's claim, its catch-up with a lagging index, the completion notice) in
+:mod:`.closing`, and the plan document (source, CSV statistics, spec) in
+:mod:`.batch_plans`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -36,35 +40,26 @@ from imgpipe.errors import (
     ClaimBusyError,
     ConditionFailedError,
     ConflictError,
-    StorageError,
-    SummaryPendingError,
 )
 from imgpipe.ports import ObjectStore, StateStore
-from imgpipe.service.notice import BatchNotices, NoticeRecord
+from imgpipe.service.batch_plans import BatchPlans
+from imgpipe.service.closing import BatchClosing
+from imgpipe.service.notice import BatchNotices
 from imgpipe.service.owners import local_owner
 from imgpipe.service.results import BatchContext, CreatorResult, PlanStats
-from imgpipe.service.summary import BatchSummary, SummaryWriter
+from imgpipe.service.summary import BatchSummary
 
-__all__ = ["BatchLedger", "local_owner", "plan_key"]
+__all__ = ["BatchLedger", "local_owner"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 PENDING_CHUNK = 500  # pending records written per bulk call
-# A summary claim older than this without a summary is a dead one (the longest a
-# summary takes to write, with room to spare).
-SUMMARY_LEASE_SECONDS = 900.0
-SUMMARY_POLL_SECONDS = 0.25
-# An index (DynamoDB's batch-id-index) may lag behind the table for a moment:
-# read it again this many times before giving the summary up to a later retry.
-INDEX_CATCH_UP_TRIES = 6
-INDEX_CATCH_UP_SECONDS = 0.5
-
-
-def plan_key(batch_id: str) -> str:
-    """Where a batch's plan (source, CSV statistics) lives in the work store."""
-    return f"processing/{batch_id}/plan.json"
+# Where a processing claim keeps its creator's cover counts (metadata, for pages).
+PROGRESS_FIELD = "progress"
+# Creators in flight read for live counts: far above any worker count one machine runs.
+LIVE_LIMIT = 1000
 
 
 class BatchLedger:
@@ -91,8 +86,9 @@ class BatchLedger:
         self.ttl_days = ttl_days
         self.clock = clock
         self.sleep = sleep
+        # How long a finalize that lost the summary claim waits for the winner's summary.
         self.summary_wait_seconds = 30.0
-        self._specs: dict[str, dict[str, Any]] = {}
+        self.batch_plans = BatchPlans(plans)  # plans: also the planner's markers
         self._retrying = Retrying(
             retry=retry_if_exception_type(ConflictError),
             wait=wait_random_exponential(multiplier=0.05, max=2.0),
@@ -100,8 +96,10 @@ class BatchLedger:
             sleep=sleep,
             reraise=True,
         )
+        self.closing = BatchClosing(self)
 
-    def _retry(self, call: Callable[[], T]) -> T:
+    def retry(self, call: Callable[[], T]) -> T:
+        """Run a state write, again with jitter while the backend refuses it for contention."""
         return self._retrying(call)
 
     def now(self) -> float:
@@ -125,12 +123,7 @@ class BatchLedger:
         the resolved options every worker of the batch renders with."""
         started = created_at or self.clock()
         context = self.context_for(batch_id, started.isoformat(timespec="microseconds"))
-        plan = {"source": source, "stats": asdict(stats), "spec": spec or {}}
-        self.plans.put(
-            plan_key(batch_id),
-            json.dumps(plan, ensure_ascii=False).encode(),
-            content_type="application/json",
-        )
+        self.batch_plans.write(batch_id, source=source, stats=stats, spec=spec or {})
         batch = BatchRecord(
             batch_id=batch_id,
             created_at=context.processing_date,
@@ -140,7 +133,7 @@ class BatchLedger:
             ttl=context.ttl,
             owner=owner,
         )
-        self._retry(lambda: self.state.put_batch(batch))
+        self.retry(lambda: self.state.put_batch(batch))
         return context
 
     def context_for(self, batch_id: str, processing_date: str) -> BatchContext:
@@ -170,13 +163,13 @@ class BatchLedger:
         return written
 
     def _put_pending(self, chunk: list[CreatorRecord], replay: bool) -> int:
-        self._retry(lambda: self.state.put_creators(chunk, if_absent=replay))
+        self.retry(lambda: self.state.put_creators(chunk, if_absent=replay))
         return len(chunk)
 
     def resume(self, batch: BatchRecord, owner: str) -> BatchContext:
         """Mark an interrupted (or orphaned) batch running again under ``owner``."""
         batch.status, batch.owner = BatchStatus.RUNNING, owner
-        self._retry(lambda: self.state.put_batch(batch))
+        self.retry(lambda: self.state.put_batch(batch))
         return self.context_for(batch.batch_id, batch.created_at)
 
     def interrupt(self, batch_id: str) -> BatchRecord | None:
@@ -185,7 +178,7 @@ class BatchLedger:
         if batch is None or batch.status.is_final or batch.summary_key:
             return batch
         batch.status = BatchStatus.INTERRUPTED
-        self._retry(lambda: self.state.put_batch(batch))
+        self.retry(lambda: self.state.put_batch(batch))
         return batch
 
     # -- one creator -------------------------------------------------------------
@@ -212,7 +205,7 @@ class BatchLedger:
         record.lease_owner, record.lease_expires = owner, now + self.lease_seconds
         takeover_at = math.inf if owner_is_gone else now
         try:
-            self._retry(
+            self.retry(
                 lambda: self.state.put_creator(
                     record, expected=(CreatorStatus.PENDING,), takeover_at=takeover_at
                 )
@@ -221,7 +214,7 @@ class BatchLedger:
         except ConditionFailedError:
             existing = self.state.get_creator(job.key, context.batch_id)
         if existing is None:  # no plan: the job arrived on its own (a direct call)
-            self._retry(lambda: self.state.put_creator(record, expected=()))
+            self.retry(lambda: self.state.put_creator(record, expected=()))
             return None
         if existing.status.is_final:
             log.info("creator %s already %s in batch %s", job.key, existing.status, job.key)
@@ -239,12 +232,20 @@ class BatchLedger:
         context: BatchContext,
         owner: str,
         note: dict[str, Any] | None = None,
+        *,
+        progress: dict[str, int] | None = None,
     ) -> bool:
-        """Heartbeat: extend our claim; False when it was lost (taken over)."""
+        """Heartbeat: extend our claim; False when it was lost (taken over).
+
+        ``progress`` (the creator's cover counts) is kept in the claim's metadata,
+        where :meth:`live_progress` finds it for pages in any process.
+        """
+        if progress is not None:
+            note = {**(note or {}), PROGRESS_FIELD: progress}
         record = self._record(job.key, job.creator, context, CreatorStatus.PROCESSING, note)
         record.lease_owner, record.lease_expires = owner, self.now() + self.lease_seconds
         try:
-            self._retry(
+            self.retry(
                 lambda: self.state.put_creator(
                     record, expected=(CreatorStatus.PROCESSING,), owner=owner
                 )
@@ -253,11 +254,24 @@ class BatchLedger:
         except ConditionFailedError:
             return False
 
+    def live_progress(self, batch: BatchRecord) -> dict[str, dict[str, int]]:
+        """Cover counts of the batch's processing creators, by key, as their claims
+        last recorded them (one indexed read of the creators in flight)."""
+        live: dict[str, dict[str, int]] = {}
+        processing = self.state.creators_with_status(
+            CreatorStatus.PROCESSING, processing_date=batch.created_at, limit=LIVE_LIMIT
+        )
+        for record in processing:
+            counts = record.metadata.get(PROGRESS_FIELD)
+            if record.batch_id == batch.batch_id and isinstance(counts, dict):
+                live[record.creator_name] = counts
+        return live
+
     def release(self, job: CreatorJob, context: BatchContext, owner: str) -> None:
         """Give an unfinished claim back (a graceful stop): pending again, for a rerun."""
         record = self._record(job.key, job.creator, context, CreatorStatus.PENDING)
         try:
-            self._retry(
+            self.retry(
                 lambda: self.state.put_creator(
                     record, expected=(CreatorStatus.PROCESSING,), owner=owner
                 )
@@ -290,7 +304,7 @@ class BatchLedger:
             lease_owner=owner,
         )
         try:
-            return self._retry(
+            return self.retry(
                 lambda: self.state.finish_creator(
                     record, expected=(CreatorStatus.PROCESSING,), owner=owner
                 )
@@ -329,163 +343,28 @@ class BatchLedger:
     def finalize(
         self, batch_id: str, *, peak_memory_percent: float = 0.0, takeover: bool = False
     ) -> BatchSummary | None:
-        """Write the summary if every creator is final and nobody else has claimed it.
+        """Write the summary if every creator is final and nobody else has claimed it,
+        then send the completion notice (see :mod:`.closing`).
 
         Returns the summary this call wrote, else None (not finished, or written by
-        another). The summary is built from the state records, streamed: the same for
-        a local run, a resumed run and a distributed one. ``takeover``: the caller knows
-        any earlier claimant is dead (the local batch lock), so its claim is void.
+        another). ``takeover``: the caller knows any earlier claimant is dead (the
+        local batch lock), so its claim is void.
         """
-        batch = self.state.get_batch(batch_id)
-        if batch is None or batch.summary_key:
-            return None
-        if batch.completed + batch.failed + batch.skipped < batch.total_creators:
-            return None
-        now = self.now()
-        lease = 0.0 if takeover else SUMMARY_LEASE_SECONDS
-        claimed = self._retry(
-            lambda: self.state.claim_summary(batch_id, now=now, lease_seconds=lease)
+        return self.closing.finalize(
+            batch_id, peak_memory_percent=peak_memory_percent, takeover=takeover
         )
-        if not claimed:
-            self._await_summary(batch_id)
-            return None
-        try:
-            plan = self._read_plan(batch_id)  # once: its statistics, source and spec
-            stats, batch.source = self._plan_stats(plan, batch_id, batch.source)
-            prefix = str(self._remember_spec(batch_id, plan).get("output_prefix") or "")
-            writer = self._write_summary(batch, stats, peak_memory_percent, prefix)
-            # Retried like every write of ours: a refused closing write would leave
-            # the summary claimed and unwritten until its lease ends.
-            summary = self._retry(lambda: writer.publish(self.state, batch))
-        except Exception:
-            # Failed, not dead (a lagging index, a store error): give the claim back so
-            # the next try writes the summary at once instead of after the lease.
-            self.state.release_summary(batch_id, claimed_at=now)
-            raise
-        log.info("batch %s complete: %s", batch_id, summary.totals)
-        self._announce(summary)
-        return summary
-
-    def _announce(self, summary: BatchSummary) -> None:
-        """Send the completion notice: only here, so only the summary's writer sends.
-
-        Its outcome goes beside the summary and into ``summary.extra["notice"]`` for
-        the caller to show; whatever happens, the batch stays finished.
-        """
-        if self.notices is None:
-            return
-        try:
-            record = self.notices.announce(summary)
-        except Exception:
-            log.exception("batch %s: the completion notice could not be sent", summary.batch_id)
-            return
-        if record is not None:
-            summary.extra["notice"] = record.to_dict()
 
     def resume_notice(self, batch: BatchRecord, *, owner_is_gone: bool = False) -> bool:
-        """Send again the notice of a finished batch whose sender died mid-send (its
-        claim expired; with ``owner_is_gone``, at once). True when this call sent it."""
-        if self.notices is None or not batch.summary_key:
-            return False
-        try:
-            record: NoticeRecord | None = self.notices.resume(
-                batch.batch_id, batch.summary_key, now=self.now(), owner_is_gone=owner_is_gone
-            )
-        except Exception:  # one batch's notice must not stop a sweep or a status
-            log.exception("batch %s: the stranded notice could not be sent", batch.batch_id)
-            return False
-        return record is not None
+        """Send the notice of a finished batch whose sender died before it went out
+        (see :meth:`.closing.BatchClosing.resume_notice`). True when this call sent it."""
+        return self.closing.resume_notice(batch, owner_is_gone=owner_is_gone)
 
-    def _write_summary(
-        self, batch: BatchRecord, stats: PlanStats, peak_memory_percent: float, prefix: str
-    ) -> SummaryWriter:
-        """Stream the records into a summary (under the batch's output ``prefix``);
-        re-read while the index lags the counters."""
-        expected = batch.completed + batch.failed + batch.skipped
-        for attempt in range(INDEX_CATCH_UP_TRIES):
-            writer = SummaryWriter(
-                self.outputs,
-                batch,
-                stats,
-                finished=self.clock(),
-                peak_memory_percent=peak_memory_percent,
-                prefix=prefix,
-            )
-            for record in self.state.creators_in_batch(batch.batch_id):
-                if record.status.is_final:
-                    writer.add(CreatorResult.from_record(record))
-            if writer.creators >= expected:
-                return writer
-            writer.discard()
-            log.info(
-                "batch %s: %d of %d final records visible; reading again",
-                batch.batch_id,
-                writer.creators,
-                expected,
-            )
-            self.sleep(INDEX_CATCH_UP_SECONDS * (attempt + 1))
-        raise SummaryPendingError(
-            f"batch {batch.batch_id}: the state index still lags the counters; "
-            "the summary is written on a later try"
-        )
+    # -- the plan ----------------------------------------------------------------
 
     def planned_spec(self, batch_id: str) -> dict[str, Any]:
-        """The options the batch was planned with ({} for plans of earlier versions).
-
-        Kept per process for the last few batches: a worker reads its batch's plan
-        once, not once per creator.
-        """
-        cached = self._specs.get(batch_id)
-        if cached is not None:
-            return cached
-        return self._remember_spec(batch_id, self._read_plan(batch_id))
-
-    def _remember_spec(self, batch_id: str, plan: dict[str, Any] | None) -> dict[str, Any]:
-        spec = dict((plan or {}).get("spec") or {})
-        if len(self._specs) >= 64:
-            self._specs.pop(next(iter(self._specs)))
-        self._specs[batch_id] = spec
-        return spec
+        """The options the batch was planned with (see :meth:`.BatchPlans.spec`)."""
+        return self.batch_plans.spec(batch_id)
 
     def plan_stats(self, batch_id: str) -> PlanStats | None:
         """The CSV statistics (rows read, skipped rows) of a planned batch, if readable."""
-        plan = self._read_plan(batch_id)
-        try:
-            return None if plan is None else PlanStats(**plan["stats"])
-        except (KeyError, TypeError):
-            return None
-
-    def _plan_stats(
-        self, plan: dict[str, Any] | None, batch_id: str, source: str
-    ) -> tuple[PlanStats, str]:
-        if plan is None:
-            log.warning("batch %s has no readable plan; CSV statistics left out", batch_id)
-            return PlanStats(0, 0, []), source
-        return PlanStats(**plan["stats"]), plan.get("source", source)
-
-    def _read_plan(self, batch_id: str) -> dict[str, Any] | None:
-        """The plan written at :meth:`open_batch` (spec, CSV statistics, source), or None."""
-        try:
-            plan = json.loads(self.plans.get(plan_key(batch_id)))
-        except (StorageError, ValueError):
-            return None
-        return plan if isinstance(plan, dict) else None
-
-    def _await_summary(self, batch_id: str) -> None:
-        """Return once another worker's claimed summary is written, else raise.
-
-        Two creators finishing together both see the batch complete; the one that
-        lost the claim waits the few seconds the winner needs. If the summary does
-        not appear, the winner may have died: SummaryPendingError fails this message
-        so it comes back, and once the dead claim's lease is over the retry writes it.
-        """
-        deadline = time.monotonic() + self.summary_wait_seconds
-        while True:
-            current = self.state.get_batch(batch_id)
-            if current is not None and current.summary_key:
-                return
-            if time.monotonic() >= deadline:
-                raise SummaryPendingError(
-                    f"the summary of batch {batch_id} was claimed but is not written yet"
-                )
-            self.sleep(SUMMARY_POLL_SECONDS)
+        return self.batch_plans.stats(batch_id)

@@ -1,33 +1,35 @@
 """The batch completion notice: a short digest of the summary, sent once per finished batch.
 
-:meth:`BatchLedger.finalize` calls :meth:`BatchNotices.announce` right after it wrote
-the summary, so only the summary's writer sends, whichever engine ran the batch
-(the local runner, a queue worker, the sweep). Before sending, the writer also
-claims ``<summary>.notice.json`` with a put-if-absent: even a writer whose summary
-claim had expired (and whose summary was written twice) cannot notify twice.
+Only the summary's writer sends, whichever engine ran the batch (the local runner,
+a queue worker, the sweep). It claims ``<summary>.notice.json`` with a put-if-absent
+*before* it writes the summary (:meth:`BatchNotices.reserve`, state ``pending``), and
+sends once the summary is written (:meth:`BatchNotices.announce`, state ``sending``).
+So there is no moment at which the summary exists and no record says its notice is
+owed: a writer killed between the two leaves a ``pending`` claim, and a second
+writer (whose summary claim may have expired) finds the claim taken and cannot
+notify twice.
 
-The claim is a lease, like a creator's: it names its owner and an expiry, and keeps
-the digest it sends. A sender that dies mid-send (kill -9, a Lambda timeout) leaves
-it ``sending``; :meth:`BatchNotices.resume` (the AWS sweep; a local ``imgpipe run``
-or ``status``, which can prove the process gone) takes over an expired claim and
-sends the same digest again, with the same ``Idempotency-Key``. One taker per
-attempt: each takeover first writes ``<summary>.notice.take-<attempt>.json`` with a
-put-if-absent. So delivery is at least once, and receivers drop repeats by key.
+The claim is a lease, like a creator's: it names its owner and an expiry, and from
+``sending`` on keeps the digest it sends. A writer that dies before it sent (kill
+-9, a Lambda timeout) leaves it ``pending`` or ``sending``; :meth:`BatchNotices.resume`
+(the writer that takes the summary over; the AWS sweep; a local ``imgpipe run`` or
+``status``, which can prove the process gone) takes over an expired claim whose
+summary exists and sends its digest (rebuilt from the summary when the claim is
+still ``pending``), with the batch id as ``Idempotency-Key``. One taker per attempt:
+each takeover first writes ``<summary>.notice.take-<attempt>.json`` with a
+put-if-absent. So the claim is made once, delivery is at least once, and receivers
+drop repeats by key.
 
 The outcome replaces the claim in that object; the summary is never rewritten. A
 notice that fails is recorded and logged; it never fails the batch::
 
     notices = BatchNotices([webhook], outputs, presign_seconds=3600)
-    record = notices.announce(summary)     # None when no channel is configured
+    held = notices.reserve("b1", summary_key, lease_expires=now + 900)  # before the summary
+    record = notices.announce(summary, held)  # None: no channel, or not ours to send
     record.failed                          # deliveries that did not go out
-    notices.resume("b1", summary_key)      # a dead sender's notice, sent again (or None)
+    notices.resume("b1", summary_key)      # a dead sender's notice, sent (or None)
 
-The digest stays a few kilobytes whatever the batch (failure reasons are capped),
-far below SNS's 256 KB:
-
-    >>> digest = {"batch_id": "b1", "failure_reasons": {"http_404": 3}}
-    >>> len(encode_digest(digest)) < MAX_DIGEST_BYTES
-    True
+What goes out is built in :mod:`.notice_digest` (re-exported here).
 """
 
 from __future__ import annotations
@@ -37,11 +39,20 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 from imgpipe.domain.keys import notice_key, notice_takeover_key
 from imgpipe.errors import KeyCollisionError, StorageError
 from imgpipe.ports import Delivery, Notifier, ObjectStore
+from imgpipe.service.notice_digest import (
+    DIGEST_TYPE,
+    MAX_DIGEST_BYTES,
+    MAX_REASONS,
+    build_digest,
+    digest_of_stored,
+    encode_digest,
+)
 from imgpipe.service.owners import local_owner
 from imgpipe.service.summary import BatchSummary
 
@@ -51,61 +62,36 @@ __all__ = [
     "MAX_REASONS",
     "BatchNotices",
     "NoticeRecord",
+    "Reservation",
     "build_digest",
+    "digest_of_stored",
     "encode_digest",
 ]
 
 log = logging.getLogger(__name__)
 
-DIGEST_TYPE = "imgpipe.batch.finished"
-MAX_REASONS = 20  # the most frequent failure reasons; the rest are counted together
-MAX_REASON_CHARS = 80
-MAX_SOURCE_CHARS = 1024  # an S3 key's length
-MAX_DIGEST_BYTES = 16 * 1024  # far under SNS's 256 KB whatever goes in
-_COUNTS = ("creators", "completed", "skipped_unchanged", "failed", "images_used", "images_failed")
 
+class Reservation(Enum):
+    """What :meth:`BatchNotices.reserve` got, before the summary was written."""
 
-def build_digest(summary: BatchSummary, summary_url: str | None = None) -> dict[str, Any]:
-    """The notice's JSON: what a receiver needs to react, with the summary for the rest."""
-    reasons = sorted(summary.failures_by_reason.items(), key=lambda item: (-item[1], item[0]))
-    kept = reasons[:MAX_REASONS]
-    digest: dict[str, Any] = {
-        "type": DIGEST_TYPE,
-        "batch_id": summary.batch_id,
-        "idempotency_key": summary.batch_id,
-        "status": summary.status.value,
-        "source": summary.source[:MAX_SOURCE_CHARS],
-        "started_at": summary.started_at,
-        "finished_at": summary.finished_at,
-        "duration_s": summary.duration_s,
-        "counts": {name: int(summary.totals.get(name, 0)) for name in _COUNTS},
-        "failure_reasons": {reason[:MAX_REASON_CHARS]: count for reason, count in kept},
-        "failure_reasons_omitted": sum(count for _, count in reasons[MAX_REASONS:]),
-        "summary_key": summary.summary_key,
-    }
-    if summary_url:
-        digest["summary_url"] = summary_url
-    return digest
-
-
-def encode_digest(digest: dict[str, Any]) -> bytes:
-    """Compact UTF-8 JSON: the exact bytes that are signed and sent."""
-    body = json.dumps(digest, ensure_ascii=False, separators=(",", ":")).encode()
-    if len(body) > MAX_DIGEST_BYTES:  # cannot happen with the caps above; never send it
-        raise ValueError(f"notice digest of {len(body)} bytes exceeds {MAX_DIGEST_BYTES}")
-    return body
+    HELD = "held"  # ours: sent by :meth:`BatchNotices.announce` once the summary is written
+    TAKEN = "taken"  # an earlier writer's claim: :meth:`BatchNotices.resume` decides
+    UNRECORDED = "unrecorded"  # the store refused the claim: announce claims it then
+    NONE = "none"  # no channel configured
 
 
 @dataclass
 class NoticeRecord:
-    """What ``<summary>.notice.json`` holds once the notice was sent (or not)."""
+    """What ``<summary>.notice.json`` holds: the claim, then how the notice went."""
 
     batch_id: str
     summary_key: str
-    state: str  # "sending" while the sender works, then "done"
+    # "pending" from before the summary is written, "sending" while the sender
+    # works, then "done"
+    state: str
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     owner: str = ""  # the sender, host:pid:token
-    lease_expires: float = 0.0  # epoch seconds; "sending" after this: its sender died
+    lease_expires: float = 0.0  # epoch seconds; not "done" after this: its sender died
     attempt: int = 1  # 1: the summary's writer; one more for each takeover
     digest: dict[str, Any] = field(default_factory=dict)  # what goes out, less the link
 
@@ -153,10 +139,47 @@ class BatchNotices:
         self.owner = owner or local_owner()
         self.clock = clock
 
-    def announce(self, summary: BatchSummary) -> NoticeRecord | None:
-        """Send the notice of ``summary`` once; None when no channel is configured or
-        the notice of this batch was claimed before (it is someone else's to send)."""
+    def reserve(self, batch_id: str, summary_key: str, *, lease_expires: float) -> Reservation:
+        """Claim the notice (``pending``) before writing the summary at ``summary_key``.
+
+        ``lease_expires`` (epoch seconds) should end with the writer's summary claim:
+        a writer that takes the summary over then finds this claim dead and sends.
+        """
         if not self.notifiers:
+            return Reservation.NONE
+        record = NoticeRecord(
+            batch_id, summary_key, "pending", owner=self.owner, lease_expires=lease_expires
+        )
+        try:
+            self._write(self.key_of(batch_id, summary_key), record, if_absent=True, quiet=False)
+        except KeyCollisionError:
+            log.info("batch %s: notice claimed by an earlier summary writer", batch_id)
+            return Reservation.TAKEN
+        except StorageError as exc:
+            log.warning("batch %s: notice not claimed before the summary: %s", batch_id, exc)
+            return Reservation.UNRECORDED
+        return Reservation.HELD
+
+    def release(self, batch_id: str, summary_key: str) -> None:
+        """Give back our ``pending`` claim: the summary was not written after all (a
+        store error), so the next writer claims the notice afresh, without a lease."""
+        key = self.key_of(batch_id, summary_key)
+        try:
+            if self._still_ours(key, batch_id):
+                self.outputs.delete(key)
+        except StorageError as exc:  # left pending: sent once its lease has ended
+            log.warning("batch %s: notice claim not given back: %s", batch_id, exc)
+
+    def announce(
+        self, summary: BatchSummary, reservation: Reservation = Reservation.UNRECORDED
+    ) -> NoticeRecord | None:
+        """Send the notice of ``summary`` once; None when no channel is configured or
+        the notice is not ours to send (claimed by another, or taken over meanwhile).
+
+        ``reservation``: what :meth:`reserve` got before the summary was written;
+        without one, the notice is claimed now, with a put-if-absent.
+        """
+        if not self.notifiers or reservation in (Reservation.TAKEN, Reservation.NONE):
             return None
         key = self.key_of(summary.batch_id, summary.summary_key)
         record = NoticeRecord(
@@ -167,7 +190,11 @@ class BatchNotices:
             lease_expires=self.clock().timestamp() + self.lease_seconds,
             digest=build_digest(summary),
         )
-        if not self._claim(key, record):
+        if reservation is Reservation.HELD:
+            if not self._still_ours(key, summary.batch_id):
+                return None
+            self._write(key, record, if_absent=False)  # our claim: sending, with its digest
+        elif not self._claim(key, record):
             return None
         return self._send(key, record)
 
@@ -179,8 +206,10 @@ class BatchNotices:
         now: float | None = None,
         owner_is_gone: bool = False,
     ) -> NoticeRecord | None:
-        """Send again the notice whose sender died mid-send; None when there is none to
-        take over (no claim, done, a live claim, or another taker won this attempt).
+        """Send the notice whose sender died before it went out (``pending``: after or
+        before writing the summary; ``sending``: mid-send); None when there is none to
+        take over (no claim, done, a live claim, a ``pending`` one whose summary is not
+        written yet, or another taker won this attempt).
 
         A claim is dead once its lease ended (``now``, epoch seconds), or at once with
         ``owner_is_gone`` (the local engine: the batch's lock is free, so no process
@@ -193,8 +222,13 @@ class BatchNotices:
         dead = self._dead_claim(key, now, owner_is_gone)
         if dead is None:
             return None
+        digest = dead.digest or self._stored_digest(summary_key)
+        if digest is None:
+            return None
         record = replace(
             dead,
+            state="sending",
+            digest=digest,
             owner=self.owner,
             lease_expires=now + self.lease_seconds,
             attempt=dead.attempt + 1,
@@ -217,9 +251,10 @@ class BatchNotices:
             return None
         # info: the caller reports it (the sweep's counts, one CLI line)
         log.info(
-            "batch %s: the notice's sender %s died mid-send; sending it again (attempt %d)",
+            "batch %s: the notice's sender %s died %s; sending it (attempt %d)",
             batch_id,
             dead.owner or "(unknown)",
+            "mid-send" if dead.state == "sending" else "before sending",
             record.attempt,
         )
         self._write(key, record, if_absent=False)  # our lease, so no one takes us over
@@ -242,12 +277,43 @@ class BatchNotices:
         except ValueError as exc:
             log.warning("notice record %s is unreadable, left as it is: %s", key, exc)
             return None
-        if record.state != "sending" or (record.lease_expires > now and not owner_is_gone):
+        if record.state not in ("pending", "sending"):
             return None
-        if not record.digest:  # claimed by a version that did not keep what it sent
+        if record.lease_expires > now and not owner_is_gone:
+            return None
+        if record.state == "sending" and not record.digest:  # from a version that kept none
             log.warning("batch %s: notice stuck in %s without its digest", record.batch_id, key)
             return None
         return record
+
+    def _stored_digest(self, summary_key: str) -> dict[str, Any] | None:
+        """The digest of the written summary; None while it is not written (a pending
+        claim's writer died before it: whoever writes the summary sends)."""
+        try:
+            data = self.outputs.get(summary_key)
+        except StorageError:
+            log.info("notice pending until its summary %s is written", summary_key)
+            return None
+        try:
+            return digest_of_stored(json.loads(data))
+        except ValueError as exc:
+            log.warning("summary %s is unreadable; its notice left pending: %s", summary_key, exc)
+            return None
+
+    def _still_ours(self, key: str, batch_id: str) -> bool:
+        """Our pending claim was not taken over while we wrote the summary (we outlived
+        our lease): then the taker sends, not us."""
+        try:
+            record = NoticeRecord.from_dict(json.loads(self.outputs.get(key)))
+        except StorageError as exc:  # our summary claim makes us its writer: send
+            log.warning("batch %s: notice claim unreadable (%s); sending", batch_id, exc)
+            return True
+        except ValueError:
+            return True  # not a record: no one else's claim either
+        if record.state == "pending" and record.owner == self.owner:
+            return True
+        log.info("batch %s: notice taken over by %s; not sent by us", batch_id, record.owner)
+        return False
 
     def _send(self, key: str, record: NoticeRecord) -> NoticeRecord:
         link = self._link(record.summary_key)

@@ -1,4 +1,4 @@
-"""One creator, end to end: claim, fetch covers, validate, dedup, render, store, finish.
+"""One creator, end to end: claim, collect covers, render, store, finish.
 
 The pipeline never raises for a bad cover or a failed creator: it returns a
 :class:`CreatorResult` whose status and per-cover outcomes say what happened.
@@ -9,7 +9,8 @@ State transitions go through the :class:`BatchLedger`, the one place that writes
 A creator whose record is already final (a redelivered message, a resumed batch)
 is returned as it was recorded and not processed again. A render retried after a
 crash writes the same collage key (the batch's start time), so a creator has one
-collage object per batch however often it is attempted.
+collage object per batch however often it is attempted. Which covers go into the
+grid (fetch, decode, duplicates, backfill) is decided in :mod:`.collect`.
 
 Example::
 
@@ -24,28 +25,25 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
-from PIL import Image
-
-from imgpipe.domain.fingerprints import collage_fingerprint, content_hash
+from imgpipe.domain.fingerprints import collage_fingerprint
 from imgpipe.domain.keys import collage_key, metadata_key, preview_key
 from imgpipe.domain.layout import plan_grid
-from imgpipe.domain.manifest import CoverRef, CreatorJob
-from imgpipe.domain.records import CoverOutcome, CreatorRecord, CreatorStatus, Reason
-from imgpipe.errors import ImageError, KeyCollisionError, StorageError
-from imgpipe.fetch.downloader import FetchResult
+from imgpipe.domain.manifest import CreatorJob
+from imgpipe.domain.records import CreatorRecord, CreatorStatus
+from imgpipe.errors import KeyCollisionError, StorageError
 from imgpipe.imaging.collage import render_collage
-from imgpipe.imaging.decode import load_tile
-from imgpipe.imaging.perceptual import Look, alike, hamming, look_of
 from imgpipe.imaging.preview import PREVIEW_CONTENT_TYPE, PREVIEW_WIDTH, render_preview
 from imgpipe.imaging.smartcrop import detector_name
 from imgpipe.logs import EVENTS_LOGGER, log_context
 from imgpipe.ports import ObjectStore
+from imgpipe.service.claim_beat import ClaimBeat, CoverTally
+from imgpipe.service.collect import CoverCollector, Fetcher
 from imgpipe.service.ledger import BatchLedger
 from imgpipe.service.memory import MemoryMonitor, MemoryPressureError
 from imgpipe.service.progress import NullProgress, ProgressSink
@@ -62,18 +60,6 @@ MAX_KEY_SUFFIX = 100
 Heartbeat = Callable[[], Awaitable[None]]
 
 
-class Fetcher(Protocol):
-    async def fetch(self, url: str) -> FetchResult: ...
-
-
-@dataclass
-class _Accepted:
-    index: int  # the cover's position in the creator's list
-    sha256: str
-    tile: Image.Image  # the decoded cover, cropped to fill one cell
-    look: Look  # how it looks, for the near-duplicate check (imaging/perceptual.py)
-
-
 class CreatorPipeline:
     """Processes one creator job against the store and ledger it is given."""
 
@@ -86,15 +72,21 @@ class CreatorPipeline:
         executor: Executor | None = None,
         monitor: MemoryMonitor | None = None,
         progress: ProgressSink | None = None,
+        progress_seconds: float | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``progress_seconds``: also write a creator's cover counts to its claim when
+        they changed, at most this often (pages of other processes read them there);
+        None: only the lease renewals carry them (see :mod:`.claim_beat`)."""
         self.store = store
         self.ledger = ledger
         self.fetcher = fetcher
         self.executor = executor
         self.monitor = monitor or MemoryMonitor(reader=lambda: 0.0)
         self.progress = progress or NullProgress()
+        self.progress_seconds = progress_seconds
         self.clock = clock
+        self.collector = CoverCollector(fetcher, self.progress, run_cpu=self._run_cpu)
 
     async def process(
         self,
@@ -140,9 +132,10 @@ class CreatorPipeline:
             raise
         if replay is not None:
             return replay
-        beating = asyncio.create_task(self._keep_claim(job, context, owner, heartbeat, note))
+        tally = CoverTally()
+        beating = asyncio.create_task(self._keep_claim(job, context, owner, heartbeat, note, tally))
         try:
-            result = await self._work(job, context, options)
+            result = await self._work(job, context, options, tally)
         except asyncio.CancelledError:
             # A graceful stop: the claim goes back to pending for the rerun.
             await asyncio.to_thread(self.ledger.release, job, context, owner)
@@ -171,29 +164,39 @@ class CreatorPipeline:
         owner: str,
         heartbeat: Heartbeat | None,
         note: dict[str, Any] | None,
+        tally: CoverTally,
     ) -> None:
-        """Renew the claim at a third of its lease, so it never lapses while we work."""
-        interval = max(0.05, self.ledger.lease_seconds / 3)
+        """Renew the claim at a third of its lease, so it never lapses while we work;
+        between renewals, write changed cover counts when ``progress_seconds`` asks to."""
+        beat = ClaimBeat(self.ledger.lease_seconds / 3, self.progress_seconds)
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(beat.tick)
+            counts = tally.counts()
+            due = beat.due(counts)
+            if due is None:
+                continue
             try:
-                if not await asyncio.to_thread(self.ledger.renew, job, context, owner, note):
+                renewed = await asyncio.to_thread(
+                    self.ledger.renew, job, context, owner, note, progress=counts
+                )
+                if not renewed:
                     log.warning("creator %s: claim lost to another worker", job.key)
                     return
-                if heartbeat is not None:
+                beat.wrote(due, counts)
+                if due.renewal and heartbeat is not None:
                     await heartbeat()
             except Exception:  # a missed beat is not fatal: the next one may land
                 log.warning("creator %s: heartbeat failed", job.key, exc_info=True)
 
     async def _work(
-        self, job: CreatorJob, context: BatchContext, options: BatchSpec
+        self, job: CreatorJob, context: BatchContext, options: BatchSpec, tally: CoverTally
     ) -> CreatorResult:
         try:
-            return await self._attempt(job, context, options)
+            return await self._attempt(job, context, options, tally)
         except MemoryPressureError:
             log.warning("creator %s: memory critical, retrying in safe mode", job.key)
             try:
-                result = await self._attempt(job, context, options.safe_mode())
+                result = await self._attempt(job, context, options.safe_mode(), tally)
                 result.safe_mode = True
                 return result
             except MemoryPressureError as exc:
@@ -223,11 +226,13 @@ class CreatorPipeline:
     # -- work ------------------------------------------------------------------
 
     async def _attempt(
-        self, job: CreatorJob, context: BatchContext, options: BatchSpec
+        self, job: CreatorJob, context: BatchContext, options: BatchSpec, tally: CoverTally
     ) -> CreatorResult:
         self.monitor.check()
-        self.progress.creator_started(job.key, min(len(job.covers), options.images_per_collage))
-        accepted, outcomes = await self._collect(job.key, job.covers, options)
+        wanted = min(len(job.covers), options.images_per_collage)
+        tally.started(wanted)
+        self.progress.creator_started(job.key, wanted)
+        accepted, outcomes = await self.collector.collect(job.key, job.covers, options, tally)
         result = CreatorResult(job.creator, job.key, CreatorStatus.FAILED)
         for position, item in enumerate(accepted):
             outcomes[item.index] = replace(outcomes[item.index], cell=position)
@@ -300,73 +305,6 @@ class CreatorPipeline:
             return None
         return key
 
-    async def _collect(
-        self, key: str, covers: Sequence[CoverRef], options: BatchSpec
-    ) -> tuple[list[_Accepted], dict[int, CoverOutcome]]:
-        """Fetch covers in CSV order until the grid is full, backfilling failures."""
-        target = options.images_per_collage
-        accepted: list[_Accepted] = []
-        outcomes: dict[int, CoverOutcome] = {}
-        seen: set[str] = set()
-        # Near-duplicates are a kind of duplicate: off with deduplication too.
-        near = options.collect.near_duplicates if options.collect.deduplicate else 0
-        next_index = 0
-        while len(accepted) < target and next_index < len(covers):
-            wave = range(next_index, min(len(covers), next_index + target - len(accepted)))
-            next_index = wave.stop
-            results = await asyncio.gather(
-                *(self._fetch_tile(key, covers[i], options) for i in wave)
-            )
-            for index, (outcome, decoded) in zip(wave, results, strict=True):
-                if decoded is not None and options.collect.deduplicate and outcome.sha256 in seen:
-                    outcome = replace(outcome, ok=False, reason=Reason.DUPLICATE.value)
-                    decoded = None
-                twin = _near_twin(decoded, accepted, near)
-                if twin is not None and decoded is not None:
-                    line, distance = (
-                        covers[twin.index].line,
-                        hamming(decoded.look.bits, twin.look.bits),
-                    )
-                    detail = f"looks like the cover of line {line} ({distance}/64 bits differ)"
-                    outcome = replace(
-                        outcome, ok=False, reason=Reason.NEAR_DUPLICATE.value, detail=detail
-                    )
-                    decoded = None
-                if decoded is not None and outcome.sha256 is not None:
-                    seen.add(outcome.sha256)
-                    accepted.append(_Accepted(index, outcome.sha256, decoded.tile, decoded.look))
-                outcomes[index] = outcome
-        for index in range(next_index, len(covers)):
-            outcomes[index] = CoverOutcome(
-                covers[index].line, covers[index].url, ok=False, reason=Reason.NOT_ATTEMPTED.value
-            )
-        accepted.sort(key=lambda item: item.index)
-        return accepted, outcomes
-
-    async def _fetch_tile(
-        self, key: str, cover: CoverRef, options: BatchSpec
-    ) -> tuple[CoverOutcome, _Decoded | None]:
-        fetched = await self.fetcher.fetch(cover.url)
-        base = CoverOutcome(
-            cover.line,
-            cover.url,
-            ok=False,
-            reason=fetched.reason,
-            detail=fetched.detail,
-            attempts=fetched.attempts,
-        )
-        if fetched.data is None or fetched.reason is not None:
-            self.progress.cover_done(key, False)
-            return base, None
-        data = fetched.data
-        try:
-            digest, decoded = await self._run_cpu(_hash_and_decode, data, options)
-        except ImageError as exc:
-            self.progress.cover_done(key, False)
-            return replace(base, reason=exc.reason, detail=exc.detail, bytes=len(data)), None
-        self.progress.cover_done(key, True)
-        return replace(base, ok=True, reason=None, sha256=digest, bytes=len(data)), decoded
-
     async def _run_cpu(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: func(*args, **kwargs))
@@ -431,33 +369,6 @@ def _log_outcome(result: CreatorResult) -> None:
                "failed_covers": len(result.failures), "error": result.error,
                "duration_s": round(result.duration, 3)},
     )  # fmt: skip
-
-
-class _Decoded(NamedTuple):
-    """A decoded cover ready for the grid, and how it looks to the near-duplicate check."""
-
-    tile: Image.Image
-    look: Look
-
-
-def _hash_and_decode(data: bytes, options: BatchSpec) -> tuple[str, _Decoded]:
-    tile = load_tile(
-        data,
-        options.render.cell_size,
-        max_pixels=options.collect.max_pixels,
-        min_size=options.collect.min_image_size,
-        crop=options.render.crop,
-    )
-    return content_hash(data), _Decoded(tile, look_of(tile))
-
-
-def _near_twin(
-    decoded: _Decoded | None, accepted: Sequence[_Accepted], bits: int
-) -> _Accepted | None:
-    """The first accepted cover ``decoded`` looks like, within ``bits`` (0: the check is off)."""
-    if decoded is None or not bits:
-        return None
-    return next((item for item in accepted if alike(decoded.look, item.look, bits)), None)
 
 
 # Compact, by one reused encoder: with an indent Python's encoder runs in pure Python,

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from imgpipe.bootstrap import Backend
 from imgpipe.bootstrap_local import run_csv
 from imgpipe.domain.keys import API_UPLOADS_PREFIX
+from imgpipe.domain.records import BatchRecord
 from imgpipe.ports import Metrics
 from imgpipe.service.fanout import parse_csv_bytes
 from imgpipe.service.planning import new_batch_id
@@ -53,8 +54,8 @@ class BatchLauncher(Protocol):
         """A batch accepted but not yet recorded by the state store, else None."""
         ...
 
-    def live(self, batch_id: str) -> dict[str, dict[str, int]] | None:
-        """Cover counts of the batch's creators in flight, when this process runs it."""
+    def live(self, batch: BatchRecord) -> dict[str, dict[str, int]]:
+        """Cover counts of the batch's creators in flight, by creator key."""
         ...
 
 
@@ -72,6 +73,7 @@ class LocalLauncher:
     ) -> None:
         self.settings = settings
         self.backend = backend
+        self.ledger = backend.ledger()  # reads the counts other processes record
         self.metrics = metrics
         self.uploads = root / "uploads"
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="imgpipe-batch")
@@ -121,10 +123,15 @@ class LocalLauncher:
             entry = self._pending.get(batch_id)
             return dict(entry) if entry else None
 
-    def live(self, batch_id: str) -> dict[str, dict[str, int]] | None:
+    def live(self, batch: BatchRecord) -> dict[str, dict[str, int]]:
+        """As the claims last recorded them (whichever process runs the batch), and
+        fresher from this process's own events when it runs the batch itself."""
+        live = self.ledger.live_progress(batch)
         with self._lock:
-            progress = self._live.get(batch_id)
-        return progress.snapshot() if progress else None
+            progress = self._live.get(batch.batch_id)
+        if progress is not None:
+            live.update(progress.snapshot())
+        return live
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -171,8 +178,10 @@ class AwsLauncher:
             entry = self._queued.get(batch_id)
             return dict(entry) if entry else None
 
-    def live(self, batch_id: str) -> dict[str, dict[str, int]] | None:
-        return None  # workers run elsewhere: the records' per-creator progress is it
+    def live(self, batch: BatchRecord) -> dict[str, dict[str, int]]:
+        # Workers run elsewhere and write no counts (per creator is enough on AWS):
+        # a poll costs no DynamoDB query.
+        return {}
 
 
 def make_launcher(

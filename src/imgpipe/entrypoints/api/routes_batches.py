@@ -178,8 +178,8 @@ def batch_detail(
         }
         source = file_name(str(pending.get("source", "")))
         return {**pending, **empty, "source": source, "failures_by_reason": {}}
-    # Cover counts of creators fetching right now (a batch this process runs).
-    live = request.app.state.launcher.live(batch_id) or {}
+    # Cover counts of the creators fetching right now, whichever process runs them.
+    live = request.app.state.launcher.live(batch)
     if not include_creators:
         return {**batch_view(batch), "live": live}
     creators = [creator_view(r) for r in state.creators_in_batch(batch_id)]
