@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from imgpipe.entrypoints import aws_lambda
+from imgpipe.entrypoints import lambda_runtime
 from imgpipe.service import fanout as fanout_module
 from imgpipe.service.fanout import FanOut
 from tests.support.aws_deploy import Deployment
@@ -64,8 +64,8 @@ def plan(deployed: Deployment, creators: int) -> tuple[list[str], list[list[str]
     rows = [(f"creator {i:04d}", f"https://img.test/{i}/{n}.jpg") for i in range(creators)
             for n in range(3)]  # fmt: skip
     deployed.upload_csv(key, rows)
-    aws_lambda._runtime.cache_clear()
-    _, fanout = aws_lambda._runtime()
+    lambda_runtime.runtime.cache_clear()
+    _, fanout = lambda_runtime.runtime()
     assert isinstance(fanout, FanOut)
     wire = WireLog()
     wire.attach(fanout)
