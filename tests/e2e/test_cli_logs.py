@@ -55,7 +55,7 @@ def test_run_logs_json_lines_with_the_batch_and_creator(tmp_path: Path) -> None:
     assert done["Ann"]["failed_covers"] == 1 and done["Bo"]["images_used"] == 2
     # batch-level records (progress, the summary) carry the batch but no creator
     batch_level = [
-        r for r in records if r["logger"] in ("imgpipe.progress", "imgpipe.service.ledger")
+        r for r in records if r["logger"] in ("imgpipe.progress", "imgpipe.service.closing")
     ]
     assert any(r["message"] == "creators 2/2 done (0 failed)" for r in batch_level)
     assert any(r["message"].startswith(f"batch {batch_id} complete") for r in batch_level)
