@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -82,11 +82,16 @@ class BatchSummary:
         return EXIT_SOME_FAILED if self.totals.get("failed", 0) else EXIT_OK
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        """The summary as JSON-ready data; its lists and dicts are the summary's own
+        (not copies: ``dataclasses.asdict`` deep-copied every creator's covers, 0.15 s
+        of a 700-cover run each time the summary was written or printed)."""
+        data = {name: getattr(self, name) for name in _FIELDS}
         data["status"] = self.status.value
         data["exit_code"] = self.exit_code
         return data
 
+
+_FIELDS = tuple(f.name for f in fields(BatchSummary))
 
 class SummaryWriter:
     """Accumulates creator results one at a time; failed URLs go out in parts."""
