@@ -1,4 +1,4 @@
-# The layout of dynamodb_state.create_state_table.
+# The layout of dynamodb_table.create_state_table.
 resource "aws_dynamodb_table" "state" {
   #checkov:skip=CKV_AWS_119:Encrypted with the AWS managed key; a customer managed key adds key administration and cost without a consumer that needs it.
   name                        = var.table_name

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from imgpipe.adapters.dynamodb_state import DynamoStateStore, create_state_table
+from imgpipe.adapters.dynamodb_state import DynamoStateStore
+from imgpipe.adapters.dynamodb_table import create_state_table
 from imgpipe.adapters.memory import InMemoryStateStore
 from imgpipe.adapters.sqlite_state import SqliteStateStore
 from imgpipe.domain.records import BatchRecord, BatchStatus, CreatorRecord, CreatorStatus

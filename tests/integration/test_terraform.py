@@ -22,7 +22,7 @@ from imgpipe.adapters.aws_resources import (
     PLAN_QUEUE_ATTRIBUTES,
     QUEUE_ATTRIBUTES,
 )
-from imgpipe.adapters.dynamodb_state import BATCH_INDEX, STATUS_INDEX
+from imgpipe.adapters.dynamodb_table import BATCH_INDEX, STATUS_INDEX
 from imgpipe.settings import Settings
 from tests.support.iac import (
     FUNCTIONS_TF,

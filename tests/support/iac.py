@@ -20,7 +20,7 @@ import hcl2
 import yaml
 from pydantic import AliasChoices
 
-from imgpipe.adapters.dynamodb_state import BATCH_INDEX, STATUS_INDEX, create_state_table
+from imgpipe.adapters.dynamodb_table import BATCH_INDEX, STATUS_INDEX, create_state_table
 from imgpipe.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

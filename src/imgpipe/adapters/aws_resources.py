@@ -20,7 +20,7 @@ import json
 from typing import Any
 
 from imgpipe.adapters.aws_clients import aws_error_code, make_client
-from imgpipe.adapters.dynamodb_state import create_state_table
+from imgpipe.adapters.dynamodb_table import create_state_table
 from imgpipe.settings import Settings
 
 __all__ = [

@@ -1,18 +1,17 @@
 """StateStore on the original system's DynamoDB table.
 
-Creator records: partition key ``creator_name``, sort key ``processing_date``
-(the batch start), indexes ``batch-id-index`` (batch_id, processing_date) and
-``status-date-index`` (status, processing_date), TTL attribute ``ttl``.
+This module is the store's behaviour: which write is conditional on what, which
+call is one transaction, and how DynamoDB's refusals become the project's errors
+(``ConditionFailedError``, ``ConflictError`` under contention, ``StateError``).
+What the table and its items look like (keys, indexes, TTL, the batch partition,
+record <-> item) lives in :mod:`imgpipe.adapters.dynamodb_table`.
 
-Batch records share the table in one partition of their own,
-``creator_name = "/batches"`` (no creator key contains ``/``: ``creator_key``
-replaces it), sorted by batch id (which starts with a timestamp). They
-carry no ``batch_id`` or ``status`` attribute (``ref`` and ``batch_status``), so
-the two sparse indexes only ever hold creators.
-
-Conditional writes make status changes safe between workers; ``finish_creator``
-is one transaction (final record + batch counter), so a redelivered message can
-never count a creator twice::
+``get_creator`` and ``get_batch`` read the base table strongly consistent;
+``creators_in_batch`` and ``creators_with_status`` go through the
+``batch-id-index`` and ``status-date-index`` GSIs, which may lag. Conditional
+writes make status changes safe between workers; ``finish_creator`` is one
+transaction (final record + batch counter), so a redelivered message can never
+count a creator twice::
 
     state = DynamoStateStore("imgpipe-state", settings=settings)
     state.put_creator(record, expected=(CreatorStatus.PENDING,))
@@ -20,23 +19,37 @@ never count a creator twice::
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Iterator, Sequence
-from decimal import Decimal
 from typing import Any
 
 from imgpipe.adapters.aws_clients import aws_error_code, make_client
-from imgpipe.domain.records import BatchRecord, BatchStatus, CreatorRecord, CreatorStatus
+from imgpipe.adapters.dynamodb_table import (
+    BATCH_INDEX,
+    BATCH_PARTITION,
+    STATUS_INDEX,
+    batch_from_item,
+    batch_item,
+    batch_key,
+    create_state_table,
+    creator_from_item,
+    creator_item,
+)
+from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
 from imgpipe.errors import ConditionFailedError, ConflictError, StateError
 from imgpipe.settings import Settings
 
-__all__ = ["BATCH_PARTITION", "DynamoStateStore", "create_state_table"]
+# The table's layout names are re-exported: callers that imported them from here
+# before the table module was split off keep working.
+__all__ = [
+    "BATCH_INDEX",
+    "BATCH_PARTITION",
+    "STATUS_INDEX",
+    "DynamoStateStore",
+    "create_state_table",
+]
 
-BATCH_PARTITION = "/batches"  # creator_key() never emits "/"
-BATCH_INDEX = "batch-id-index"
-STATUS_INDEX = "status-date-index"
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 # What DynamoDB answers under contention or load: nothing was written, and botocore
 # does not retry TransactionConflict at all (the service does, with jitter).
@@ -51,41 +64,6 @@ _CONTENTION = frozenset(
 )
 _CANCELLED_BY_CONTENTION = frozenset({"TransactionConflict", "ThrottlingError"})
 BATCH_WRITE_SIZE = 25  # BatchWriteItem's limit
-
-
-def create_state_table(client: Any, name: str) -> None:
-    """Create the table as the SAM template declares it (tests, ``imgpipe aws-init``)."""
-    keys = [
-        {"AttributeName": "creator_name", "AttributeType": "S"},
-        {"AttributeName": "processing_date", "AttributeType": "S"},
-        {"AttributeName": "batch_id", "AttributeType": "S"},
-        {"AttributeName": "status", "AttributeType": "S"},
-    ]
-
-    def index(name: str, hash_key: str) -> dict[str, Any]:
-        return {
-            "IndexName": name,
-            "KeySchema": [
-                {"AttributeName": hash_key, "KeyType": "HASH"},
-                {"AttributeName": "processing_date", "KeyType": "RANGE"},
-            ],
-            "Projection": {"ProjectionType": "ALL"},
-        }
-
-    client.create_table(
-        TableName=name,
-        AttributeDefinitions=keys,
-        KeySchema=[
-            {"AttributeName": "creator_name", "KeyType": "HASH"},
-            {"AttributeName": "processing_date", "KeyType": "RANGE"},
-        ],
-        GlobalSecondaryIndexes=[index(BATCH_INDEX, "batch_id"), index(STATUS_INDEX, "status")],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    client.get_waiter("table_exists").wait(TableName=name)
-    client.update_time_to_live(
-        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"}
-    )
 
 
 class DynamoStateStore:
@@ -144,7 +122,7 @@ class DynamoStateStore:
             return
         for start in range(0, len(records), BATCH_WRITE_SIZE):
             requests = [
-                {"PutRequest": {"Item": _creator_item(r)}}
+                {"PutRequest": {"Item": creator_item(r)}}
                 for r in records[start : start + BATCH_WRITE_SIZE]
             ]
             self._batch_write(requests)
@@ -173,15 +151,15 @@ class DynamoStateStore:
     ) -> BatchRecord | None:
         counter = CreatorStatus(record.status).batch_counter
         who = f"creator {record.creator_name!r} in batch {record.batch_id!r}"
-        batch_key = _batch_key(record.batch_id)
+        batch_item_key = batch_key(record.batch_id)
         items: list[dict[str, Any]] = [{"Put": self._creator_put(record, expected, owner=owner)}]
-        batch = self._get(batch_key)
+        batch = self._get(batch_item_key)
         if batch is not None:
             items.append(
                 {
                     "Update": {
                         "TableName": self.table,
-                        "Key": batch_key,
+                        "Key": batch_item_key,
                         "UpdateExpression": "ADD #c :one",
                         "ExpressionAttributeNames": {"#c": counter},
                         "ExpressionAttributeValues": {":one": {"N": "1"}},
@@ -208,7 +186,7 @@ class DynamoStateStore:
         try:
             self.client.update_item(
                 TableName=self.table,
-                Key=_batch_key(batch_id),
+                Key=batch_key(batch_id),
                 UpdateExpression="SET summary_claimed = :now",
                 ConditionExpression="attribute_exists(creator_name) AND "
                 "attribute_not_exists(summary_key) AND "
@@ -231,7 +209,7 @@ class DynamoStateStore:
         try:
             self.client.update_item(
                 TableName=self.table,
-                Key=_batch_key(batch_id),
+                Key=batch_key(batch_id),
                 UpdateExpression="REMOVE summary_claimed",
                 ConditionExpression="summary_claimed = :mine",
                 ExpressionAttributeValues={":mine": {"N": f"{claimed_at:.3f}"}},
@@ -252,7 +230,7 @@ class DynamoStateStore:
             ExpressionAttributeValues={":n": {"S": creator_name}, ":b": {"S": batch_id}},
             ConsistentRead=True,
         )
-        return _creator(items[0]) if items else None
+        return creator_from_item(items[0]) if items else None
 
     def creators_in_batch(self, batch_id: str) -> Iterator[CreatorRecord]:
         """Through ``batch-id-index``, page by page (an index: it may lag, see the port)."""
@@ -264,7 +242,7 @@ class DynamoStateStore:
         }
         try:
             for page in self.client.get_paginator("query").paginate(**params):
-                yield from (_creator(item) for item in page.get("Items", []))
+                yield from (creator_from_item(item) for item in page.get("Items", []))
         except Exception as exc:
             raise StateError(f"cannot query {self.table}: {exc}") from exc
 
@@ -285,7 +263,7 @@ class DynamoStateStore:
             ExpressionAttributeValues=values,
             limit=limit,
         )
-        return [_creator(item) for item in items]
+        return [creator_from_item(item) for item in items]
 
     def creator_history(self, creator_name: str, limit: int = 50) -> list[CreatorRecord]:
         items = self._query(
@@ -294,29 +272,12 @@ class DynamoStateStore:
             ScanIndexForward=False,
             limit=limit,
         )
-        return [_creator(item) for item in items]
+        return [creator_from_item(item) for item in items]
 
     # -- batches ---------------------------------------------------------------
 
     def put_batch(self, batch: BatchRecord) -> None:
-        item = {
-            **_batch_key(batch.batch_id),
-            "ref": {"S": batch.batch_id},
-            "created_at": {"S": batch.created_at},
-            "source": {"S": batch.source},
-            "batch_status": {"S": BatchStatus(batch.status).value},
-            "total_creators": {"N": str(batch.total_creators)},
-            "completed": {"N": str(batch.completed)},
-            "failed": {"N": str(batch.failed)},
-            "skipped": {"N": str(batch.skipped)},
-            "settings": {"S": _json(batch.settings, f"settings of batch {batch.batch_id!r}")},
-            "owner": {"S": batch.owner},
-            "ttl": {"N": str(batch.ttl)},
-        }
-        if batch.summary_key:
-            item["summary_key"] = {"S": batch.summary_key}
-        if batch.finished_at:
-            item["finished_at"] = {"S": batch.finished_at}
+        item = batch_item(batch)
         # Counters and the summary claim are kept from the stored item: other
         # workers may have moved them since this copy was read.
         names = [k for k in item if k not in ("creator_name", "processing_date")]
@@ -327,7 +288,7 @@ class DynamoStateStore:
         try:
             self.client.update_item(
                 TableName=self.table,
-                Key=_batch_key(batch.batch_id),
+                Key=batch_key(batch.batch_id),
                 UpdateExpression="SET " + ", ".join(updates),
                 ExpressionAttributeNames={f"#{n}": n for n in names},
                 ExpressionAttributeValues={f":{n}": item[n] for n in names},
@@ -341,8 +302,8 @@ class DynamoStateStore:
             raise StateError(f"cannot write batch {batch.batch_id!r}: {exc}") from exc
 
     def get_batch(self, batch_id: str) -> BatchRecord | None:
-        item = self._get(_batch_key(batch_id))
-        return _batch(item) if item else None
+        item = self._get(batch_key(batch_id))
+        return batch_from_item(item) if item else None
 
     def list_batches(self, limit: int = 50) -> list[BatchRecord]:
         items = self._query(
@@ -351,7 +312,7 @@ class DynamoStateStore:
             ScanIndexForward=False,
             limit=limit,
         )
-        return [_batch(item) for item in items]
+        return [batch_from_item(item) for item in items]
 
     # -- plumbing --------------------------------------------------------------
 
@@ -363,7 +324,7 @@ class DynamoStateStore:
         takeover_at: float | None = None,
         owner: str | None = None,
     ) -> dict[str, Any]:
-        request: dict[str, Any] = {"TableName": self.table, "Item": _creator_item(record)}
+        request: dict[str, Any] = {"TableName": self.table, "Item": creator_item(record)}
         if expected is None:
             return request
         if not expected:
@@ -412,72 +373,3 @@ class DynamoStateStore:
         except Exception as exc:
             raise StateError(f"cannot query {self.table}: {exc}") from exc
         return items
-
-
-def _batch_key(batch_id: str) -> dict[str, Any]:
-    return {"creator_name": {"S": BATCH_PARTITION}, "processing_date": {"S": batch_id}}
-
-
-def _json(value: dict[str, Any], what: str) -> str:
-    try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise StateError(f"{what} is not JSON-serializable: {exc}") from exc
-
-
-def _creator_item(r: CreatorRecord) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "creator_name": {"S": r.creator_name},
-        "processing_date": {"S": r.processing_date},
-        "batch_id": {"S": r.batch_id},
-        "status": {"S": CreatorStatus(r.status).value},
-        "images_processed": {"N": str(r.images_processed)},
-        "processing_duration": {"N": str(Decimal(str(r.processing_duration)))},
-        "error_count": {"N": str(r.error_count)},
-        "metadata": {"S": _json(r.metadata, f"metadata of creator {r.creator_name!r}")},
-        "ttl": {"N": str(r.ttl)},
-    }
-    if r.collage_key:
-        item["collage_key"] = {"S": r.collage_key}
-    if r.fingerprint:
-        item["fingerprint"] = {"S": r.fingerprint}
-    if r.lease_owner:
-        item["lease_owner"] = {"S": r.lease_owner}
-        item["lease_expires"] = {"N": f"{r.lease_expires:.3f}"}
-    return item
-
-
-def _creator(item: dict[str, Any]) -> CreatorRecord:
-    return CreatorRecord(
-        creator_name=item["creator_name"]["S"],
-        processing_date=item["processing_date"]["S"],
-        batch_id=item["batch_id"]["S"],
-        status=CreatorStatus(item["status"]["S"]),
-        images_processed=int(item["images_processed"]["N"]),
-        collage_key=item.get("collage_key", {}).get("S"),
-        processing_duration=float(item["processing_duration"]["N"]),
-        error_count=int(item["error_count"]["N"]),
-        fingerprint=item.get("fingerprint", {}).get("S"),
-        metadata=json.loads(item["metadata"]["S"]),
-        ttl=int(item["ttl"]["N"]),
-        lease_owner=item.get("lease_owner", {}).get("S"),
-        lease_expires=float(item.get("lease_expires", {}).get("N", 0)),
-    )
-
-
-def _batch(item: dict[str, Any]) -> BatchRecord:
-    return BatchRecord(
-        batch_id=item["ref"]["S"],
-        created_at=item["created_at"]["S"],
-        source=item["source"]["S"],
-        status=BatchStatus(item["batch_status"]["S"]),
-        total_creators=int(item["total_creators"]["N"]),
-        completed=int(item.get("completed", {}).get("N", 0)),
-        failed=int(item.get("failed", {}).get("N", 0)),
-        skipped=int(item.get("skipped", {}).get("N", 0)),
-        summary_key=item.get("summary_key", {}).get("S"),
-        finished_at=item.get("finished_at", {}).get("S"),
-        settings=json.loads(item["settings"]["S"]),
-        ttl=int(item.get("ttl", {}).get("N", 0)),
-        owner=item.get("owner", {}).get("S", ""),
-    )
