@@ -93,6 +93,7 @@ class BatchSummary:
 
 _FIELDS = tuple(f.name for f in fields(BatchSummary))
 
+
 class SummaryWriter:
     """Accumulates creator results one at a time; failed URLs go out in parts."""
 
