@@ -82,6 +82,7 @@ _REGION_STEP = 1.2
 # copy of the photo behind it). On the 60 composed covers (faces 12-30 % of the
 # width): 59 found at 0.12 and step 1.2; 57 at 0.13, or at step 1.25 (1/5 cheaper).
 _MEDIUM_MIN, _MEDIUM_STEP = 0.12, 1.2
+_MEDIUM_LARGE = 0.17
 # Scanned around the cells that score at least half the best, plus 15 % of the short
 # side (a face reaches past its sharp skin): 59 found, ~17 ms a cover, where the
 # whole draft cost ~25 ms; 0.7 of the best found 52, a reach of 0.1 57.
@@ -173,6 +174,7 @@ def find_faces(rgb: Image.Image, small: Image.Image) -> list[Face]:
         cascade,
         cv2,
         _MEDIUM_STEP,
+        large_first=_MEDIUM_LARGE * short,
     )
     return [face.moved(left, top) for face in found]
 
@@ -324,10 +326,23 @@ def _scan_around(
 
 
 def _cascade_at(
-    gray: Any, smallest: float, largest: float, cascade: Any, cv2: Any, step: float = 0.0
+    gray: Any,
+    smallest: float,
+    largest: float,
+    cascade: Any,
+    cv2: Any,
+    step: float = 0.0,
+    large_first: float = 0.0,
 ) -> list[Face]:
     """Faces ``smallest`` to ``largest`` px wide in ``gray``, resized so that the smallest
-    is ``_FACE_PX`` (above the cascade's 24 px window, and no bigger than needed)."""
+    is ``_FACE_PX`` (above the cascade's 24 px window, and no bigger than needed).
+
+    With ``large_first``, faces at least that wide are looked for first, and the smaller
+    sizes (the costly ones: the cascade scans them on the largest image) only when
+    those hold no face. Both scans keep every raw hit and group them the way
+    ``detectMultiScale`` does, so that a face at the boundary keeps the votes of both
+    sides: the result is that of one scan over all the sizes.
+    """
     scale = _FACE_PX / smallest
     height, width = gray.shape[:2]
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -337,15 +352,56 @@ def _cascade_at(
         gray, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     )
     top_size = max(_FACE_PX, round(largest * scale))
-    # detectMultiScale2 also says how many overlapping hits made each face: a
-    # confidence, so that a real face outweighs a look-alike in the backdrop.
-    faces, votes = cascade.detectMultiScale2(
+    step = step or _SCALE_STEP
+    if not large_first:
+        # detectMultiScale2 also says how many overlapping hits made each face: a
+        # confidence, so that a real face outweighs a look-alike in the backdrop.
+        faces, votes = cascade.detectMultiScale2(
+            resized,
+            scaleFactor=step,
+            minNeighbors=_MIN_NEIGHBOURS,
+            minSize=(_FACE_PX, _FACE_PX),
+            maxSize=(top_size, top_size),
+        )
+        return _faces(faces, votes, scale)
+    split = _window_at_least(large_first * scale, step)
+    large = _raw_hits(resized, split, top_size, step, cascade)
+    faces, votes = cv2.groupRectangles(large, _MIN_NEIGHBOURS, _GROUP_EPS)
+    if len(faces):
+        return _faces(faces, votes, scale)
+    hits = _raw_hits(resized, _FACE_PX, split - 1, step, cascade) + large
+    faces, votes = cv2.groupRectangles(hits, _MIN_NEIGHBOURS, _GROUP_EPS)
+    return _faces(faces, votes, scale)
+
+
+_GROUP_EPS = 0.2  # detectMultiScale's own grouping of raw hits
+_WINDOW = 24  # px: the frontal cascade's window
+
+
+def _window_at_least(width: float, step: float) -> int:
+    """The first window width the cascade tries (``24 * step**k``, rounded as OpenCV
+    rounds it) that is at least ``width``."""
+    factor = 1.0
+    while round(_WINDOW * factor) < width:
+        factor *= step
+    return round(_WINDOW * factor)
+
+
+def _raw_hits(resized: Any, smallest: int, largest: int, step: float, cascade: Any) -> list[Any]:
+    """Every window of ``smallest`` to ``largest`` px the cascade accepts, ungrouped."""
+    if largest < smallest:
+        return []
+    hits = cascade.detectMultiScale(
         resized,
-        scaleFactor=step or _SCALE_STEP,
-        minNeighbors=_MIN_NEIGHBOURS,
-        minSize=(_FACE_PX, _FACE_PX),
-        maxSize=(top_size, top_size),
+        scaleFactor=step,
+        minNeighbors=0,
+        minSize=(smallest, smallest),
+        maxSize=(largest, largest),
     )
+    return [list(map(int, hit)) for hit in hits]
+
+
+def _faces(faces: Any, votes: Any, scale: float) -> list[Face]:
     found = []
     for (x, y, w, h), count in zip(faces, votes, strict=True):
         box = (round(x / scale), round(y / scale), round((x + w) / scale), round((y + h) / scale))
