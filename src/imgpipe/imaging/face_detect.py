@@ -21,7 +21,8 @@ examples/make_examples.py composes them), or not skin-coloured itself. If the
 small copy has sharp detail on skin colours somewhere (faceless covers rarely do),
 the draft is scanned there, shrunken so that the smallest face sought (12 % of the
 short side) is just above the cascade's window, for faces 12-50 % wide (close-ups
-too): ~3-35 ms a cover, not 40-170. Measured (README, "Smart crop"): 59 of 60
+too), in bands of 2x from the largest, stopping at the first band that makes a
+face: ~2-30 ms a cover, not 40-170. Measured (README, "Smart crop"): 58 of 60
 generated faces framed, and 60 of 60 covers composed like the examples; on the 35
 benchmark covers the whole smart window costs ~1 ms against a 4.6-6.1 ms decode.
 
