@@ -6,6 +6,7 @@ Each cover goes the way a cell's does: a 1080x1920 JPEG (q85), draft-decoded to
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -158,6 +159,49 @@ def test_close_ups_are_framed_too() -> None:
         draft, _ = drafted(cover)
         held += holds_face(cover, draft, square_window(draft))
     assert held >= 11, f"{held}/12 close-ups framed"
+
+
+class CountingCascade:
+    """The real classifier, counting the scans it is asked for."""
+
+    def __init__(self) -> None:
+        self.cascade = face_detect._thread_cascade()
+        self.scans = 0
+
+    def detectMultiScale(self, image: object, **options: object) -> object:
+        self.scans += 1
+        return self.cascade.detectMultiScale(image, **options)
+
+
+def test_the_wide_face_scan_stops_at_the_largest_band_that_makes_a_face() -> None:
+    """Faces 12-50 % of the short side are looked for in bands of 2x, the largest first:
+    a close-up is found in the 24-48 % band, and the costly 12-24 % band is not scanned;
+    a cover without a face pays for all three bands and gets no face."""
+    import cv2
+    import numpy as np
+
+    cover = closeup_cover(random.Random(5), "top")
+    draft, _ = drafted(cover)
+    gray = np.asarray(draft.convert("L"))
+    short = min(draft.size)
+    scan = functools.partial(
+        face_detect._cascade_at,
+        smallest=0.12 * short,
+        largest=0.5 * short,
+        cv2=cv2,
+        step=1.2,
+        large_first=True,
+        band=2.0,
+    )
+    counting = CountingCascade()
+    faces = scan(gray, cascade=counting)
+    scale = draft.width / cover.image.width
+    face = tuple(v * scale for v in cover.face)
+    assert any(overlaps(f.box, face) for f in faces), (faces, face)
+    assert counting.scans == 2  # 48-50 %, then 24-48 %: found
+    flat = CountingCascade()
+    assert scan(np.full_like(gray, 128), cascade=flat) == []
+    assert flat.scans == 3
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
