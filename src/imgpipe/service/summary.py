@@ -7,7 +7,7 @@ first ``FAILED_URLS_INLINE`` for people and the gallery::
 
     writer = SummaryWriter(outputs, batch, stats, finished=now)
     for record in state.creators_in_batch(batch.batch_id):
-        writer.add(CreatorResult.from_record(record))
+        writer.add(ledger.result_of(record))  # covers included, wherever kept
     summary = writer.publish(state, batch)      # summary JSON, gallery, batch record
 """
 
@@ -92,6 +92,7 @@ class BatchSummary:
 
 
 _FIELDS = tuple(f.name for f in fields(BatchSummary))
+
 
 class SummaryWriter:
     """Accumulates creator results one at a time; failed URLs go out in parts."""
