@@ -1,9 +1,10 @@
 """A creator whose cover URLs are as long as a CSV may carry them, and checks on
 what becomes of them (see :mod:`imgpipe.service.creator_covers`).
 
-60 URLs of the 8,192-character limit make the creator's cover list
-about 490 KB: past the 256 KB a final record may hold (and DynamoDB's 400 KB), so its covers must go to
-its metadata document and still reach the summary and the API in full::
+60 URLs of the 8,192-character limit make the creator's cover list about 490 KB:
+past the 256 KB a final record may hold (and DynamoDB's 400 KB item limit), so its
+covers must go to its metadata document and still reach the summary and the API
+in full::
 
     rows, failing = long_url_rows(server)
     ...                                      # run the batch
