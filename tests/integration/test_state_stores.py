@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 
 from imgpipe.adapters.dynamodb_state import DynamoStateStore
-from imgpipe.adapters.dynamodb_table import create_state_table
+from imgpipe.adapters.dynamodb_table import MAX_ITEM_BYTES, create_state_table
 from imgpipe.adapters.memory import InMemoryStateStore
 from imgpipe.adapters.sqlite_state import SqliteStateStore
 from imgpipe.domain.records import BatchRecord, BatchStatus, CreatorRecord, CreatorStatus
 from imgpipe.errors import ConditionFailedError, StateError
 from imgpipe.ports import StateStore
+from imgpipe.service.creator_covers import METADATA_BUDGET_BYTES
+from imgpipe.settings import Settings
 from tests.support.aws import client
 
 PENDING, PROCESSING, COMPLETED = (
@@ -213,6 +215,38 @@ def test_metadata_that_is_not_json_is_refused(state: StateStore) -> None:
     with pytest.raises(StateError, match="JSON"):
         state.put_batch(BatchRecord("b1", "2026", "x", settings={"nan": float("nan")}))
     assert state.get_creator("Ann", "b1") is None
+
+
+def test_a_final_record_at_the_ledgers_metadata_budget_is_stored(state: StateStore) -> None:
+    # The ledger keeps metadata within METADATA_BUDGET_BYTES: every store, DynamoDB's
+    # 400 KB item limit included, must take a record that uses all of it.
+    padding = "é" * (METADATA_BUDGET_BYTES // 2 - 100)  # two UTF-8 bytes each
+    state.put_batch(_batch_of(1))
+    state.put_creator(creator(status=PROCESSING), expected=())
+    final = creator(status=COMPLETED, metadata={"display_name": "Ann", "detail": padding})
+    after = state.finish_creator(final, expected=(PROCESSING,))
+    assert after is not None and after.completed == 1
+    stored = state.get_creator("Ann", "b1")
+    assert stored is not None and stored.metadata["detail"] == padding
+
+
+def test_dynamodb_refuses_an_item_over_its_limit_naming_creator_and_size(
+    aws: Settings, atomic_dynamodb: None
+) -> None:
+    create_state_table(client(aws, "dynamodb"), "state")
+    state = DynamoStateStore("state", settings=aws)
+    state.put_batch(_batch_of(1))
+    state.put_creator(creator(status=PROCESSING), expected=())
+    huge = creator(status=COMPLETED, metadata={"detail": "x" * MAX_ITEM_BYTES})
+    with pytest.raises(StateError, match=r"creator 'Ann' in batch 'b1' would be 4\d\d,\d{3} bytes"):
+        state.finish_creator(huge, expected=(PROCESSING,))
+    with pytest.raises(StateError, match="over DynamoDB's 409,600-byte item limit"):
+        state.put_creator(huge)
+    with pytest.raises(StateError, match="batch 'b2'"):
+        state.put_batch(BatchRecord("b2", "2026", "x", settings={"x": "y" * MAX_ITEM_BYTES}))
+    stored, batch = state.get_creator("Ann", "b1"), state.get_batch("b1")
+    assert stored is not None and stored.status is PROCESSING  # nothing was written
+    assert batch is not None and batch.completed == 0
 
 
 def _batch_of(total: int) -> BatchRecord:

@@ -17,6 +17,7 @@ from imgpipe.domain.manifest import (
     RowProblem,
     parse_manifest,
 )
+from imgpipe.domain.row_rules import MAX_CREATOR_CHARS, MAX_URL_CHARS
 from imgpipe.errors import InputError, ManifestError
 
 
@@ -321,3 +322,17 @@ def test_large_generated_stream_is_parsed_lazily() -> None:
     last = m.jobs[-1]
     assert last.creator == "creator 9999" and last.key == creator_key("creator 9999")
     assert last.covers[2] == CoverRef(2 + 9999 * 3 + 2, "https://cdn.example/9999/2.jpg")
+
+
+def test_over_long_creators_and_urls_are_row_problems_quoting_their_start() -> None:
+    url = "https://x/" + "u" * MAX_URL_CHARS
+    name = "é" * (MAX_CREATOR_CHARS + 1)
+    longest = "https://x/" + "v" * (MAX_URL_CHARS - 10)
+    m = parse(f"creator,url\nAnn,{url}\n{name},b.jpg\nAnn,{longest}\n")
+    assert [(p.line, p.field, p.reason) for p in m.problems] == [
+        (2, "url", "url_too_long"),
+        (3, "creator", "creator_too_long"),
+    ]
+    assert m.problems[0].value == f"{url[:200]}… ({len(url):,} characters)"
+    assert len(m.problems[1].value) < 250
+    assert summary(m) == [("Ann", [(4, longest)])]  # the limit itself is allowed

@@ -260,7 +260,7 @@ def test_an_expired_claim_is_taken_over_and_the_dead_owner_cannot_count_twice() 
     # The "dead" owner was only slow: its late finish must not count Bob again.
     context = BatchContext(bob["batch_id"], bob["processing_date"], bob["ttl"])
     late = CreatorResult("Bob", creator_key("Bob"), CreatorStatus.COMPLETED, images_used=1)
-    e.ledger.finish(late, context, "dead-host:9:gone")
+    e.ledger.finish(late, context, "dead-host:9:gone", document_key="results/metadata/x.json")
     assert counters(e, batch_id) == (1, 0, 0)
 
 

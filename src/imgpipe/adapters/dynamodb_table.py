@@ -46,6 +46,7 @@ from imgpipe.errors import StateError
 __all__ = [
     "BATCH_INDEX",
     "BATCH_PARTITION",
+    "MAX_ITEM_BYTES",
     "STATUS_INDEX",
     "batch_from_item",
     "batch_item",
@@ -53,11 +54,13 @@ __all__ = [
     "create_state_table",
     "creator_from_item",
     "creator_item",
+    "item_size",
 ]
 
 BATCH_PARTITION = "/batches"  # creator_key() never emits "/"
 BATCH_INDEX = "batch-id-index"
 STATUS_INDEX = "status-date-index"
+MAX_ITEM_BYTES = 400 * 1024  # DynamoDB's limit on one item, names and values together
 
 
 def create_state_table(client: Any, name: str) -> None:
@@ -120,7 +123,7 @@ def creator_item(r: CreatorRecord) -> dict[str, Any]:
     if r.lease_owner:
         item["lease_owner"] = {"S": r.lease_owner}
         item["lease_expires"] = {"N": f"{r.lease_expires:.3f}"}
-    return item
+    return _guarded(item, f"creator {r.creator_name!r} in batch {r.batch_id!r}")
 
 
 def creator_from_item(item: dict[str, Any]) -> CreatorRecord:
@@ -162,6 +165,33 @@ def batch_item(batch: BatchRecord) -> dict[str, Any]:
         item["summary_key"] = {"S": batch.summary_key}
     if batch.finished_at:
         item["finished_at"] = {"S": batch.finished_at}
+    return _guarded(item, f"batch {batch.batch_id!r}")
+
+
+def item_size(item: dict[str, Any]) -> int:
+    """The item's size as DynamoDB counts it against its limit: the UTF-8 bytes of
+    every attribute name and string value, and (a slight over-estimate) of every
+    number's digits.
+
+    >>> item_size({"a": {"S": "é"}, "n": {"N": "12"}})
+    6
+    """
+    return sum(
+        len(name.encode()) + len(next(iter(value.values())).encode())
+        for name, value in item.items()
+    )
+
+
+def _guarded(item: dict[str, Any], what: str) -> dict[str, Any]:
+    # DynamoDB would refuse the write with a ValidationException that names neither
+    # the creator nor the size; the ledger keeps records well under the limit (see
+    # imgpipe.service.creator_covers), so this is the last line, not the rule.
+    size = item_size(item)
+    if size > MAX_ITEM_BYTES:
+        raise StateError(
+            f"the item of {what} would be {size:,} bytes, over DynamoDB's "
+            f"{MAX_ITEM_BYTES:,}-byte item limit"
+        )
     return item
 
 

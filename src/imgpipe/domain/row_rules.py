@@ -32,6 +32,8 @@ from imgpipe.errors import ColumnError, ManifestError
 __all__ = [
     "CREATOR_ALIASES",
     "DEFAULT_SCHEMES",
+    "MAX_CREATOR_CHARS",
+    "MAX_URL_CHARS",
     "URL_ALIASES",
     "ManifestRow",
     "RowProblem",
@@ -48,6 +50,18 @@ URL_ALIASES: tuple[str, ...] = (
 )  # fmt: skip
 
 DEFAULT_SCHEMES = frozenset({"http", "https", "file", ""})
+# Longer URLs are a row problem (``url_too_long``). Browsers, CDNs and S3 presigning
+# stay far below it (signed URLs run 250 to 2,000 characters), and common servers
+# refuse request lines past 8 KB anyway; without a cap one cell could hold the CSV
+# reader's whole 128 KB field, copied into every record and message that names it.
+MAX_URL_CHARS = 8_192
+# Longer creator names are a row problem (``creator_too_long``): a name is copied
+# into every record, message and page of its creator, and one cell of the CSV
+# reader's 128 K characters (up to 512 KB of UTF-8) would alone pass DynamoDB's
+# 400 KB item limit and fail the planning of its whole chunk of creators.
+MAX_CREATOR_CHARS = 1_024
+# How much of a refused over-long value a row problem quotes.
+SHOWN_CHARS = 200
 # RFC 3986 scheme; one letter is a Windows drive ("C:\covers\a.jpg"), not a scheme.
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")
 # An http(s) URL whose host is plain ASCII letters, digits, dots and dashes needs
@@ -109,13 +123,26 @@ def row_item(
     RowProblem(line=7, field='creator', reason='missing_creator', value='')
     >>> row_item(8, " Ann ", "ftp://x").problem.reason
     'unsupported_scheme'
+    >>> row_item(9, "Ann", "https://x/" + "a" * MAX_URL_CHARS).problem.reason
+    'url_too_long'
+    >>> row_item(10, "A" * 5_000, "a.jpg").reason
+    'creator_too_long'
     """
     creator, url = creator.strip(), url.strip()
     if not creator:
         return RowProblem(line, "creator", "missing_creator")
+    if len(creator) > MAX_CREATOR_CHARS:
+        return RowProblem(line, "creator", "creator_too_long", _cut(creator))
+    if len(url) > MAX_URL_CHARS:
+        return ManifestRow(line, creator, url, RowProblem(line, "url", "url_too_long", _cut(url)))
     reason = _check_url(url, schemes)
     problem = None if reason is None else RowProblem(line, "url", reason, url)
     return ManifestRow(line, creator, url, problem)
+
+
+def _cut(value: str) -> str:
+    """An over-long value as a row problem quotes it: its start and its length."""
+    return f"{value[:SHOWN_CHARS]}… ({len(value):,} characters)"
 
 
 def _shown(cells: list[str], limit: int = 200) -> str:

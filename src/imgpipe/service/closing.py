@@ -35,7 +35,7 @@ from imgpipe.domain.keys import summary_key
 from imgpipe.domain.records import BatchRecord
 from imgpipe.errors import SummaryPendingError
 from imgpipe.service.notice import NoticeRecord, Reservation
-from imgpipe.service.results import CreatorResult, PlanStats
+from imgpipe.service.results import PlanStats
 from imgpipe.service.summary import BatchSummary, SummaryWriter
 
 if TYPE_CHECKING:  # the ledger builds its closing: a type-only import back
@@ -190,7 +190,7 @@ class BatchClosing:
             )
             for record in self.ledger.state.creators_in_batch(batch.batch_id):
                 if record.status.is_final:
-                    writer.add(CreatorResult.from_record(record))
+                    writer.add(self.ledger.result_of(record))
             if writer.creators >= expected:
                 return writer
             writer.discard()

@@ -8,7 +8,7 @@ through one :class:`BatchLedger`::
     context = ledger.open_batch("b1", source="x.csv", total=2, settings={}, stats=stats)
     ledger.add_pending(context, jobs)
     replay = ledger.claim(job, context, owner="host:1:ab")   # None: ours to work on
-    ledger.finish(result, context, owner="host:1:ab")
+    ledger.finish(result, context, owner="host:1:ab", document_key=key)  # key: its metadata
     summary = ledger.finalize("b1")                          # once, by whoever is last
                                                              # (and then the notice, once:
                                                              # claimed before the summary)
@@ -44,6 +44,7 @@ from imgpipe.errors import (
 from imgpipe.ports import ObjectStore, StateStore
 from imgpipe.service.batch_plans import BatchPlans
 from imgpipe.service.closing import BatchClosing
+from imgpipe.service.creator_covers import record_covers, record_metadata
 from imgpipe.service.notice import BatchNotices
 from imgpipe.service.owners import local_owner
 from imgpipe.service.results import BatchContext, CreatorResult, PlanStats
@@ -218,7 +219,7 @@ class BatchLedger:
             return None
         if existing.status.is_final:
             log.info("creator %s already %s in batch %s", job.key, existing.status, job.key)
-            return CreatorResult.from_record(existing, creator=job.creator)
+            return self.result_of(existing, creator=job.creator)
         wait = max(1.0, existing.lease_expires - now)
         raise ClaimBusyError(
             f"creator {job.key!r} of batch {context.batch_id} is claimed by "
@@ -280,15 +281,17 @@ class BatchLedger:
             pass  # finished or taken over meanwhile: nothing of ours to give back
 
     def finish(
-        self, result: CreatorResult, context: BatchContext, owner: str
+        self, result: CreatorResult, context: BatchContext, owner: str, *, document_key: str
     ) -> BatchRecord | None:
         """Write the final record and count it, once; returns the batch after the count.
 
+        ``document_key`` is the creator's metadata document, already written: a record
+        whose covers would not fit keeps them there (see :mod:`.creator_covers`).
         A retry after an ambiguous failure may find our own final record already
         there: that is success. A claim another owner took over raises
         ClaimBusyError (its work will finish the creator).
         """
-        metadata = {"display_name": result.creator, **result.to_dict()}
+        metadata = record_metadata(result, document_key)
         record = CreatorRecord(
             creator_name=result.key,
             processing_date=context.processing_date,
@@ -320,6 +323,11 @@ class BatchLedger:
             f"creator {result.key!r}: the claim passed to {holder} before this finish",
             retry_after=self.lease_seconds,
         )
+
+    def result_of(self, record: CreatorRecord, *, creator: str | None = None) -> CreatorResult:
+        """The result a final record holds, covers included wherever the record keeps them."""
+        covers = record_covers(record, self.outputs)
+        return CreatorResult.from_record(record, creator=creator, covers=covers)
 
     def _record(
         self,

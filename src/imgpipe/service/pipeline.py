@@ -214,14 +214,12 @@ class CreatorPipeline:
     ) -> None:
         # The metadata document first: a crash after it and before the record only
         # means the retry writes the same document again.
+        # It is also where a record too large for the state store keeps its covers.
         document = {"batch_id": context.batch_id, "display_name": result.creator}
         document.update(result.to_dict())
-        self.store.put(
-            metadata_key(context.batch_id, result.key, prefix=prefix),
-            _json_bytes(document),
-            content_type="application/json",
-        )
-        result.batch = self.ledger.finish(result, context, owner)
+        key = metadata_key(context.batch_id, result.key, prefix=prefix)
+        self.store.put(key, _json_bytes(document), content_type="application/json")
+        result.batch = self.ledger.finish(result, context, owner, document_key=key)
 
     # -- work ------------------------------------------------------------------
 

@@ -72,18 +72,24 @@ class CreatorResult:
         return sum(1 for c in self.covers if c.reason in _DUPLICATES)
 
     @classmethod
-    def from_record(cls, record: CreatorRecord, *, creator: str | None = None) -> CreatorResult:
-        """The result as stored in a final record (its metadata holds the covers)."""
+    def from_record(
+        cls,
+        record: CreatorRecord,
+        *,
+        creator: str | None = None,
+        covers: list[dict[str, Any]] | None = None,
+    ) -> CreatorResult:
+        """The result as stored in a final record: its covers are ``covers`` when given
+        (read by :func:`~imgpipe.service.creator_covers.record_covers`, which finds
+        them where the record keeps them), else those of its metadata."""
         known = CoverOutcome.__dataclass_fields__
-        covers = [
-            CoverOutcome(**{k: v for k, v in c.items() if k in known})
-            for c in record.metadata.get("covers", [])
-        ]
+        listed = record.metadata.get("covers", []) if covers is None else covers
+        outcomes = [CoverOutcome(**{k: v for k, v in c.items() if k in known}) for c in listed]
         return cls(
             creator=creator or record.metadata.get("display_name", record.creator_name),
             key=record.creator_name,
             status=record.status,
-            covers=covers,
+            covers=outcomes,
             images_used=record.images_processed,
             collage_key=record.collage_key,
             preview_key=record.metadata.get("preview_key"),

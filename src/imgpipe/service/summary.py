@@ -7,7 +7,7 @@ first ``FAILED_URLS_INLINE`` for people and the gallery::
 
     writer = SummaryWriter(outputs, batch, stats, finished=now)
     for record in state.creators_in_batch(batch.batch_id):
-        writer.add(CreatorResult.from_record(record))
+        writer.add(ledger.result_of(record))  # covers included, wherever kept
     summary = writer.publish(state, batch)      # summary JSON, gallery, batch record
 """
 

@@ -86,7 +86,8 @@ def creator_page(request: Request, name: str) -> Response:
     if not records:
         message = f"No batch has processed a creator named {name!r}."
         return _page(request, "missing.html", status=404, message=message, title="Not found")
-    history = [creator_view(r) for r in records]
+    store = request.app.state.backend.store
+    history = [creator_view(r, store) for r in records]
     title = f"{history[0]['creator']} · imgpipe"
     return _page(request, "creator.html", history=history, name=name, title=title)
 

@@ -15,7 +15,13 @@ from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
 from imgpipe.domain.result_rows import line_kind
 from imgpipe.domain.spec import RANGES
 from imgpipe.errors import InputError, StorageError, column_role
-from imgpipe.service.results import NOT_FAILURES
+from imgpipe.ports import ObjectStore
+from imgpipe.service.creator_covers import (
+    COVERS_KEY_FIELD,
+    failed_covers,
+    load_covers,
+    record_covers,
+)
 
 router = APIRouter(tags=["batches"])
 
@@ -46,10 +52,17 @@ def batch_view(batch: BatchRecord) -> dict[str, Any]:
     return data
 
 
-def creator_view(record: CreatorRecord) -> dict[str, Any]:
-    covers = record.metadata.get("covers", [])
-    failed = [c for c in covers if not c.get("ok") and c.get("reason") not in NOT_FAILURES]
-    failures = Counter(c.get("reason") for c in failed)
+def creator_view(record: CreatorRecord, store: ObjectStore | None = None) -> dict[str, Any]:
+    """A creator's record for pages. A record whose covers did not fit the state store
+    keeps them in its metadata document: read from ``store`` (the outputs) when given,
+    else only its failure counts are shown (the batch-wide counts need no more)."""
+    if COVERS_KEY_FIELD in record.metadata and store is None:
+        failed: list[dict[str, Any]] = []
+        failures = Counter(record.metadata.get("failures_by_reason", {}))
+    else:
+        covers = record_covers(record, store) if store else record.metadata.get("covers", [])
+        failed = failed_covers(covers)
+        failures = Counter(c.get("reason") for c in failed)
     return {
         "creator": record.metadata.get("display_name", record.creator_name),
         "key": record.creator_name,
@@ -66,10 +79,22 @@ def creator_view(record: CreatorRecord) -> dict[str, Any]:
         "error_count": record.error_count,
         "error": record.metadata.get("error"),
         "failures": dict(failures),
-        "failed_urls": [
-            {"line": c.get("line"), "url": c.get("url"), "reason": c.get("reason")} for c in failed
-        ],
+        "failed_urls": _failed_urls(failed),
+        # Set when the covers live in the metadata document rather than in the record.
+        "covers_key": record.metadata.get(COVERS_KEY_FIELD),
     }
+
+
+def _failed_urls(failed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"line": c.get("line"), "url": c.get("url"), "reason": c.get("reason")} for c in failed]
+
+
+def _load_failed_urls(view: dict[str, Any], store: ObjectStore) -> dict[str, Any]:
+    """``view`` with the failed URLs its record keeps in its metadata document."""
+    if view["covers_key"]:
+        covers = load_covers(view["key"], view["covers_key"], store)
+        view["failed_urls"] = _failed_urls(failed_covers(covers))
+    return view
 
 
 @router.post("/batches", status_code=202, summary="Upload a CSV and start its batch")
@@ -200,7 +225,8 @@ def batch_detail(
         "failures_by_reason": dict(reasons.most_common()),
         "creators_total": len(creators),
         "creators_offset": offset,
-        "creators": creators[offset:end],
+        # Only the page shown reads the documents of records that keep covers there.
+        "creators": [_load_failed_urls(c, backend.store) for c in creators[offset:end]],
         "live": live,
         "row_problems": stats.row_problems[:MAX_ROW_PROBLEMS] if stats else [],
         "row_problems_total": stats.problems_total if stats else 0,
@@ -240,7 +266,8 @@ def creator_history(
     records = find_creator(request.app.state.backend.state, name, limit)
     if not records:
         raise HTTPException(404, f"no records for creator {name!r}")
-    return [creator_view(r) for r in records]
+    store = request.app.state.backend.store
+    return [creator_view(r, store) for r in records]
 
 
 def find_creator(state: Any, name: str, limit: int) -> list[CreatorRecord]:
