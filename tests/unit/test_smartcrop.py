@@ -24,7 +24,7 @@ from imgpipe.domain.layout import center_crop_box
 from imgpipe.domain.spec import CROP_MODES, BatchSpec
 from imgpipe.entrypoints.cli import CropName
 from imgpipe.errors import ConfigError
-from imgpipe.imaging import face_detect, smartcrop
+from imgpipe.imaging import cascade, face_detect, smartcrop
 from imgpipe.imaging.decode import load_tile
 from imgpipe.imaging.smartcrop import detector_name, square_window
 from imgpipe.service.planning import OUTPUT_SETTINGS, batch_identity
@@ -165,7 +165,7 @@ class CountingCascade:
     """The real classifier, counting the scans it is asked for."""
 
     def __init__(self) -> None:
-        self.cascade = face_detect._thread_cascade()
+        self.cascade = cascade.thread_cascade()
         self.scans = 0
 
     def detectMultiScale(self, image: object, **options: object) -> object:
@@ -185,7 +185,7 @@ def test_the_wide_face_scan_stops_at_the_largest_band_that_makes_a_face() -> Non
     gray = np.asarray(draft.convert("L"))
     short = min(draft.size)
     scan = functools.partial(
-        face_detect._cascade_at,
+        cascade.cascade_at,
         smallest=0.12 * short,
         largest=0.5 * short,
         cv2=cv2,

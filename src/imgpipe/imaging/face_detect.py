@@ -31,27 +31,21 @@ benchmark covers the whole smart window costs ~1 ms against a 4.6-6.1 ms decode.
 
 from __future__ import annotations
 
-import threading
-from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any
 
 from PIL import Image
 
+# The cascade's mechanics (loading, one classifier a thread, scanning a size range)
+# live in .cascade; this module decides where to look.
+from imgpipe.imaging.cascade import (
+    Box,
+    Face,
+    cascade_at,
+    load_cascade,
+    thread_cascade,
+)
+
 __all__ = ["Box", "Face", "find_faces", "load_cascade"]
-
-Box = tuple[int, int, int, int]  # left, top, right, bottom
-
-
-class Face(NamedTuple):
-    """A face's box and the cascade's votes for it (overlapping hits: a confidence)."""
-
-    box: Box
-    votes: int
-
-    def moved(self, left: int, top: int) -> Face:
-        a, b, c, d = self.box
-        return Face((a + left, b + top, c + left, d + top), self.votes)
-
 
 # Skin box of Chai & Ngan in YCrCb: Cr 133-173, Cb 77-127.
 _SKIN_LOW, _SKIN_HIGH = (0, 133, 77), (255, 173, 127)
@@ -63,7 +57,6 @@ _BLOB_MAX_ASPECT = 2.6  # height / width: a face with its neck, not an arm
 _MAX_CANDIDATES = 4  # the largest blobs; more would make a skin-rich cover expensive
 _MARGIN = 0.06  # of the short side, around a blob: a face reaches past its skin (hair, ears)
 _SMALL_BLOB_MAX = 0.25  # a wider blob is not a face 7-17 % wide (with its neck)
-_SCALE_STEP = 1.15  # 1.2 missed 3 more of 60 small faces
 _BLOB_SCALE_STEP = 1.25  # around a blob: as accurate as 1.15 on the 60 covers, 1/3 cheaper
 _SHARPNESS_MIN = 18.0  # mean |Laplacian| of a blob worth scanning for a face
 _SHARP_WIDTH = 32  # px: a blob is judged at this width
@@ -78,7 +71,7 @@ _WHOLE_MIN, _WHOLE_MAX = 0.07, 0.17
 _REGIONS, _REGION_SIZE, _REGION_MARGIN = 3, 0.12, 0.08
 _REGION_STEP = 1.2
 # When the passes above find nothing: faces 12-50 % of the short side where skin
-# colours are sharp, the draft shrunken (the smallest face to _FACE_PX), for a face
+# colours are sharp, the draft shrunken (the smallest face to FACE_PX), for a face
 # merged with skin-coloured surroundings into one blob (an orange suit, a blurred
 # copy of the photo behind it). On the 60 composed covers (faces 12-30 % of the
 # width): 59 found at 0.12 and step 1.2; 57 at 0.13, or at step 1.25 (1/5 cheaper).
@@ -88,45 +81,12 @@ _MEDIUM_MIN, _MEDIUM_STEP = 0.12, 1.2
 # median cost 17 -> 10 ms; bands of 2.2x found 57, of 1.7x 51 (OpenCV's 1 px slide
 # past twice its window gives a face the votes it needs, so each band keeps one).
 _MEDIUM_BAND = 2.0
-_GROUP_EPS = 0.2  # detectMultiScale's own grouping of raw hits
 # Scanned around the cells that score at least half the best, plus 15 % of the short
 # side (a face reaches past its sharp skin): 59 found, ~17 ms a cover, where the
 # whole draft cost ~25 ms; 0.7 of the best found 52, a reach of 0.1 57.
 _EXTENT_SHARE, _EXTENT_REACH = 0.5, 0.15
 # The least best score (sharpness x skin share, on the small copy) worth that scan.
 _SHARP_SKIN_MIN = 38.0
-_FACE_PX = 26  # px: the smallest face sought is resized to this (the cascade's window is 24)
-_MIN_NEIGHBOURS = 3
-
-
-@lru_cache(maxsize=1)
-def load_cascade() -> Any:
-    """OpenCV's frontal-face cascade, or None without OpenCV (or its data files)."""
-    try:
-        import cv2
-        from cv2.data import haarcascades  # the cascades' folder inside the wheel
-    except ImportError:
-        return None
-    cv2.setNumThreads(1)  # cells are decoded in parallel already; threads only contend
-    cascade = cv2.CascadeClassifier(haarcascades + _CASCADE_FILE)
-    return None if cascade.empty() else cascade
-
-
-_CASCADE_FILE = "haarcascade_frontalface_default.xml"
-_PER_THREAD = threading.local()
-
-
-def _thread_cascade() -> Any:
-    """This thread's own classifier. Cells are decoded on a thread pool, and
-    detectMultiScale on one classifier from two threads at once returns wrong boxes
-    (seen: a face found on one run and missed on the next)."""
-    cascade = getattr(_PER_THREAD, "cascade", None)
-    if cascade is None:
-        import cv2
-        from cv2.data import haarcascades
-
-        cascade = _PER_THREAD.cascade = cv2.CascadeClassifier(haarcascades + _CASCADE_FILE)
-    return cascade
 
 
 def find_faces(rgb: Image.Image, small: Image.Image) -> list[Face]:
@@ -136,7 +96,7 @@ def find_faces(rgb: Image.Image, small: Image.Image) -> list[Face]:
     """
     if load_cascade() is None:
         return []
-    cascade = _thread_cascade()
+    cascade = thread_cascade()
     import cv2
     import numpy as np
 
@@ -171,9 +131,9 @@ def find_faces(rgb: Image.Image, small: Image.Image) -> list[Face]:
     # The face merged with skin-coloured surroundings (an orange suit, a blurred copy
     # of the photo behind it) into one blob, or is not skin-coloured itself (a cool
     # grade): the draft where skin colours are sharp, shrunken so that the smallest
-    # face sought is _FACE_PX.
+    # face sought is FACE_PX.
     left, top, right, bottom = _sharp_skin_extent(promise, gray.shape, cell, short, np)
-    found = _cascade_at(
+    found = cascade_at(
         gray[top:bottom, left:right],
         _MEDIUM_MIN * short,
         _BLOB_MAX * short,
@@ -221,7 +181,7 @@ def _scan_skin_rich(gray: Any, skin: Any, cell: int, cascade: Any, cv2: Any, np:
     for left, top, right, bottom in _sharp_skin_regions(score, gray.shape, cell, side, margin, np):
         region = gray[top:bottom, left:right]
         found += [
-            f.moved(left, top) for f in _cascade_at(region, low, high, cascade, cv2, _REGION_STEP)
+            f.moved(left, top) for f in cascade_at(region, low, high, cascade, cv2, _REGION_STEP)
         ]
     return found
 
@@ -328,106 +288,5 @@ def _scan_around(
     right, bottom = min(width, blob[2] + margin), min(height, blob[3] + margin)
     # Only the region goes to gray and to NumPy (a whole 270x480 copy costs 0.3 ms).
     gray = np.asarray(rgb.crop((left, top, right, bottom)).convert("L"))
-    found = _cascade_at(gray, smallest, largest, cascade, cv2, _BLOB_SCALE_STEP)
+    found = cascade_at(gray, smallest, largest, cascade, cv2, _BLOB_SCALE_STEP)
     return [face.moved(left, top) for face in found]
-
-
-def _cascade_at(
-    gray: Any,
-    smallest: float,
-    largest: float,
-    cascade: Any,
-    cv2: Any,
-    step: float = 0.0,
-    large_first: bool = False,
-    band: float = 0.0,
-) -> list[Face]:
-    """Faces ``smallest`` to ``largest`` px wide in ``gray``, resized so that the smallest
-    is ``_FACE_PX`` (above the cascade's 24 px window, and no bigger than needed).
-
-    OpenCV slides its window 1 px at a time (not 2) once the window is over twice its
-    own size: those sizes cost 2-3x the small ones (measured on a 216x384 draft: 6.8
-    ms for the 50 px window, 2.6 ms for the 41 px one). So the range is scanned in
-    bands of at most 2x, each on a copy halved again, and the raw hits of all bands
-    are grouped as ``detectMultiScale`` groups them (a face at a band's edge keeps
-    the votes of both). With ``large_first`` the largest band goes first and the
-    scan stops at the first band whose hits make a face: the small sizes, on the
-    largest copy, cost most.
-    """
-    step = step or _SCALE_STEP
-    if not band or largest <= smallest * band:
-        return _scan_band(gray, smallest, largest, step, cascade, cv2)
-    bands = []
-    while smallest < largest:
-        bands.append((smallest, min(largest, smallest * band)))
-        smallest *= band
-    if large_first:
-        bands.reverse()
-    hits: list[list[int]] = []
-    faces: Any = ()
-    votes: Any = ()
-    for low, high in bands:
-        hits += _raw_hits(gray, low, high, step, cascade, cv2)
-        faces, votes = cv2.groupRectangles(hits, _MIN_NEIGHBOURS, _GROUP_EPS)
-        if large_first and len(faces):
-            break
-    return [
-        Face((int(x), int(y), int(x + w), int(y + h)), int(count))
-        for (x, y, w, h), count in zip(faces, votes, strict=True)
-    ]
-
-
-def _scan_band(
-    gray: Any, smallest: float, largest: float, step: float, cascade: Any, cv2: Any
-) -> list[Face]:
-    scale = _FACE_PX / smallest
-    resized = _resized(gray, scale, cv2)
-    if resized is None:
-        return []
-    top_size = max(_FACE_PX, round(largest * scale))
-    # detectMultiScale2 also says how many overlapping hits made each face: a
-    # confidence, so that a real face outweighs a look-alike in the backdrop.
-    faces, votes = cascade.detectMultiScale2(
-        resized,
-        scaleFactor=step,
-        minNeighbors=_MIN_NEIGHBOURS,
-        minSize=(_FACE_PX, _FACE_PX),
-        maxSize=(top_size, top_size),
-    )
-    found = []
-    for (x, y, w, h), count in zip(faces, votes, strict=True):
-        box = (round(x / scale), round(y / scale), round((x + w) / scale), round((y + h) / scale))
-        found.append(Face(box, int(count)))
-    return found
-
-
-def _resized(gray: Any, scale: float, cv2: Any) -> Any:
-    """``gray`` resized by ``scale``, or None when a face's window no longer fits."""
-    height, width = gray.shape[:2]
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    if size[0] < _FACE_PX or size[1] < _FACE_PX:
-        return None
-    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-
-
-def _raw_hits(
-    gray: Any, smallest: float, largest: float, step: float, cascade: Any, cv2: Any
-) -> list[list[int]]:
-    """Every window the cascade accepts for faces ``smallest`` to ``largest`` px wide,
-    ungrouped, in ``gray``'s pixels."""
-    scale = _FACE_PX / smallest
-    resized = _resized(gray, scale, cv2)
-    if resized is None:
-        return []
-    top_size = max(_FACE_PX, round(largest * scale))
-    found = cascade.detectMultiScale(
-        resized,
-        scaleFactor=step,
-        minNeighbors=0,
-        minSize=(_FACE_PX, _FACE_PX),
-        maxSize=(top_size, top_size),
-    )
-    return [
-        [round(x / scale), round(y / scale), round(w / scale), round(h / scale)]
-        for x, y, w, h in found
-    ]
