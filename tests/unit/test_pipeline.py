@@ -395,6 +395,50 @@ def test_a_stop_while_the_claim_is_on_its_way_gives_the_claim_back(ports) -> Non
     assert record is not None and record.status is CreatorStatus.PENDING
 
 
+def test_a_stop_while_the_collage_is_stored_finishes_the_creator(ports) -> None:  # type: ignore[no-untyped-def]
+    """Once the render has started, a stop waits for it: the creator ends completed with
+    its one collage recorded, and the stop is honoured after. Given back instead, the
+    stored collage was named by no record (and a --new-batch run made a second one)."""
+    import threading
+
+    from imgpipe.domain.records import CreatorRecord
+    from imgpipe.service.pipeline import CreatorPipeline
+
+    store, state = ports
+    entered, proceed = threading.Event(), threading.Event()
+
+    class SlowCollages(InMemoryObjectStore):
+        def put(self, key: str, data: bytes, **kwargs: Any) -> None:
+            if "/collage_" in key and key.endswith(".jpg"):
+                entered.set()
+                proceed.wait(5)  # a slow store: the stop arrives meanwhile
+            super().put(key, data, **kwargs)
+
+    slow = SlowCollages()
+    ledger = BatchLedger(state, slow, slow, clock=SteppingClock())
+    context = BatchContext("b1", "2026-11-23T10:00:00+00:00", 0)
+    state.put_creator(
+        CreatorRecord("Ann", context.processing_date, "b1", CreatorStatus.PENDING), expected=()
+    )
+    pipeline = CreatorPipeline(slow, ledger, DictFetcher({"a": jpeg(RED)}))
+
+    async def stop_mid_store() -> None:
+        task = asyncio.create_task(
+            pipeline.process(job("Ann", ["a"]), context, options(), owner="me")
+        )
+        await asyncio.to_thread(entered.wait, 5)
+        task.cancel()
+        proceed.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(stop_mid_store())
+    record = state.get_creator("Ann", "b1")
+    assert record is not None and record.status is CreatorStatus.COMPLETED
+    collages = [k for k in slow.list("") if "/collage_" in k and k.endswith(".jpg")]
+    assert collages == [record.collage_key]
+
+
 def _photo_cover(seed: int, **change: Any) -> bytes:
     """A photo-like 9:16 cover, optionally re-encoded, resized, cropped or brightened."""
     from tests.support.photos import photo

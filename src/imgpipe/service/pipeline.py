@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgpipe.domain.fingerprints import collage_fingerprint
 from imgpipe.domain.keys import collage_key, metadata_key, preview_key
@@ -40,20 +40,24 @@ from imgpipe.errors import KeyCollisionError, StorageError
 from imgpipe.imaging.collage import render_collage
 from imgpipe.imaging.preview import PREVIEW_CONTENT_TYPE, PREVIEW_WIDTH, render_preview
 from imgpipe.imaging.smartcrop import detector_name
-from imgpipe.logs import EVENTS_LOGGER, log_context
+from imgpipe.logs import log_context
 from imgpipe.ports import ObjectStore
 from imgpipe.service.claim_beat import ClaimBeat, CoverTally
 from imgpipe.service.collect import CoverCollector, Fetcher
 from imgpipe.service.ledger import BatchLedger
 from imgpipe.service.memory import MemoryMonitor, MemoryPressureError
 from imgpipe.service.progress import NullProgress, ProgressSink
-from imgpipe.service.results import BatchContext, CreatorResult
+from imgpipe.service.results import BatchContext, CreatorResult, log_outcome
 from imgpipe.settings import BatchSpec
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from imgpipe.domain.layout import Grid
 
 __all__ = ["CreatorPipeline", "Fetcher", "Heartbeat"]
 
 log = logging.getLogger(__name__)
-events = logging.getLogger(EVENTS_LOGGER)
 
 MAX_KEY_SUFFIX = 100
 # Called at every renewal of a claim, e.g. to extend the SQS message's visibility.
@@ -154,7 +158,12 @@ class CreatorPipeline:
         except asyncio.CancelledError:
             await finishing
             raise
-        _log_outcome(result)
+        log_outcome(result)
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # A stop that arrived while the collage was stored (see _attempt): the
+            # creator is finished, now the stop is honoured.
+            raise asyncio.CancelledError
         return result
 
     async def _keep_claim(
@@ -276,13 +285,34 @@ class CreatorPipeline:
             return result
         self.monitor.check()
         tiles = [item.tile for item in accepted]
+        # From here on a stop waits (tens of ms) and the creator is finished: stopped
+        # between storing its collage and its record, it left a collage no record
+        # names, and a batch started anew with --new-batch then made a second one.
+        # _process honours the stop once the record is written.
+        rendering = asyncio.ensure_future(
+            self._render_and_store(job, tiles, grid, context, options, result)
+        )
+        try:
+            await asyncio.shield(rendering)
+        except asyncio.CancelledError:
+            await rendering
+        return result
+
+    async def _render_and_store(
+        self,
+        job: CreatorJob,
+        tiles: list[Image.Image],
+        grid: Grid,
+        context: BatchContext,
+        options: BatchSpec,
+        result: CreatorResult,
+    ) -> None:
         data = await self._run_cpu(render_collage, tiles, grid, quality=options.render.quality)
         result.collage_key = await asyncio.to_thread(
             self._store_collage, job.key, data, context, options
         )
         result.preview_key = await self._ensure_preview(result.collage_key, data)
         result.status = CreatorStatus.COMPLETED
-        return result
 
     async def _ensure_preview(self, collage: str, data: bytes | None) -> str | None:
         """The key of the collage's preview, made and stored when missing.
@@ -347,26 +377,6 @@ class CreatorPipeline:
                     return candidate
                 continue
         raise StorageError(f"no free collage key for {key} after {MAX_KEY_SUFFIX} tries")
-
-
-def _log_outcome(result: CreatorResult) -> None:
-    """One record per failed cover (naming its URL) and one for the creator, for log search."""
-    for cover in result.failures:  # duplicates and covers never fetched are not failures
-        events.info(
-            "cover failed: %s (%s)",
-            cover.url,
-            cover.reason,
-            extra={"url": cover.url, "line": cover.line, "reason": cover.reason,
-                   "detail": cover.detail},
-        )  # fmt: skip
-    events.info(
-        "creator %s: %s",
-        result.key,
-        result.status.value,
-        extra={"status": result.status.value, "images_used": result.images_used,
-               "failed_covers": len(result.failures), "error": result.error,
-               "duration_s": round(result.duration, 3)},
-    )  # fmt: skip
 
 
 # Compact, by one reused encoder: with an indent Python's encoder runs in pure Python,

@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,8 +24,12 @@ from imgpipe.domain.records import (
     CreatorStatus,
     Reason,
 )
+from imgpipe.logs import EVENTS_LOGGER
 
-__all__ = ["NOT_FAILURES", "BatchContext", "CreatorResult", "PlanStats"]
+__all__ = ["NOT_FAILURES", "BatchContext", "CreatorResult", "PlanStats", "log_outcome"]
+
+# One record per failed cover and one per creator (log_outcome), for log search.
+events = logging.getLogger(EVENTS_LOGGER)
 
 # Reasons that describe a cover we chose not to use rather than one that failed.
 _DUPLICATES = frozenset({Reason.DUPLICATE.value, Reason.NEAR_DUPLICATE.value})
@@ -122,3 +127,23 @@ class CreatorResult:
 def _size(metadata: dict[str, Any]) -> tuple[int, int] | None:
     width, height = metadata.get("width"), metadata.get("height")
     return (int(width), int(height)) if width and height else None
+
+
+def log_outcome(result: CreatorResult) -> None:
+    """One record per failed cover (naming its URL) and one for the creator, for log search."""
+    for cover in result.failures:  # duplicates and covers never fetched are not failures
+        events.info(
+            "cover failed: %s (%s)",
+            cover.url,
+            cover.reason,
+            extra={"url": cover.url, "line": cover.line, "reason": cover.reason,
+                   "detail": cover.detail},
+        )  # fmt: skip
+    events.info(
+        "creator %s: %s",
+        result.key,
+        result.status.value,
+        extra={"status": result.status.value, "images_used": result.images_used,
+               "failed_covers": len(result.failures), "error": result.error,
+               "duration_s": round(result.duration, 3)},
+    )  # fmt: skip
