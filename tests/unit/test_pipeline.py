@@ -357,12 +357,36 @@ def test_an_input_being_planned_elsewhere_is_refused(ports) -> None:  # type: ig
     assert summary.totals["completed"] == 1
 
 
+def _stop_ann_mid_way(
+    store: ObjectStore, ledger: BatchLedger, state: StateStore, entered: Any, proceed: Any
+) -> None:
+    """Process Ann (pending, one red cover) and stop her task once ``entered`` is set by
+    a slow store, then let the store go on: the stop must surface as CancelledError."""
+    from imgpipe.domain.records import CreatorRecord
+    from imgpipe.service.pipeline import CreatorPipeline
+
+    context = BatchContext("b1", "2026-11-23T10:00:00+00:00", 0)
+    state.put_creator(
+        CreatorRecord("Ann", context.processing_date, "b1", CreatorStatus.PENDING), expected=()
+    )
+    pipeline = CreatorPipeline(store, ledger, DictFetcher({"a": jpeg(RED)}))
+
+    async def stop_mid_way() -> None:
+        task = asyncio.create_task(
+            pipeline.process(job("Ann", ["a"]), context, options(), owner="me")
+        )
+        await asyncio.to_thread(entered.wait, 5)
+        task.cancel()
+        proceed.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(stop_mid_way())
+
+
 def test_a_stop_while_the_claim_is_on_its_way_gives_the_claim_back(ports) -> None:  # type: ignore[no-untyped-def]
     """The claim runs in a thread: cancelled mid-claim, it is still made, then released."""
     import threading
-
-    from imgpipe.domain.records import CreatorRecord
-    from imgpipe.service.pipeline import CreatorPipeline
 
     store, state = ports
     entered, proceed = threading.Event(), threading.Event()
@@ -373,24 +397,8 @@ def test_a_stop_while_the_claim_is_on_its_way_gives_the_claim_back(ports) -> Non
             proceed.wait(5)  # a slow store: the stop arrives meanwhile
             return super().claim(*args, **kwargs)
 
-    ledger = SlowClaims(state, store, store, clock=SteppingClock())
-    context = BatchContext("b1", "2026-11-23T10:00:00+00:00", 0)
-    state.put_creator(
-        CreatorRecord("Ann", context.processing_date, "b1", CreatorStatus.PENDING), expected=()
-    )
-    pipeline = CreatorPipeline(store, ledger, DictFetcher({"a": jpeg(RED)}))
-
-    async def stop_mid_claim() -> None:
-        task = asyncio.create_task(
-            pipeline.process(job("Ann", ["a"]), context, options(), owner="me")
-        )
-        await asyncio.to_thread(entered.wait, 5)
-        task.cancel()
-        proceed.set()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(stop_mid_claim())
+    _stop_ann_mid_way(store, SlowClaims(state, store, store, clock=SteppingClock()), state,
+                      entered, proceed)  # fmt: skip
     record = state.get_creator("Ann", "b1")
     assert record is not None and record.status is CreatorStatus.PENDING
 
@@ -400,9 +408,6 @@ def test_a_stop_while_the_collage_is_stored_finishes_the_creator(ports) -> None:
     its one collage recorded, and the stop is honoured after. Given back instead, the
     stored collage was named by no record (and a --new-batch run made a second one)."""
     import threading
-
-    from imgpipe.domain.records import CreatorRecord
-    from imgpipe.service.pipeline import CreatorPipeline
 
     store, state = ports
     entered, proceed = threading.Event(), threading.Event()
@@ -415,24 +420,8 @@ def test_a_stop_while_the_collage_is_stored_finishes_the_creator(ports) -> None:
             super().put(key, data, **kwargs)
 
     slow = SlowCollages()
-    ledger = BatchLedger(state, slow, slow, clock=SteppingClock())
-    context = BatchContext("b1", "2026-11-23T10:00:00+00:00", 0)
-    state.put_creator(
-        CreatorRecord("Ann", context.processing_date, "b1", CreatorStatus.PENDING), expected=()
-    )
-    pipeline = CreatorPipeline(slow, ledger, DictFetcher({"a": jpeg(RED)}))
-
-    async def stop_mid_store() -> None:
-        task = asyncio.create_task(
-            pipeline.process(job("Ann", ["a"]), context, options(), owner="me")
-        )
-        await asyncio.to_thread(entered.wait, 5)
-        task.cancel()
-        proceed.set()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(stop_mid_store())
+    _stop_ann_mid_way(slow, BatchLedger(state, slow, slow, clock=SteppingClock()), state,
+                      entered, proceed)  # fmt: skip
     record = state.get_creator("Ann", "b1")
     assert record is not None and record.status is CreatorStatus.COMPLETED
     collages = [k for k in slow.list("") if "/collage_" in k and k.endswith(".jpg")]
