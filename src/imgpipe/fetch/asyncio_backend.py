@@ -98,7 +98,10 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
-    """TCP connections by ``asyncio.open_connection``, with httpcore's error types."""
+    """TCP connections by ``asyncio.open_connection``, with httpcore's error types.
+
+    Unix sockets are left to the base class: :class:`.GuardedBackend`, the only
+    user, refuses them before asking this backend."""
 
     async def connect_tcp(
         self,
@@ -118,14 +121,6 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         for option in socket_options or ():
             sock.setsockopt(*option)
         return AsyncioStream(reader, writer)
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("unix sockets are not supported")
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
