@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import ssl
 import weakref
 from collections import Counter
 from collections.abc import Mapping
@@ -143,10 +144,17 @@ class Downloader:
 
     def _client(self, lane: int) -> httpx.AsyncClient:
         if self._clients is None:  # no await in between: one task makes them
-            self._clients = [self._make_client(self._guard, n) for n in self._lane_sizes]
+            import httpx
+
+            # One TLS context for every lane: loading the CA bundle takes ~45 ms,
+            # and a context is meant to be shared by many connections.
+            tls = httpx.create_ssl_context()
+            self._clients = [self._make_client(self._guard, n, tls) for n in self._lane_sizes]
         return self._clients[lane]
 
-    def _make_client(self, guard: AddressGuard, connections: int) -> httpx.AsyncClient:
+    def _make_client(
+        self, guard: AddressGuard, connections: int, tls: ssl.SSLContext
+    ) -> httpx.AsyncClient:
         import httpx
 
         from imgpipe.fetch.transport import GuardedTransport
@@ -154,7 +162,7 @@ class Downloader:
 
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         return httpx.AsyncClient(
-            transport=GuardedTransport(guard, limits=limits),
+            transport=GuardedTransport(guard, limits=limits, ssl_context=tls),
             headers={"User-Agent": self._policy.user_agent or user_agent(), "Accept": "image/*"},
             # Our deadline per request is asyncio.timeout below; httpx's
             # per-operation timeouts stay as a backstop.
