@@ -19,7 +19,12 @@ The layout, shared with the original system's table:
   "/batches"`` (no creator key contains ``/``: ``creator_key`` replaces it), sorted
   by batch id (which starts with a timestamp). They carry no ``batch_id`` or
   ``status`` attribute (``ref`` and ``batch_status``), so the two sparse indexes
-  only ever hold creators.
+  only ever hold creators;
+* ``open-batch-index`` (open_batch, processing_date), keys only, holds the batches
+  that carry ``open_batch``: every batch write sets it, the sweep removes it once
+  the batch is final and its notice no longer owed. So the sweep reads the few open
+  batches, not every batch of the TTL's 30 days; keys only, so a finishing
+  creator's counter update (one per creator) never writes to it.
 
 Example::
 
@@ -47,6 +52,8 @@ __all__ = [
     "BATCH_INDEX",
     "BATCH_PARTITION",
     "MAX_ITEM_BYTES",
+    "OPEN",
+    "OPEN_BATCH_INDEX",
     "STATUS_INDEX",
     "batch_from_item",
     "batch_item",
@@ -60,6 +67,8 @@ __all__ = [
 BATCH_PARTITION = "/batches"  # creator_key() never emits "/"
 BATCH_INDEX = "batch-id-index"
 STATUS_INDEX = "status-date-index"
+OPEN_BATCH_INDEX = "open-batch-index"
+OPEN = "open"  # the one value of ``open_batch``: the index's single partition
 MAX_ITEM_BYTES = 400 * 1024  # DynamoDB's limit on one item, names and values together
 
 
@@ -70,16 +79,17 @@ def create_state_table(client: Any, name: str) -> None:
         {"AttributeName": "processing_date", "AttributeType": "S"},
         {"AttributeName": "batch_id", "AttributeType": "S"},
         {"AttributeName": "status", "AttributeType": "S"},
+        {"AttributeName": "open_batch", "AttributeType": "S"},
     ]
 
-    def index(name: str, hash_key: str) -> dict[str, Any]:
+    def index(name: str, hash_key: str, projection: str = "ALL") -> dict[str, Any]:
         return {
             "IndexName": name,
             "KeySchema": [
                 {"AttributeName": hash_key, "KeyType": "HASH"},
                 {"AttributeName": "processing_date", "KeyType": "RANGE"},
             ],
-            "Projection": {"ProjectionType": "ALL"},
+            "Projection": {"ProjectionType": projection},
         }
 
     client.create_table(
@@ -89,7 +99,11 @@ def create_state_table(client: Any, name: str) -> None:
             {"AttributeName": "creator_name", "KeyType": "HASH"},
             {"AttributeName": "processing_date", "KeyType": "RANGE"},
         ],
-        GlobalSecondaryIndexes=[index(BATCH_INDEX, "batch_id"), index(STATUS_INDEX, "status")],
+        GlobalSecondaryIndexes=[
+            index(BATCH_INDEX, "batch_id"),
+            index(STATUS_INDEX, "status"),
+            index(OPEN_BATCH_INDEX, "open_batch", "KEYS_ONLY"),
+        ],
         BillingMode="PAY_PER_REQUEST",
     )
     client.get_waiter("table_exists").wait(TableName=name)
@@ -160,6 +174,7 @@ def batch_item(batch: BatchRecord) -> dict[str, Any]:
         "settings": {"S": _json(batch.settings, f"settings of batch {batch.batch_id!r}")},
         "owner": {"S": batch.owner},
         "ttl": {"N": str(batch.ttl)},
+        "open_batch": {"S": OPEN},  # every write opens the batch (see the port)
     }
     if batch.summary_key:
         item["summary_key"] = {"S": batch.summary_key}
