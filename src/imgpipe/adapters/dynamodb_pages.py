@@ -15,6 +15,7 @@ from typing import Any
 from imgpipe.adapters.aws_clients import aws_error_code
 from imgpipe.adapters.cursors import decode_cursor, encode_cursor
 from imgpipe.adapters.dynamodb_table import (
+    BATCH_PARTITION,
     OPEN,
     OPEN_BATCH_INDEX,
     STATUS_INDEX,
@@ -25,7 +26,7 @@ from imgpipe.domain.records import CreatorRecord, CreatorStatus
 from imgpipe.errors import StateError
 from imgpipe.ports import Page
 
-__all__ = ["open_batch_page", "settle", "status_page"]
+__all__ = ["open_batch_page", "open_unmarked_batches", "settle", "status_page"]
 
 
 def status_page(
@@ -86,3 +87,44 @@ def _page(
         raise StateError(f"cannot query {table} ({params['IndexName']}): {exc}") from exc
     last = answer.get("LastEvaluatedKey")
     return answer.get("Items", []), encode_cursor(last) if last else None
+
+
+def open_unmarked_batches(client: Any, table: str) -> int:
+    """Mark open every batch written before batches carried the open mark (an upgrade;
+    ``imgpipe aws-open-batches``); the number marked. The sweep then settles those that
+    are done, ``IMGPIPE_SWEEP_MAX_SETTLEMENTS`` a run. Reads the batch partition once:
+    the batches of the TTL's 30 days."""
+    marked = 0
+    try:
+        pages = client.get_paginator("query").paginate(
+            TableName=table,
+            KeyConditionExpression="creator_name = :p",
+            FilterExpression="attribute_not_exists(open_batch)",
+            ExpressionAttributeValues={":p": {"S": BATCH_PARTITION}},
+            ProjectionExpression="processing_date",
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                marked += _mark_open(client, table, item["processing_date"]["S"])
+    except StateError:
+        raise
+    except Exception as exc:
+        raise StateError(f"cannot mark the open batches of {table}: {exc}") from exc
+    return marked
+
+
+def _mark_open(client: Any, table: str, batch_id: str) -> int:
+    try:
+        client.update_item(
+            TableName=table,
+            Key=batch_key(batch_id),
+            UpdateExpression="SET open_batch = :o",
+            ConditionExpression="attribute_exists(creator_name) "
+            "AND attribute_not_exists(open_batch)",
+            ExpressionAttributeValues={":o": {"S": OPEN}},
+        )
+    except Exception as exc:
+        if aws_error_code(exc) == "ConditionalCheckFailedException":
+            return 0  # deleted by its TTL, or marked meanwhile by a write
+        raise StateError(f"cannot mark batch {batch_id!r} open: {exc}") from exc
+    return 1

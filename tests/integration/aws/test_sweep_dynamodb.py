@@ -4,18 +4,29 @@ The engine of ``tests/unit/test_queue_engine.py`` with its state on DynamoDB: th
 sweep pages ``status-date-index`` and the sparse ``open-batch-index`` by
 ``LastEvaluatedKey``, so every dead claim is re-queued and the oldest batch is
 finalised however many of them there are; the client counts the pages it asked for.
+A table of an earlier version gets the index, and its batches the open mark.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from imgpipe.adapters.aws_resources import ensure_resources
 from imgpipe.adapters.dynamodb_state import DynamoStateStore
-from imgpipe.adapters.dynamodb_table import OPEN_BATCH_INDEX, STATUS_INDEX, create_state_table
+from imgpipe.adapters.dynamodb_table import (
+    INDEXES,
+    OPEN_BATCH_INDEX,
+    STATUS_INDEX,
+    batch_item,
+    create_state_table,
+)
 from imgpipe.domain.records import BatchRecord
+from imgpipe.entrypoints.cli import app
 from imgpipe.service import closing
 from imgpipe.service.sweep import SweepBudget
 from imgpipe.settings import Settings
@@ -75,3 +86,48 @@ def test_the_sweep_pages_through_dynamodb(
     assert e.fanout.sweep(budget=SweepBudget(page_size=2))["settled"] == 1
     assert oldest not in state.open_batches(page_size=10).items
     assert len(state.open_batches(page_size=10).items) == 4
+
+
+def old_batch(dynamodb: Any, table: str, batch_id: str) -> None:
+    """A batch item as versions before the open mark wrote it."""
+    item = batch_item(BatchRecord(batch_id, "2026-11-01T00:00:00+00:00", "x.csv"))
+    del item["open_batch"]
+    dynamodb.put_item(TableName=table, Item=item)
+
+
+def test_an_older_table_gets_the_open_index_and_its_batches_are_marked_open(
+    aws: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dynamodb = client(aws, "dynamodb")
+    dynamodb.create_table(  # the layout before open-batch-index
+        TableName="old-state",
+        AttributeDefinitions=[
+            {"AttributeName": name, "AttributeType": "S"}
+            for name in ("creator_name", "processing_date", "batch_id", "status")
+        ],
+        KeySchema=[
+            {"AttributeName": "creator_name", "KeyType": "HASH"},
+            {"AttributeName": "processing_date", "KeyType": "RANGE"},
+        ],
+        GlobalSecondaryIndexes=[i for i in INDEXES if i["IndexName"] != OPEN_BATCH_INDEX],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    old_batch(dynamodb, "old-state", "20261101-000000-a")
+    old_batch(dynamodb, "old-state", "20261101-000000-b")
+    state = DynamoStateStore("old-state", settings=aws)
+    state.put_batch(BatchRecord("20261101-000000-c", "2026-11-01T00:00:00+00:00", "x.csv"))
+
+    ensure_resources(aws, prefix="old")  # imgpipe aws-init on the existing table
+
+    described = dynamodb.describe_table(TableName="old-state")["Table"]
+    assert OPEN_BATCH_INDEX in {i["IndexName"] for i in described["GlobalSecondaryIndexes"]}
+    assert state.open_batches().items == [f"20261101-000000-{x}" for x in "abc"]
+
+    # a deployment (SAM, Terraform) adds the index itself; the command marks the rest
+    old_batch(dynamodb, "old-state", "20261101-000000-d")
+    monkeypatch.setenv("IMGPIPE_DYNAMODB_TABLE_NAME", "old-state")
+    result = CliRunner().invoke(app, ["aws-open-batches"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"marked_open": 1}
+    assert state.open_batches().items[-1] == "20261101-000000-d"
+    assert json.loads(CliRunner().invoke(app, ["aws-open-batches"]).output) == {"marked_open": 0}
