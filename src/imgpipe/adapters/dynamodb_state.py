@@ -8,7 +8,8 @@ record <-> item) lives in :mod:`imgpipe.adapters.dynamodb_table`.
 
 ``get_creator`` and ``get_batch`` read the base table strongly consistent;
 ``creators_in_batch`` and ``creators_with_status`` go through the
-``batch-id-index`` and ``status-date-index`` GSIs, which may lag. Conditional
+``batch-id-index`` and ``status-date-index`` GSIs, which may lag (the sweep's paged
+reads, with ``open-batch-index``, are in :mod:`.dynamodb_pages`). Conditional
 writes make status changes safe between workers; ``finish_creator`` is one
 transaction (final record + batch counter), so a redelivered message can never
 count a creator twice::
