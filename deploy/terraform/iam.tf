@@ -9,6 +9,7 @@ locals {
   table_arn   = aws_dynamodb_table.state.arn
   batch_index = "${aws_dynamodb_table.state.arn}/index/batch-id-index"
   state_index = "${aws_dynamodb_table.state.arn}/index/status-date-index"
+  open_index  = "${aws_dynamodb_table.state.arn}/index/open-batch-index"
 }
 
 data "aws_iam_policy_document" "assume_lambda" {
@@ -290,11 +291,11 @@ data "aws_iam_policy_document" "sweep" {
     actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"]
     resources = [local.table_arn]
   }
-  # Stuck claims by status; a finished batch's creators for its summary.
+  # Stuck claims by status; the open batches; a finished batch's creators for its summary.
   statement {
     sid       = "StateIndexes"
     actions   = ["dynamodb:Query"]
-    resources = [local.state_index, local.batch_index]
+    resources = [local.state_index, local.batch_index, local.open_index]
   }
   statement {
     sid       = "Requeue"

@@ -23,6 +23,10 @@ resource "aws_dynamodb_table" "state" {
     name = "status"
     type = "S"
   }
+  attribute {
+    name = "open_batch"
+    type = "S"
+  }
 
   global_secondary_index {
     name            = "batch-id-index"
@@ -35,6 +39,14 @@ resource "aws_dynamodb_table" "state" {
     hash_key        = "status"
     range_key       = "processing_date"
     projection_type = "ALL"
+  }
+  # Sparse: only batches not yet settled carry open_batch (the sweep's read). Keys
+  # only, so a finishing creator's counter update never writes to it.
+  global_secondary_index {
+    name            = "open-batch-index"
+    hash_key        = "open_batch"
+    range_key       = "processing_date"
+    projection_type = "KEYS_ONLY"
   }
 
   ttl {

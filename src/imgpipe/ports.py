@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Generic, Protocol, TypeVar
 
 from imgpipe.domain.manifest import CreatorJob, RowProblem
 from imgpipe.domain.records import BatchContext, BatchRecord, CreatorRecord, CreatorStatus
@@ -27,6 +27,7 @@ __all__ = [
     "Metrics",
     "Notifier",
     "ObjectStore",
+    "Page",
     "QueueMessage",
     "StagedCsv",
     "Stager",
@@ -98,6 +99,18 @@ class ObjectStore(Protocol):
         ...
 
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a long read: pass ``cursor`` as the next call's ``after``; None
+    when this was the last page (a page may be empty yet still have one)."""
+
+    items: list[T]
+    cursor: str | None
+
+
 class StateStore(Protocol):
     """Per-creator, per-batch records and batch records.
 
@@ -150,6 +163,14 @@ class StateStore(Protocol):
         """
         ...
 
+    def creators_page(
+        self, status: CreatorStatus, *, after: str | None = None, page_size: int = 500
+    ) -> Page[CreatorRecord]:
+        """Every record in ``status`` across batches, oldest ``processing_date`` first,
+        ``page_size`` at a time (the sweep's read); ``after`` is the previous page's
+        opaque cursor. Nothing is skipped or repeated while records keep their status."""
+        ...
+
     def creator_history(self, creator_name: str, limit: int = 50) -> list[CreatorRecord]:
         """Records of one creator across batches, newest first."""
         ...
@@ -191,6 +212,16 @@ class StateStore(Protocol):
 
     def list_batches(self, limit: int = 50) -> list[BatchRecord]:
         """Newest first."""
+        ...
+
+    def open_batches(self, *, after: str | None = None, page_size: int = 100) -> Page[str]:
+        """The ids of open batches, oldest first: every ``put_batch`` opens its batch,
+        ``settle_batch`` closes it. The sweep visits these, not every batch ever (on
+        DynamoDB a sparse index, which may lag: read the batch itself before acting)."""
+        ...
+
+    def settle_batch(self, batch_id: str) -> None:
+        """Close the batch: final, its notice no longer owed, no sweep needs it again."""
         ...
 
 

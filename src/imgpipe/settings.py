@@ -165,6 +165,15 @@ class Settings(BaseSettings):
     cache_max_bytes: int = Field(
         512 * 1024 * 1024, ge=0, validation_alias=_env("IMGPIPE_CACHE_MAX_BYTES")
     )
+    # the AWS sweep's work per run (service/sweep.py SweepBudget says why these fit its
+    # 300 s); what is left is the next run's, and its counts and log say "more"
+    sweep_max_requeues: int = Field(1000, ge=1, validation_alias=_env("IMGPIPE_SWEEP_MAX_REQUEUES"))
+    sweep_max_finalizations: int = Field(
+        5, ge=1, validation_alias=_env("IMGPIPE_SWEEP_MAX_FINALIZATIONS")
+    )
+    sweep_max_settlements: int = Field(
+        1000, ge=1, validation_alias=_env("IMGPIPE_SWEEP_MAX_SETTLEMENTS")
+    )
 
     # completion notices (README, "Completion notices"): a webhook, an SNS topic, or both
     notify_url: str = Field("", validation_alias=_env("IMGPIPE_NOTIFY_URL"))

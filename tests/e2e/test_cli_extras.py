@@ -39,6 +39,7 @@ def run_without(
     [
         (["uvicorn"], ["serve", "--port", "0"], "api"),
         (["boto3"], ["aws-init"], "aws"),
+        (["boto3"], ["aws-open-batches"], "aws"),
         (["boto3"], ["dlq", "list"], "aws"),
         (["boto3"], ["worker", "--exit-when-idle", "0"], "aws"),
     ],
@@ -51,6 +52,12 @@ def test_a_missing_extra_is_one_line_naming_it(
     assert "Traceback" not in done.stderr
     assert f"needs the '{extra}' extra" in done.stderr
     assert f"[{extra}]" in done.stderr and "install" in done.stderr
+
+
+def test_aws_open_batches_without_its_table_names_the_setting() -> None:
+    done = run_without([], "aws-open-batches", env={"IMGPIPE_DYNAMODB_TABLE_NAME": ""})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "IMGPIPE_DYNAMODB_TABLE_NAME is not set" in done.stderr
 
 
 def test_dlq_without_its_setting_names_the_setting() -> None:

@@ -14,7 +14,6 @@ import pytest
 
 from imgpipe.adapters.dynamodb_state import DynamoStateStore
 from imgpipe.adapters.dynamodb_table import MAX_ITEM_BYTES, create_state_table
-from imgpipe.adapters.memory import InMemoryStateStore
 from imgpipe.adapters.sqlite_state import SqliteStateStore
 from imgpipe.domain.records import BatchRecord, BatchStatus, CreatorRecord, CreatorStatus
 from imgpipe.errors import ConditionFailedError, StateError
@@ -74,22 +73,6 @@ def full_batch() -> BatchRecord:
 @pytest.fixture
 def sqlite_store(tmp_path: Path) -> Iterator[SqliteStateStore]:
     store = SqliteStateStore(tmp_path / "deep" / "state.sqlite3")
-    yield store
-    store.close()
-
-
-@pytest.fixture(params=["sqlite", "memory", "dynamodb"])
-def state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
-    if request.param == "memory":
-        yield InMemoryStateStore()
-        return
-    if request.param == "dynamodb":  # moto's DynamoDB over HTTP, the table as deployed
-        settings = request.getfixturevalue("aws")
-        request.getfixturevalue("atomic_dynamodb")  # DynamoDB's atomic writes (moto lacks them)
-        create_state_table(client(settings, "dynamodb"), "state")
-        yield DynamoStateStore("state", settings=settings)
-        return
-    store = SqliteStateStore(tmp_path / "state.sqlite3")
     yield store
     store.close()
 

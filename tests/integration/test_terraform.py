@@ -22,7 +22,7 @@ from imgpipe.adapters.aws_resources import (
     PLAN_QUEUE_ATTRIBUTES,
     QUEUE_ATTRIBUTES,
 )
-from imgpipe.adapters.dynamodb_table import BATCH_INDEX, STATUS_INDEX
+from imgpipe.adapters.dynamodb_table import BATCH_INDEX, OPEN_BATCH_INDEX, STATUS_INDEX
 from imgpipe.settings import Settings
 from tests.support.iac import (
     FUNCTIONS_TF,
@@ -302,7 +302,7 @@ def test_table_is_what_create_state_table_creates(
             )
             for i in source
         }
-    assert set(indexes) == {BATCH_INDEX, STATUS_INDEX}
+    assert set(indexes) == {BATCH_INDEX, STATUS_INDEX, OPEN_BATCH_INDEX}
     ttl = calls["ttl"]["TimeToLiveSpecification"]
     assert block(table, "ttl") == {
         "attribute_name": ttl["AttributeName"],
@@ -434,6 +434,7 @@ def _tf_index(resource_text: str) -> str | None:
     match = {
         "${local.batch_index}": BATCH_INDEX,
         "${local.state_index}": STATUS_INDEX,
+        "${local.open_index}": OPEN_BATCH_INDEX,
     }
     return match.get(resource_text)
 

@@ -20,7 +20,12 @@ import hcl2
 import yaml
 from pydantic import AliasChoices
 
-from imgpipe.adapters.dynamodb_table import BATCH_INDEX, STATUS_INDEX, create_state_table
+from imgpipe.adapters.dynamodb_table import (
+    BATCH_INDEX,
+    OPEN_BATCH_INDEX,
+    STATUS_INDEX,
+    create_state_table,
+)
 from imgpipe.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,12 +111,15 @@ USED: dict[str, list[tuple[str, str]]] = {
     ],
     "dynamodb:UpdateItem": [
         ("adapters/dynamodb_state.py", "update_item("),
+        ("adapters/dynamodb_pages.py", "client.update_item("),
         ("adapters/dynamodb_state.py", '"Update":'),
     ],
     "dynamodb:Query": [
         ("adapters/dynamodb_state.py", 'get_paginator("query")'),
         ("adapters/dynamodb_state.py", '"IndexName": BATCH_INDEX'),
         ("adapters/dynamodb_state.py", "IndexName=STATUS_INDEX"),
+        ("adapters/dynamodb_pages.py", "client.query("),
+        ("adapters/dynamodb_pages.py", "IndexName=OPEN_BATCH_INDEX"),
     ],
     # put_creators: a plan's pending records, 25 at a time
     "dynamodb:BatchWriteItem": [("adapters/dynamodb_state.py", "batch_write_item(")],
@@ -172,7 +180,7 @@ INDEXES = {
     "PlannerRole": [BATCH_INDEX],
     "WorkerRole": [BATCH_INDEX, STATUS_INDEX],
     "CompressRole": [],
-    "SweepRole": [BATCH_INDEX, STATUS_INDEX],
+    "SweepRole": [BATCH_INDEX, STATUS_INDEX, OPEN_BATCH_INDEX],
     "ApiRole": [BATCH_INDEX],
 }
 # The functions that may write a batch summary, hence send the completion notice.

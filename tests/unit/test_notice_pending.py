@@ -28,7 +28,7 @@ from imgpipe.service.notice import (
 )
 from imgpipe.service.summary import BatchSummary, SummaryWriter
 from tests.unit.test_notice import NOW, Died, Recorder, summary
-from tests.unit.test_queue_engine import COVERS, ROWS, Engine, engine
+from tests.unit.test_queue_engine import COVERS, NOTHING_SWEPT, ROWS, Engine, engine
 
 LEASE = closing.SUMMARY_LEASE_SECONDS
 
@@ -157,7 +157,9 @@ def test_a_writer_dead_before_the_summary_leaves_it_to_the_summarys_taker(
     e.clock.advance(LEASE + 1)  # the dead writer's summary claim (and notice claim) ended
     counts = e.fanout.sweep()
     assert (counts["finalized"], counts["notices_resent"]) == (1, 0)  # sent while finalising
-    assert e.fanout.sweep() == {"stuck": 0, "requeued": 0, "finalized": 0, "notices_resent": 0}
+    # its notice sent: the batch is settled, and no later sweep visits it
+    assert e.fanout.sweep() == {**NOTHING_SWEPT, "settled": 1}
+    assert e.fanout.sweep() == NOTHING_SWEPT
     assert [key for _, key in channel.sent] == [batch_id]
     done = json.loads(e.outputs.get(notice_key(batch_id)))
     assert (done["state"], done["attempt"]) == ("done", 2)

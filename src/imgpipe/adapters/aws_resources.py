@@ -20,7 +20,8 @@ import json
 from typing import Any
 
 from imgpipe.adapters.aws_clients import aws_error_code, make_client
-from imgpipe.adapters.dynamodb_table import create_state_table
+from imgpipe.adapters.dynamodb_pages import open_unmarked_batches
+from imgpipe.adapters.dynamodb_table import add_missing_indexes, create_state_table
 from imgpipe.settings import Settings
 
 __all__ = [
@@ -83,11 +84,15 @@ def ensure_resources(
     )
     names["IMGPIPE_PLAN_QUEUE_URL"], names["IMGPIPE_PLAN_DLQ_URL"] = plan_url, plan_dlq_url
 
+    table = names["IMGPIPE_DYNAMODB_TABLE_NAME"]
     try:
-        create_state_table(dynamodb, names["IMGPIPE_DYNAMODB_TABLE_NAME"])
+        create_state_table(dynamodb, table)
     except Exception as exc:
         if aws_error_code(exc) != "ResourceInUseException":
             raise
+        # made by an earlier version: the sweep's index, and its batches marked open
+        if add_missing_indexes(dynamodb, table):
+            open_unmarked_batches(dynamodb, table)
 
     # One queue for every kind here: the worker plans the CSV it is notified of.
     queue_arn = _arn(sqs, queue_url)

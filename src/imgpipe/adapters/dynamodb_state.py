@@ -8,7 +8,8 @@ record <-> item) lives in :mod:`imgpipe.adapters.dynamodb_table`.
 
 ``get_creator`` and ``get_batch`` read the base table strongly consistent;
 ``creators_in_batch`` and ``creators_with_status`` go through the
-``batch-id-index`` and ``status-date-index`` GSIs, which may lag. Conditional
+``batch-id-index`` and ``status-date-index`` GSIs, which may lag (the sweep's paged
+reads, with ``open-batch-index``, are in :mod:`.dynamodb_pages`). Conditional
 writes make status changes safe between workers; ``finish_creator`` is one
 transaction (final record + batch counter), so a redelivered message can never
 count a creator twice::
@@ -25,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from imgpipe.adapters.aws_clients import aws_error_code, make_client
+from imgpipe.adapters.dynamodb_pages import open_batch_page, settle, status_page
 from imgpipe.adapters.dynamodb_table import (
     BATCH_INDEX,
     BATCH_PARTITION,
@@ -38,6 +40,7 @@ from imgpipe.adapters.dynamodb_table import (
 )
 from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
 from imgpipe.errors import ConditionFailedError, ConflictError, StateError
+from imgpipe.ports import Page
 from imgpipe.settings import Settings
 
 # The table's layout names are re-exported: callers that imported them from here
@@ -265,6 +268,12 @@ class DynamoStateStore:
         )
         return [creator_from_item(item) for item in items]
 
+    def creators_page(
+        self, status: CreatorStatus, *, after: str | None = None, page_size: int = 500
+    ) -> Page[CreatorRecord]:
+        """One query page of ``status-date-index`` (see :mod:`.dynamodb_pages`)."""
+        return status_page(self.client, self.table, status, after=after, page_size=page_size)
+
     def creator_history(self, creator_name: str, limit: int = 50) -> list[CreatorRecord]:
         items = self._query(
             KeyConditionExpression="creator_name = :n",
@@ -313,6 +322,13 @@ class DynamoStateStore:
             limit=limit,
         )
         return [batch_from_item(item) for item in items]
+
+    def open_batches(self, *, after: str | None = None, page_size: int = 100) -> Page[str]:
+        """One page of the sparse ``open-batch-index`` (it may lag: see the port)."""
+        return open_batch_page(self.client, self.table, after=after, page_size=page_size)
+
+    def settle_batch(self, batch_id: str) -> None:
+        settle(self.client, self.table, batch_id)
 
     # -- plumbing --------------------------------------------------------------
 

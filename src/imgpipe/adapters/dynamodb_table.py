@@ -19,7 +19,12 @@ The layout, shared with the original system's table:
   "/batches"`` (no creator key contains ``/``: ``creator_key`` replaces it), sorted
   by batch id (which starts with a timestamp). They carry no ``batch_id`` or
   ``status`` attribute (``ref`` and ``batch_status``), so the two sparse indexes
-  only ever hold creators.
+  only ever hold creators;
+* ``open-batch-index`` (open_batch, processing_date), keys only, holds the batches
+  that carry ``open_batch``: every batch write sets it, the sweep removes it once
+  the batch is final and its notice no longer owed. So the sweep reads the few open
+  batches, not every batch of the TTL's 30 days; keys only, so a finishing
+  creator's counter update (one per creator) never writes to it.
 
 Example::
 
@@ -37,6 +42,7 @@ Example::
 from __future__ import annotations
 
 import json
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -46,8 +52,12 @@ from imgpipe.errors import StateError
 __all__ = [
     "BATCH_INDEX",
     "BATCH_PARTITION",
+    "INDEXES",
     "MAX_ITEM_BYTES",
+    "OPEN",
+    "OPEN_BATCH_INDEX",
     "STATUS_INDEX",
+    "add_missing_indexes",
     "batch_from_item",
     "batch_item",
     "batch_key",
@@ -60,42 +70,77 @@ __all__ = [
 BATCH_PARTITION = "/batches"  # creator_key() never emits "/"
 BATCH_INDEX = "batch-id-index"
 STATUS_INDEX = "status-date-index"
+OPEN_BATCH_INDEX = "open-batch-index"
+OPEN = "open"  # the one value of ``open_batch``: the index's single partition
 MAX_ITEM_BYTES = 400 * 1024  # DynamoDB's limit on one item, names and values together
+
+
+_KEYS = ("creator_name", "processing_date", "batch_id", "status", "open_batch")  # all strings
+
+
+def _attributes(names: Any) -> list[dict[str, str]]:
+    return [{"AttributeName": name, "AttributeType": "S"} for name in names]
+
+
+def _index(name: str, hash_key: str, projection: str = "ALL") -> dict[str, Any]:
+    return {
+        "IndexName": name,
+        "KeySchema": [
+            {"AttributeName": hash_key, "KeyType": "HASH"},
+            {"AttributeName": "processing_date", "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": projection},
+    }
+
+
+INDEXES = (
+    _index(BATCH_INDEX, "batch_id"),
+    _index(STATUS_INDEX, "status"),
+    _index(OPEN_BATCH_INDEX, "open_batch", "KEYS_ONLY"),
+)
 
 
 def create_state_table(client: Any, name: str) -> None:
     """Create the table as the SAM template declares it (tests, ``imgpipe aws-init``)."""
-    keys = [
-        {"AttributeName": "creator_name", "AttributeType": "S"},
-        {"AttributeName": "processing_date", "AttributeType": "S"},
-        {"AttributeName": "batch_id", "AttributeType": "S"},
-        {"AttributeName": "status", "AttributeType": "S"},
-    ]
-
-    def index(name: str, hash_key: str) -> dict[str, Any]:
-        return {
-            "IndexName": name,
-            "KeySchema": [
-                {"AttributeName": hash_key, "KeyType": "HASH"},
-                {"AttributeName": "processing_date", "KeyType": "RANGE"},
-            ],
-            "Projection": {"ProjectionType": "ALL"},
-        }
-
     client.create_table(
         TableName=name,
-        AttributeDefinitions=keys,
+        AttributeDefinitions=_attributes(_KEYS),
         KeySchema=[
             {"AttributeName": "creator_name", "KeyType": "HASH"},
             {"AttributeName": "processing_date", "KeyType": "RANGE"},
         ],
-        GlobalSecondaryIndexes=[index(BATCH_INDEX, "batch_id"), index(STATUS_INDEX, "status")],
+        GlobalSecondaryIndexes=list(INDEXES),
         BillingMode="PAY_PER_REQUEST",
     )
     client.get_waiter("table_exists").wait(TableName=name)
     client.update_time_to_live(
         TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"}
     )
+
+
+def add_missing_indexes(client: Any, name: str, *, poll_seconds: float = 5.0) -> list[str]:
+    """Give a table made by an earlier version the indexes it lacks (``open-batch-index``),
+    one at a time as DynamoDB requires, each waited for until active; their names."""
+    added = []
+    for index in INDEXES:
+        table = client.describe_table(TableName=name)["Table"]
+        if index["IndexName"] in {i["IndexName"] for i in table.get("GlobalSecondaryIndexes", [])}:
+            continue
+        client.update_table(
+            TableName=name,
+            AttributeDefinitions=_attributes(k["AttributeName"] for k in index["KeySchema"]),
+            GlobalSecondaryIndexUpdates=[{"Create": index}],
+        )
+        while not _active(client, name, index["IndexName"]):
+            time.sleep(poll_seconds)  # AWS builds the index over the table's items first
+        added.append(index["IndexName"])
+    return added
+
+
+def _active(client: Any, table: str, index: str) -> bool:
+    described = client.describe_table(TableName=table)["Table"]
+    statuses = {i["IndexName"]: i.get("IndexStatus") for i in described["GlobalSecondaryIndexes"]}
+    return statuses.get(index, "CREATING") in ("ACTIVE", None)  # moto may leave it out
 
 
 def batch_key(batch_id: str) -> dict[str, Any]:
@@ -160,6 +205,7 @@ def batch_item(batch: BatchRecord) -> dict[str, Any]:
         "settings": {"S": _json(batch.settings, f"settings of batch {batch.batch_id!r}")},
         "owner": {"S": batch.owner},
         "ttl": {"N": str(batch.ttl)},
+        "open_batch": {"S": OPEN},  # every write opens the batch (see the port)
     }
     if batch.summary_key:
         item["summary_key"] = {"S": batch.summary_key}

@@ -16,15 +16,16 @@ import copy
 import io
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, BinaryIO
 
+from imgpipe.adapters.cursors import decode_cursor, encode_cursor
 from imgpipe.adapters.local_store import check_key, check_range
+from imgpipe.adapters.memory_queue import InMemoryWorkQueue, InProcessBatchLocks
 from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
 from imgpipe.errors import ConditionFailedError, KeyCollisionError, StateError, StorageError
-from imgpipe.ports import QueueMessage, StoredObject
+from imgpipe.ports import Page, StoredObject
 
 __all__ = [
     "InMemoryObjectStore",
@@ -114,6 +115,7 @@ class InMemoryStateStore:
         self._dates: dict[tuple[str, str], str] = {}
         self._batches: dict[str, BatchRecord] = {}
         self._claimed: dict[str, float] = {}  # batch id -> when its summary was claimed
+        self._settled: set[str] = set()  # batch ids closed by settle_batch
         self._lock = threading.Lock()
         self._finish_lock = threading.Lock()
 
@@ -217,6 +219,22 @@ class InMemoryStateStore:
             found.sort(key=lambda r: r.processing_date)
             return copy.deepcopy(found[:limit])
 
+    def creators_page(
+        self, status: CreatorStatus, *, after: str | None = None, page_size: int = 500
+    ) -> Page[CreatorRecord]:
+        start = tuple(decode_cursor(after)) if after is not None else None
+        with self._lock:
+            found = sorted(
+                (r for r in self._creators.values() if r.status == status),
+                key=lambda r: (r.processing_date, r.creator_name),
+            )
+        if start is not None:
+            found = [r for r in found if (r.processing_date, r.creator_name) > start]
+        page = found[:page_size]
+        more = len(found) > page_size
+        cursor = encode_cursor([page[-1].processing_date, page[-1].creator_name]) if more else None
+        return Page(copy.deepcopy(page), cursor)
+
     def creator_history(self, creator_name: str, limit: int = 50) -> list[CreatorRecord]:
         with self._lock:
             found = [r for r in self._creators.values() if r.creator_name == creator_name]
@@ -233,6 +251,7 @@ class InMemoryStateStore:
                 batch.completed, batch.failed = stored.completed, stored.failed
                 batch.skipped = stored.skipped
             self._batches[batch.batch_id] = batch
+            self._settled.discard(batch.batch_id)  # every put opens the batch
 
     def get_batch(self, batch_id: str) -> BatchRecord | None:
         with self._lock:
@@ -245,99 +264,17 @@ class InMemoryStateStore:
             )
             return copy.deepcopy(found[:limit])
 
-
-class _HeldLock:
-    def __init__(self, owner: InProcessBatchLocks, batch_id: str) -> None:
-        self._owner, self._batch_id = owner, batch_id
-
-    def release(self) -> None:
-        with self._owner._lock:
-            self._owner._held.discard(self._batch_id)
-
-
-class InProcessBatchLocks:
-    """Batch locks within one process (tests, a Lambda's inline run)."""
-
-    def __init__(self) -> None:
-        self._held: set[str] = set()
-        self._lock = threading.Lock()
-
-    def acquire(self, batch_id: str) -> _HeldLock | None:
+    def open_batches(self, *, after: str | None = None, page_size: int = 100) -> Page[str]:
+        start = decode_cursor(after)[0] if after is not None else ""
         with self._lock:
-            if batch_id in self._held:
-                return None
-            self._held.add(batch_id)
-        return _HeldLock(self, batch_id)
+            found = sorted(b for b in self._batches if b not in self._settled and b > start)
+        more = len(found) > page_size
+        return Page(found[:page_size], encode_cursor([found[page_size - 1]]) if more else None)
 
-    def is_held(self, batch_id: str) -> bool:
+    def settle_batch(self, batch_id: str) -> None:
         with self._lock:
-            return batch_id in self._held
-
-
-class InMemoryWorkQueue:
-    """At-least-once messages in memory, with SQS's visibility and receive counts.
-
-    ``receive`` hands out visible messages and hides them for ``visibility``
-    seconds of the injected clock; ``release``/``extend`` change that; after
-    ``max_receives`` receives an undeleted message moves to ``dead_letters``.
-    """
-
-    def __init__(
-        self,
-        *,
-        visibility: float = 30.0,
-        max_receives: int = 5,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.visibility = visibility
-        self.max_receives = max_receives
-        self.clock = clock
-        self.dead_letters: list[str] = []
-        self.sent: list[str] = []
-        self._messages: dict[str, list[Any]] = {}  # id -> [body, visible_at, receives]
-        self._counter = 0
-        self._lock = threading.Lock()
-
-    def send(self, bodies: Sequence[str]) -> None:
-        with self._lock:
-            for body in bodies:
-                self._counter += 1
-                self._messages[f"m{self._counter}"] = [body, 0.0, 0]
-                self.sent.append(body)
-
-    def receive(self, *, max_messages: int = 10, wait_seconds: int = 20) -> list[QueueMessage]:
-        now = self.clock()
-        out: list[QueueMessage] = []
-        with self._lock:
-            for ident, entry in list(self._messages.items()):
-                if len(out) >= max_messages:
-                    break
-                if entry[1] > now:
-                    continue
-                if entry[2] >= self.max_receives:
-                    self.dead_letters.append(entry[0])
-                    del self._messages[ident]
-                    continue
-                entry[1], entry[2] = now + self.visibility, entry[2] + 1
-                out.append(QueueMessage(ident, entry[0], receipt=ident, receive_count=entry[2]))
-        return out
-
-    def delete(self, message: QueueMessage) -> None:
-        with self._lock:
-            self._messages.pop(message.receipt, None)
-
-    def release(self, message: QueueMessage, *, delay_seconds: int = 0) -> None:
-        self.extend(message, seconds=delay_seconds)
-
-    def extend(self, message: QueueMessage, *, seconds: int) -> None:
-        with self._lock:
-            entry = self._messages.get(message.receipt)
-            if entry is not None:
-                entry[1] = self.clock() + seconds
-
-    def depth(self) -> int:
-        with self._lock:
-            return len(self._messages)
+            if batch_id in self._batches:
+                self._settled.add(batch_id)
 
 
 def _qualifies(

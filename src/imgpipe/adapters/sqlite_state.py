@@ -19,7 +19,6 @@ handled by SQLite itself: WAL mode lets readers run beside a writer and
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -27,62 +26,28 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from imgpipe.domain.records import BatchRecord, BatchStatus, CreatorRecord, CreatorStatus
+from imgpipe.adapters.cursors import decode_cursor, encode_cursor
+from imgpipe.adapters.sqlite_rows import (
+    BATCH_FIELDS,
+    CREATOR_FIELDS,
+    OPEN_INDEX,
+    SCHEMA,
+    SCHEMA_VERSION,
+    batch_from_row,
+    batch_values,
+    creator_from_row,
+    creator_values,
+    marks,
+)
+from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
 from imgpipe.errors import ConditionFailedError, ConflictError, StateError
+from imgpipe.ports import Page
 
 __all__ = ["SqliteStateStore"]
 
-SCHEMA_VERSION = 3
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS creators (
-    creator_name TEXT NOT NULL,
-    processing_date TEXT NOT NULL,
-    batch_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    images_processed INTEGER NOT NULL,
-    collage_key TEXT,
-    processing_duration REAL NOT NULL,
-    error_count INTEGER NOT NULL,
-    fingerprint TEXT,
-    metadata TEXT NOT NULL,
-    ttl INTEGER NOT NULL,
-    lease_owner TEXT,
-    lease_expires REAL NOT NULL DEFAULT 0,
-    PRIMARY KEY (creator_name, processing_date),
-    UNIQUE (creator_name, batch_id)
-);
-CREATE INDEX IF NOT EXISTS creators_by_batch ON creators (batch_id);
-CREATE INDEX IF NOT EXISTS creators_by_status_date ON creators (status, processing_date);
-CREATE TABLE IF NOT EXISTS batches (
-    batch_id TEXT PRIMARY KEY,
-    created_at TEXT NOT NULL,
-    source TEXT NOT NULL,
-    status TEXT NOT NULL,
-    total_creators INTEGER NOT NULL,
-    completed INTEGER NOT NULL,
-    failed INTEGER NOT NULL,
-    skipped INTEGER NOT NULL,
-    summary_key TEXT,
-    finished_at TEXT,
-    settings TEXT NOT NULL,
-    summary_claimed INTEGER NOT NULL DEFAULT 0,
-    ttl INTEGER NOT NULL DEFAULT 0,
-    owner TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS batches_by_created ON batches (created_at);
-"""
-_CREATOR_FIELDS = (
-    "creator_name", "processing_date", "batch_id", "status", "images_processed",
-    "collage_key", "processing_duration", "error_count", "fingerprint", "metadata", "ttl",
-    "lease_owner", "lease_expires",
-)  # fmt: skip
-_BATCH_FIELDS = (
-    "batch_id", "created_at", "source", "status", "total_creators", "completed",
-    "failed", "skipped", "summary_key", "finished_at", "settings", "ttl", "owner",
-)  # fmt: skip
-_CREATOR_COLUMNS = ", ".join(_CREATOR_FIELDS)
+_CREATOR_COLUMNS = ", ".join(CREATOR_FIELDS)
 _PAGE = 500  # records per page when a batch's creators are streamed
-_BATCH_COLUMNS = ", ".join(_BATCH_FIELDS)
+_BATCH_COLUMNS = ", ".join(BATCH_FIELDS)
 
 
 class SqliteStateStore:
@@ -102,8 +67,9 @@ class SqliteStateStore:
             self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = NORMAL")  # durable enough with WAL
-            self._conn.executescript(_SCHEMA)
+            self._conn.executescript(SCHEMA)
             self._migrate()
+            self._conn.execute(OPEN_INDEX)
             self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except (sqlite3.Error, OSError) as exc:
             raise StateError(f"cannot open state database {self.path}: {exc}") from exc
@@ -113,12 +79,14 @@ class SqliteStateStore:
             self._conn.close()
 
     def _migrate(self) -> None:
-        """Older files lack the summary claim (v1), leases and batch TTL (v2): add in place."""
+        """Older files lack the summary claim (v1), leases and batch TTL (v2), the open
+        mark (v3: every old batch starts open, settled by its next sweep): add in place."""
         added = {
             "batches": (
                 ("summary_claimed", "INTEGER NOT NULL DEFAULT 0"),
                 ("ttl", "INTEGER NOT NULL DEFAULT 0"),
                 ("owner", "TEXT NOT NULL DEFAULT ''"),
+                ("is_open", "INTEGER NOT NULL DEFAULT 1"),
             ),
             "creators": (("lease_owner", "TEXT"), ("lease_expires", "REAL NOT NULL DEFAULT 0")),
         }
@@ -142,20 +110,20 @@ class SqliteStateStore:
 
         state.put_creator(record, expected=(CreatorStatus.PENDING,))  # claim a pending one
         """
-        values = _creator_values(record)
+        values = creator_values(record)
         who = f"creator {record.creator_name!r} in batch {record.batch_id!r}"
         with self._session(who) as conn:
             if expected is None:
                 conn.execute(
                     f"INSERT OR REPLACE INTO creators ({_CREATOR_COLUMNS}) "
-                    f"VALUES ({_marks(len(values))})",
+                    f"VALUES ({marks(len(values))})",
                     values,
                 )
                 return
             if not expected:
                 try:
                     conn.execute(
-                        f"INSERT INTO creators ({_CREATOR_COLUMNS}) VALUES ({_marks(len(values))})",
+                        f"INSERT INTO creators ({_CREATOR_COLUMNS}) VALUES ({marks(len(values))})",
                         values,
                     )
                 except sqlite3.IntegrityError as exc:
@@ -171,8 +139,8 @@ class SqliteStateStore:
             try:
                 conn.executemany(
                     f"{verb} INTO creators ({_CREATOR_COLUMNS}) "
-                    f"VALUES ({_marks(len(_CREATOR_FIELDS))})",
-                    [_creator_values(r) for r in records],
+                    f"VALUES ({marks(len(CREATOR_FIELDS))})",
+                    [creator_values(r) for r in records],
                 )
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -191,9 +159,9 @@ class SqliteStateStore:
         """Update ``record`` only if its stored status is one of ``expected`` (see the port)."""
         who = f"creator {record.creator_name!r} in batch {record.batch_id!r}"
         # One statement: the status test and the write cannot be split by another writer.
-        assignments = ", ".join(f"{name} = ?" for name in _CREATOR_FIELDS)
+        assignments = ", ".join(f"{name} = ?" for name in CREATOR_FIELDS)
         statuses = [status.value for status in expected]
-        condition = f"status IN ({_marks(len(statuses))})"
+        condition = f"status IN ({marks(len(statuses))})"
         params: list[Any] = list(statuses)
         if takeover_at is not None:
             condition = f"({condition} OR (status = ? AND (lease_expires < ? OR lease_owner = ?)))"
@@ -205,7 +173,7 @@ class SqliteStateStore:
             cursor = conn.execute(
                 f"UPDATE creators SET {assignments} WHERE creator_name = ? AND batch_id = ? "
                 f"AND {condition}",
-                (*_creator_values(record), record.creator_name, record.batch_id, *params),
+                (*creator_values(record), record.creator_name, record.batch_id, *params),
             )
         except sqlite3.IntegrityError as exc:
             raise ConditionFailedError(f"{who}: {exc}") from exc
@@ -239,7 +207,7 @@ class SqliteStateStore:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
-        return _batch(row) if row else None
+        return batch_from_row(row) if row else None
 
     def claim_summary(self, batch_id: str, *, now: float, lease_seconds: float) -> bool:
         # summary_claimed holds the claim's epoch seconds (0: never claimed).
@@ -264,7 +232,7 @@ class SqliteStateStore:
             f"SELECT {_CREATOR_COLUMNS} FROM creators WHERE creator_name = ? AND batch_id = ?",
             (creator_name, batch_id),
         )
-        return _creator(rows[0]) if rows else None
+        return creator_from_row(rows[0]) if rows else None
 
     def creators_in_batch(self, batch_id: str) -> Iterator[CreatorRecord]:
         """Streamed in pages by key, so a 30,000-creator batch never sits in memory at once."""
@@ -275,7 +243,7 @@ class SqliteStateStore:
                 "AND creator_name > ? ORDER BY creator_name LIMIT ?",
                 (batch_id, after, _PAGE),
             )
-            yield from (_creator(row) for row in rows)
+            yield from (creator_from_row(row) for row in rows)
             if len(rows) < _PAGE:
                 return
             after = rows[-1]["creator_name"]
@@ -290,7 +258,23 @@ class SqliteStateStore:
             "ORDER BY processing_date LIMIT ?",
             (CreatorStatus(status).value, *([processing_date] if dated else []), limit),
         )
-        return [_creator(row) for row in rows]
+        return [creator_from_row(row) for row in rows]
+
+    def creators_page(
+        self, status: CreatorStatus, *, after: str | None = None, page_size: int = 500
+    ) -> Page[CreatorRecord]:
+        """Keyset pages of the (status, processing_date) index: each page is one range."""
+        start = decode_cursor(after) if after is not None else None
+        later = "" if start is None else "AND (processing_date, creator_name) > (?, ?) "
+        rows = self._query(
+            f"SELECT {_CREATOR_COLUMNS} FROM creators WHERE status = ? {later}"
+            "ORDER BY processing_date, creator_name LIMIT ?",
+            (CreatorStatus(status).value, *(start or ()), page_size + 1),
+        )
+        page = [creator_from_row(row) for row in rows[:page_size]]
+        more = len(rows) > page_size
+        cursor = encode_cursor([page[-1].processing_date, page[-1].creator_name]) if more else None
+        return Page(page, cursor)
 
     def creator_history(self, creator_name: str, limit: int = 50) -> list[CreatorRecord]:
         """Records of one creator across batches, newest ``processing_date`` first."""
@@ -299,26 +283,27 @@ class SqliteStateStore:
             "ORDER BY processing_date DESC LIMIT ?",
             (creator_name, limit),
         )
-        return [_creator(row) for row in rows]
+        return [creator_from_row(row) for row in rows]
 
     # -- batches ---------------------------------------------------------------
 
     def put_batch(self, batch: BatchRecord) -> None:
-        values = _batch_values(batch)
+        values = batch_values(batch)
         # Counters and the summary claim are kept from the stored row, as on DynamoDB:
         # other writers may have moved them since this copy was read.
         keep = {"batch_id", "completed", "failed", "skipped"}
-        updates = ", ".join(f"{n} = excluded.{n}" for n in _BATCH_FIELDS if n not in keep)
+        updates = ", ".join(f"{n} = excluded.{n}" for n in BATCH_FIELDS if n not in keep)
+        updates += ", is_open = 1"  # every put opens the batch (see the port)
         with self._session(f"batch {batch.batch_id!r}") as conn:
             conn.execute(
-                f"INSERT INTO batches ({_BATCH_COLUMNS}) VALUES ({_marks(len(values))}) "
+                f"INSERT INTO batches ({_BATCH_COLUMNS}) VALUES ({marks(len(values))}) "
                 f"ON CONFLICT(batch_id) DO UPDATE SET {updates}",
                 values,
             )
 
     def get_batch(self, batch_id: str) -> BatchRecord | None:
         rows = self._query(f"SELECT {_BATCH_COLUMNS} FROM batches WHERE batch_id = ?", (batch_id,))
-        return _batch(rows[0]) if rows else None
+        return batch_from_row(rows[0]) if rows else None
 
     def list_batches(self, limit: int = 50) -> list[BatchRecord]:
         """Newest ``created_at`` first."""
@@ -326,7 +311,21 @@ class SqliteStateStore:
             f"SELECT {_BATCH_COLUMNS} FROM batches ORDER BY created_at DESC, batch_id DESC LIMIT ?",
             (limit,),
         )
-        return [_batch(row) for row in rows]
+        return [batch_from_row(row) for row in rows]
+
+    def open_batches(self, *, after: str | None = None, page_size: int = 100) -> Page[str]:
+        start = decode_cursor(after)[0] if after is not None else ""
+        rows = self._query(
+            "SELECT batch_id FROM batches WHERE is_open = 1 AND batch_id > ? "
+            "ORDER BY batch_id LIMIT ?",
+            (start, page_size + 1),
+        )
+        ids = [row["batch_id"] for row in rows[:page_size]]
+        return Page(ids, encode_cursor([ids[-1]]) if len(rows) > page_size else None)
+
+    def settle_batch(self, batch_id: str) -> None:
+        with self._session(f"batch {batch_id!r}") as conn:
+            conn.execute("UPDATE batches SET is_open = 0 WHERE batch_id = ?", (batch_id,))
 
     # -- plumbing --------------------------------------------------------------
 
@@ -346,49 +345,3 @@ class SqliteStateStore:
     def _query(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
         with self._session("query") as conn:
             return conn.execute(sql, params).fetchall()
-
-
-def _marks(n: int) -> str:
-    return ", ".join("?" * n)
-
-
-# Reused: json.dumps with options builds a new encoder on every call.
-_ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
-
-
-def _to_json(value: dict[str, Any], what: str) -> str:
-    try:
-        return _ENCODE(value)
-    except (TypeError, ValueError) as exc:
-        raise StateError(f"{what} is not JSON-serializable: {exc}") from exc
-
-
-def _creator_values(r: CreatorRecord) -> tuple[Any, ...]:
-    metadata = _to_json(r.metadata, f"metadata of creator {r.creator_name!r}")
-    return (
-        r.creator_name, r.processing_date, r.batch_id, CreatorStatus(r.status).value,
-        r.images_processed, r.collage_key, r.processing_duration, r.error_count,
-        r.fingerprint, metadata, r.ttl, r.lease_owner, r.lease_expires,
-    )  # fmt: skip
-
-
-def _creator(row: sqlite3.Row) -> CreatorRecord:
-    data = dict(zip(_CREATOR_FIELDS, row, strict=True))
-    data["status"] = CreatorStatus(data["status"])
-    data["metadata"] = json.loads(data["metadata"])
-    return CreatorRecord(**data)
-
-
-def _batch_values(b: BatchRecord) -> tuple[Any, ...]:
-    settings = _to_json(b.settings, f"settings of batch {b.batch_id!r}")
-    return (
-        b.batch_id, b.created_at, b.source, BatchStatus(b.status).value, b.total_creators,
-        b.completed, b.failed, b.skipped, b.summary_key, b.finished_at, settings, b.ttl, b.owner,
-    )  # fmt: skip
-
-
-def _batch(row: sqlite3.Row) -> BatchRecord:
-    data = dict(zip(_BATCH_FIELDS, tuple(row)[: len(_BATCH_FIELDS)], strict=True))
-    data["status"] = BatchStatus(data["status"])
-    data["settings"] = json.loads(data["settings"])
-    return BatchRecord(**data)

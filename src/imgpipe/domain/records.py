@@ -161,6 +161,11 @@ class BatchRecord:
     # where every message has its own owner.
     owner: str = ""
 
+    @property
+    def all_counted(self) -> bool:
+        """Every creator is counted final: the summary is owed (if not written yet)."""
+        return self.completed + self.failed + self.skipped >= self.total_creators
+
 
 @dataclass(frozen=True)
 class BatchContext:

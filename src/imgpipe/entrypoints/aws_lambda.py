@@ -115,7 +115,9 @@ def compress_handler(event: Mapping[str, Any], context: Any = None) -> dict[str,
 def sweep_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """The scheduled sweep: re-queue expired claims, finalise finished batches.
 
-    Emits ``StuckCreators``: claims that expired with no message coming back.
+    Emits ``StuckCreators``: claims that expired with no message coming back. Its work
+    is bounded per run (``IMGPIPE_SWEEP_MAX_*``); ``"more": 1`` in the logged counts
+    says the next run carries on.
     """
     _, fanout = runtime()
     with tracing().span("sweep") as span:

@@ -1,4 +1,5 @@
-"""AWS commands: ``imgpipe worker``, ``imgpipe dlq list|redrive``, ``imgpipe aws-init``."""
+"""AWS commands: ``imgpipe worker``, ``imgpipe dlq list|redrive``, ``imgpipe aws-init``,
+``imgpipe aws-open-batches``."""
 
 from __future__ import annotations
 
@@ -154,7 +155,28 @@ def aws_init(
         print(f"export {name}={value}")
 
 
+def aws_open_batches() -> None:
+    """Once, after upgrading a deployment to the open-batch-index: mark open the batches
+    written before it (IMGPIPE_DYNAMODB_TABLE_NAME), so the sweep visits them too."""
+    from imgpipe.entrypoints.extras import require
+
+    try:
+        require("boto3", "aws")
+        from imgpipe.adapters.aws_clients import make_client
+        from imgpipe.adapters.dynamodb_pages import open_unmarked_batches
+
+        settings = Settings()
+        if not settings.dynamodb_table_name:
+            raise ConfigError("IMGPIPE_DYNAMODB_TABLE_NAME is not set: name the state table")
+        table = settings.dynamodb_table_name
+        marked = open_unmarked_batches(make_client("dynamodb", settings), table)
+    except ImgpipeError as exc:
+        raise _fail(exc) from None
+    print(json.dumps({"marked_open": marked}))
+
+
 def register(app: typer.Typer) -> None:
     app.command()(worker)
     app.command("aws-init")(aws_init)
+    app.command("aws-open-batches")(aws_open_batches)
     app.add_typer(dlq_app, name="dlq")

@@ -83,7 +83,7 @@ class BatchClosing:
         batch = self.ledger.state.get_batch(batch_id)
         if batch is None or batch.summary_key:
             return None
-        if batch.completed + batch.failed + batch.skipped < batch.total_creators:
+        if not batch.all_counted:
             return None
         now = self.ledger.now()
         lease = 0.0 if takeover else SUMMARY_LEASE_SECONDS
@@ -172,6 +172,12 @@ class BatchClosing:
             log.exception("batch %s: the stranded notice could not be sent", batch.batch_id)
             return False
         return record is not None
+
+    def notice_owed(self, batch: BatchRecord) -> bool:
+        """True while the notice of a finished batch may still have to be sent."""
+        if self.ledger.notices is None or not batch.summary_key:
+            return False
+        return self.ledger.notices.outstanding(batch.batch_id, batch.summary_key)
 
     def _write_summary(
         self, batch: BatchRecord, stats: PlanStats, peak_memory_percent: float, prefix: str

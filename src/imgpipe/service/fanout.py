@@ -62,7 +62,7 @@ from imgpipe.service.planning import new_batch_id, plan_stats
 from imgpipe.service.queue_dispatch import CREATOR_MESSAGE, QueueDispatcher
 from imgpipe.service.results import CreatorResult
 from imgpipe.service.summary import BatchSummary
-from imgpipe.service.sweep import sweep
+from imgpipe.service.sweep import SweepBudget, sweep
 from imgpipe.settings import BatchSpec, Settings
 
 __all__ = [
@@ -370,15 +370,22 @@ class FanOut:
 
     # -- the sweep ---------------------------------------------------------------
 
-    def sweep(self, *, limit: int = 1000, grace_seconds: float | None = None) -> dict[str, int]:
+    def sweep(
+        self, *, budget: SweepBudget | None = None, grace_seconds: float | None = None
+    ) -> dict[str, int]:
         """Nothing stays stuck: see :func:`.sweep.sweep` (this engine's state, queue
-        and finalize, which archives the CSV)."""
+        and finalize, which archives the CSV; the budget from the settings)."""
         return sweep(
             self.ports.state,
             self.ports.queue,
             self.ledger,
             self.finalize,
-            limit=limit,
+            budget=budget
+            or SweepBudget(
+                requeues=self.settings.sweep_max_requeues,
+                finalizations=self.settings.sweep_max_finalizations,
+                settlements=self.settings.sweep_max_settlements,
+            ),
             grace_seconds=grace_seconds,
         )
 

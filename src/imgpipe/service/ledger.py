@@ -367,6 +367,11 @@ class BatchLedger:
         (see :meth:`.closing.BatchClosing.resume_notice`). True when this call sent it."""
         return self.closing.resume_notice(batch, owner_is_gone=owner_is_gone)
 
+    def notice_owed(self, batch: BatchRecord) -> bool:
+        """True while a finished batch's notice may still have to be sent (the sweep
+        keeps the batch open until then)."""
+        return self.closing.notice_owed(batch)
+
     # -- the plan ----------------------------------------------------------------
 
     def planned_spec(self, batch_id: str) -> dict[str, Any]:

@@ -260,6 +260,21 @@ class BatchNotices:
         self._write(key, record, if_absent=False)  # our lease, so no one takes us over
         return self._send(key, record)
 
+    def outstanding(self, batch_id: str, summary_key: str) -> bool:
+        """True while the notice is claimed, not sent (``pending``, ``sending``): :meth:`resume`
+        may still owe it. A store error counts as owed (ask again), unreadable as not."""
+        key = self.key_of(batch_id, summary_key)
+        try:
+            if not self.notifiers or not self.outputs.exists(key):
+                return False
+            data = self.outputs.get(key)
+        except StorageError:
+            return True
+        try:
+            return NoticeRecord.from_dict(json.loads(data)).state in ("pending", "sending")
+        except ValueError:
+            return False
+
     @staticmethod
     def key_of(batch_id: str, summary_key: str) -> str:
         """Beside the summary, under the batch's output prefix when it has one."""

@@ -98,7 +98,7 @@ def test_resources_match_the_deployed_shape(aws: Settings, names: dict[str, str]
     assert json.loads(plan["RedrivePolicy"])["deadLetterTargetArn"] == plan_dlq
     table = client(aws, "dynamodb").describe_table(TableName=names["IMGPIPE_DYNAMODB_TABLE_NAME"])
     indexes = {i["IndexName"] for i in table["Table"]["GlobalSecondaryIndexes"]}
-    assert indexes == {"batch-id-index", "status-date-index"}
+    assert indexes == {"batch-id-index", "status-date-index", "open-batch-index"}
     ttl = client(aws, "dynamodb").describe_time_to_live(
         TableName=names["IMGPIPE_DYNAMODB_TABLE_NAME"]
     )
