@@ -150,6 +150,8 @@ def _batches(
             state.settle_batch(batch_id)
             counts["settled"] += 1
             continue
+        if batch.summary_key and not ledger.notice_owed(batch, now=now):
+            continue  # its notice's sender may still be at work: not a try, not a failure
         if not is_due(batch, now):
             counts["backing_off"] += 1
             counts["failing"] += batch.sweep_failures >= ALERT_AFTER
@@ -190,8 +192,8 @@ def _close(
             counts["notices_resent"] += 1
             record_success(state, ledger, batch)
             return
-        # resume_notice logged why, if anything failed; a live claim also lands here,
-        # and waiting a run for it costs nothing (its lease ends within three runs)
+        # resume_notice logged why (a claim taken by another sweep at once lands here
+        # too: a run's wait for a notice someone else sent costs nothing)
         failures = record_failure(
             state, ledger, batch, now, "its notice is owed and was not sent this run"
         )
