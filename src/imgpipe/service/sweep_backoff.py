@@ -50,7 +50,7 @@ ALERT_AFTER = 10  # failures in a row after which each one is an ERROR (about 2 
 def retry_delay(failures: int) -> float:
     """Seconds from a run whose try was failure number ``failures`` (1, 2, ...) to the
     next try."""
-    doubled = BASE_SECONDS * 2 ** min(max(failures - 1, 0), 20)  # 2**20 runs: past the cap
+    doubled = BASE_SECONDS * 2.0 ** min(max(failures - 1, 0), 20)  # 2**20 runs: past the cap
     return min(doubled, CAP_SECONDS) - JITTER_SECONDS
 
 
