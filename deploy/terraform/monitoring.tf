@@ -99,6 +99,26 @@ resource "aws_cloudwatch_metric_alarm" "stuck_creators" {
   alarm_actions       = local.alarm_actions
 }
 
+# A batch the sweep failed to finalise ten times in a row (about two days of backoff,
+# service/sweep_backoff.py) needs an operator: one period is enough.
+resource "aws_cloudwatch_metric_alarm" "batches_failing_to_finalise" {
+  alarm_name        = "${var.resource_prefix}-batches-failing-to-finalise"
+  alarm_description = "The sweep failed to finalise a batch (its summary, archive or notice) ten times in a row: its log names the batch and the reason."
+  namespace         = var.metrics_namespace
+  metric_name       = "BatchesFailingToFinalise"
+  dimensions = {
+    service       = "imgpipe"
+    function_name = aws_lambda_function.sweep.function_name
+  }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+}
+
 # ErrorCount counts failed covers and failed creators: a few are the web's normal
 # state, a burst means a source or the renderer is failing.
 resource "aws_cloudwatch_metric_alarm" "error_count" {

@@ -224,6 +224,17 @@ class StateStore(Protocol):
         """Close the batch: final, its notice no longer owed, no sweep needs it again."""
         ...
 
+    def set_sweep_backoff(self, batch_id: str, *, failures: int, retry_at: float) -> None:
+        """Record on the batch that the sweep failed to finalise it ``failures`` times in
+        a row and tries again from ``retry_at`` (epoch seconds); ``failures=0`` clears
+        the record. Only these two fields change (``sweep_failures``, ``sweep_retry_at``
+        of :class:`BatchRecord`); a batch with no record is left absent::
+
+            state.set_sweep_backoff("b1", failures=3, retry_at=now + 1200)
+            state.set_sweep_backoff("b1", failures=0, retry_at=0)   # finalised: cleared
+        """
+        ...
+
 
 class StagedCsv(Protocol):
     """A CSV grouped by creator off-heap (a SQLite scratch file): read a chunk at a time."""

@@ -126,6 +126,12 @@ def test_functions_log_json_with_correlation_keys_and_trace_to_xray(
     # the keys are the creator's only: the sweep, after it, logs without them
     (sweep,) = [r for r in logs if r["message"] == "sweep"]
     assert "creator" not in sweep and "batch_id" not in sweep
+    assert (sweep["backing_off"], sweep["failing"]) == (0, 0)
+    # Metrics: the sweep's EMF document carries both of its gauges, for its function
+    (emf,) = [r for r in records if "StuckCreators" in r]
+    metrics = {m["Name"] for m in emf["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert metrics == {"StuckCreators", "BatchesFailingToFinalise"}
+    assert emf["BatchesFailingToFinalise"] == [0.0]  # one observation this run
 
     # Traces: our annotated subsegments, and the patched clients' calls
     by_name: dict[str, list[dict[str, Any]]] = {}

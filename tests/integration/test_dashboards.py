@@ -238,7 +238,10 @@ def test_work_queue_age_alarms(alarms: list[dict[str, Any]]) -> None:
     assert alarm["threshold"] == 3600
 
 
-@pytest.mark.parametrize(("metric", "threshold"), [("StuckCreators", 0), ("ErrorCount", 100)])
+@pytest.mark.parametrize(
+    ("metric", "threshold"),
+    [("StuckCreators", 0), ("BatchesFailingToFinalise", 0), ("ErrorCount", 100)],
+)
 def test_code_metrics_alarm_with_the_dimensions_emitted(
     alarms: list[dict[str, Any]], metric: str, threshold: int
 ) -> None:

@@ -38,7 +38,7 @@ from tests.unit.test_pipeline import BLUE, GREEN, RED, DictFetcher
 CONFIG = {"rows": 1, "cols": 3, "cell_size": 40}  # small collages: the tests are about state
 # What a sweep with nothing to do answers (service/sweep.py)
 NOTHING_SWEPT = dict.fromkeys(
-    ("stuck", "requeued", "finalized", "notices_resent", "settled", "more"), 0
+    "stuck requeued finalized notices_resent settled backing_off failing more".split(), 0
 )
 
 

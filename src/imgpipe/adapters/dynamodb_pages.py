@@ -1,4 +1,5 @@
-"""The DynamoDB state store's paged reads and its open-batch mark.
+"""The DynamoDB state store's paged reads and the sweep's marks on a batch item (open,
+backoff).
 
 One query page per call, resumed from ``LastEvaluatedKey`` (carried in the port's
 opaque cursor), so the sweep reads every record in a status and every open batch
@@ -23,10 +24,29 @@ from imgpipe.adapters.dynamodb_table import (
     creator_from_item,
 )
 from imgpipe.domain.records import CreatorRecord, CreatorStatus
-from imgpipe.errors import StateError
+from imgpipe.errors import ConflictError, StateError
 from imgpipe.ports import Page
 
-__all__ = ["open_batch_page", "open_unmarked_batches", "settle", "status_page"]
+__all__ = [
+    "CONTENTION",
+    "open_batch_page",
+    "open_unmarked_batches",
+    "set_backoff",
+    "settle",
+    "status_page",
+]
+
+# What DynamoDB answers under contention or load: nothing was written, and botocore
+# does not retry TransactionConflict at all (the service does, with jitter).
+CONTENTION = frozenset(
+    {
+        "TransactionConflictException",
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "TransactionInProgressException",
+    }
+)
 
 
 def status_page(
@@ -74,6 +94,33 @@ def settle(client: Any, table: str, batch_id: str) -> None:
         if aws_error_code(exc) == "ConditionalCheckFailedException":
             return  # gone: nothing left to settle
         raise StateError(f"cannot settle batch {batch_id!r}: {exc}") from exc
+
+
+def set_backoff(client: Any, table: str, batch_id: str, failures: int, retry_at: float) -> None:
+    """Set the batch's backoff (two numbers), or remove it with ``failures=0``: the
+    item carries it only while the sweep keeps failing, so a healthy batch stays small."""
+    if failures:
+        update = "SET sweep_failures = :f, sweep_retry_at = :r"
+        values: dict[str, Any] = {":f": {"N": str(failures)}, ":r": {"N": f"{retry_at:.3f}"}}
+    else:
+        update, values = "REMOVE sweep_failures, sweep_retry_at", {}
+    params: dict[str, Any] = {"ExpressionAttributeValues": values} if values else {}
+    try:
+        client.update_item(
+            TableName=table,
+            Key=batch_key(batch_id),
+            UpdateExpression=update,
+            # without it, an update of a batch the TTL deleted would create a bare item
+            ConditionExpression="attribute_exists(creator_name)",
+            **params,
+        )
+    except Exception as exc:
+        code = aws_error_code(exc)
+        if code == "ConditionalCheckFailedException":
+            return  # gone: nothing to back off
+        if code in CONTENTION:  # a finish's transaction on the item: try again
+            raise ConflictError(f"cannot record the backoff of {batch_id!r} now ({code})") from exc
+        raise StateError(f"cannot record the backoff of batch {batch_id!r}: {exc}") from exc
 
 
 def _page(

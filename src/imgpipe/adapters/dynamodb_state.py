@@ -26,7 +26,13 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from imgpipe.adapters.aws_clients import aws_error_code, make_client
-from imgpipe.adapters.dynamodb_pages import open_batch_page, settle, status_page
+from imgpipe.adapters.dynamodb_pages import (
+    CONTENTION,
+    open_batch_page,
+    set_backoff,
+    settle,
+    status_page,
+)
 from imgpipe.adapters.dynamodb_table import (
     BATCH_INDEX,
     BATCH_PARTITION,
@@ -54,17 +60,6 @@ __all__ = [
 ]
 
 _CONDITION_FAILED = "ConditionalCheckFailedException"
-# What DynamoDB answers under contention or load: nothing was written, and botocore
-# does not retry TransactionConflict at all (the service does, with jitter).
-_CONTENTION = frozenset(
-    {
-        "TransactionConflictException",
-        "ThrottlingException",
-        "ProvisionedThroughputExceededException",
-        "RequestLimitExceeded",
-        "TransactionInProgressException",
-    }
-)
 _CANCELLED_BY_CONTENTION = frozenset({"TransactionConflict", "ThrottlingError"})
 BATCH_WRITE_SIZE = 25  # BatchWriteItem's limit
 
@@ -109,7 +104,7 @@ class DynamoStateStore:
             if code == _CONDITION_FAILED:
                 problem = "already exists" if expected == () else "is not in the expected state"
                 raise ConditionFailedError(f"{who} {problem}") from exc
-            if code in _CONTENTION:
+            if code in CONTENTION:
                 raise ConflictError(f"cannot write {who} now ({code})") from exc
             raise StateError(f"cannot write {who}: {exc}") from exc
 
@@ -136,7 +131,7 @@ class DynamoStateStore:
             try:
                 answer = self.client.batch_write_item(RequestItems=pending)
             except Exception as exc:
-                if aws_error_code(exc) in _CONTENTION:
+                if aws_error_code(exc) in CONTENTION:
                     raise ConflictError(f"cannot write {len(requests)} creators now") from exc
                 raise StateError(f"cannot write {len(requests)} creators: {exc}") from exc
             pending = answer.get("UnprocessedItems") or {}
@@ -176,7 +171,7 @@ class DynamoStateStore:
             codes = {r.get("Code") for r in reasons}
             if "ConditionalCheckFailed" in codes:
                 raise ConditionFailedError(f"{who}: not in the expected state") from exc
-            if codes & _CANCELLED_BY_CONTENTION or aws_error_code(exc) in _CONTENTION:
+            if codes & _CANCELLED_BY_CONTENTION or aws_error_code(exc) in CONTENTION:
                 raise ConflictError(
                     f"cannot finish {who} now ({', '.join(map(str, codes))})"
                 ) from exc
@@ -203,7 +198,7 @@ class DynamoStateStore:
             code = aws_error_code(exc)
             if code == _CONDITION_FAILED:
                 return False
-            if code in _CONTENTION:
+            if code in CONTENTION:
                 raise ConflictError(f"cannot claim the summary of {batch_id!r} now") from exc
             raise StateError(f"cannot claim the summary of batch {batch_id!r}: {exc}") from exc
         return True
@@ -221,7 +216,7 @@ class DynamoStateStore:
             code = aws_error_code(exc)
             if code == _CONDITION_FAILED:
                 return  # not ours any more: nothing to give up
-            if code in _CONTENTION:
+            if code in CONTENTION:
                 raise ConflictError(f"cannot release the summary of {batch_id!r} now") from exc
             raise StateError(f"cannot release the summary of {batch_id!r}: {exc}") from exc
 
@@ -306,7 +301,7 @@ class DynamoStateStore:
             # The batch item is in every finish's transaction: an update meeting one
             # is refused with TransactionConflict, a contention like any other.
             code = aws_error_code(exc)
-            if code in _CONTENTION:
+            if code in CONTENTION:
                 raise ConflictError(f"cannot write batch {batch.batch_id!r} now ({code})") from exc
             raise StateError(f"cannot write batch {batch.batch_id!r}: {exc}") from exc
 
@@ -329,6 +324,9 @@ class DynamoStateStore:
 
     def settle_batch(self, batch_id: str) -> None:
         settle(self.client, self.table, batch_id)
+
+    def set_sweep_backoff(self, batch_id: str, *, failures: int, retry_at: float) -> None:
+        set_backoff(self.client, self.table, batch_id, failures, retry_at)
 
     # -- plumbing --------------------------------------------------------------
 

@@ -191,7 +191,8 @@ def creator_from_item(item: dict[str, Any]) -> CreatorRecord:
 
 def batch_item(batch: BatchRecord) -> dict[str, Any]:
     """The whole item of one batch record, key included (``summary_claimed`` is the
-    store's: it is only ever set and removed by conditional updates)."""
+    store's: it is only ever set and removed by conditional updates; ``sweep_failures``
+    and ``sweep_retry_at`` only by ``set_sweep_backoff``, present only while failing)."""
     item = {
         **batch_key(batch.batch_id),
         "ref": {"S": batch.batch_id},
@@ -256,6 +257,8 @@ def batch_from_item(item: dict[str, Any]) -> BatchRecord:
         settings=json.loads(item["settings"]["S"]),
         ttl=int(item.get("ttl", {}).get("N", 0)),
         owner=item.get("owner", {}).get("S", ""),
+        sweep_failures=int(item.get("sweep_failures", {}).get("N", 0)),
+        sweep_retry_at=float(item.get("sweep_retry_at", {}).get("N", 0)),
     )
 
 

@@ -247,9 +247,11 @@ class InMemoryStateStore:
         )
         with self._lock:
             stored = self._batches.get(batch.batch_id)
-            if stored is not None:  # counters are kept, as the real stores do
+            if stored is not None:  # counters and backoff are kept, as the real stores do
                 batch.completed, batch.failed = stored.completed, stored.failed
                 batch.skipped = stored.skipped
+                batch.sweep_failures = stored.sweep_failures
+                batch.sweep_retry_at = stored.sweep_retry_at
             self._batches[batch.batch_id] = batch
             self._settled.discard(batch.batch_id)  # every put opens the batch
 
@@ -275,6 +277,13 @@ class InMemoryStateStore:
         with self._lock:
             if batch_id in self._batches:
                 self._settled.add(batch_id)
+
+    def set_sweep_backoff(self, batch_id: str, *, failures: int, retry_at: float) -> None:
+        with self._lock:
+            batch = self._batches.get(batch_id)
+            if batch is not None:
+                batch.sweep_failures = failures
+                batch.sweep_retry_at = retry_at if failures else 0.0
 
 
 def _qualifies(

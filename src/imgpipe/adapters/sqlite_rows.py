@@ -15,6 +15,7 @@ from imgpipe.errors import StateError
 
 __all__ = [
     "BATCH_FIELDS",
+    "BATCH_READ_FIELDS",
     "CREATOR_FIELDS",
     "OPEN_INDEX",
     "SCHEMA",
@@ -27,7 +28,7 @@ __all__ = [
     "to_json",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS creators (
     creator_name TEXT NOT NULL,
@@ -63,7 +64,9 @@ CREATE TABLE IF NOT EXISTS batches (
     summary_claimed INTEGER NOT NULL DEFAULT 0,
     ttl INTEGER NOT NULL DEFAULT 0,
     owner TEXT NOT NULL DEFAULT '',
-    is_open INTEGER NOT NULL DEFAULT 1
+    is_open INTEGER NOT NULL DEFAULT 1,
+    sweep_failures INTEGER NOT NULL DEFAULT 0,
+    sweep_retry_at REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS batches_by_created ON batches (created_at);
 """
@@ -78,6 +81,8 @@ BATCH_FIELDS = (
     "batch_id", "created_at", "source", "status", "total_creators", "completed",
     "failed", "skipped", "summary_key", "finished_at", "settings", "ttl", "owner",
 )  # fmt: skip
+# Read with the batch, written only by ``set_sweep_backoff`` (``put_batch`` keeps them).
+BATCH_READ_FIELDS = (*BATCH_FIELDS, "sweep_failures", "sweep_retry_at")
 
 
 def marks(n: int) -> str:
@@ -120,7 +125,7 @@ def batch_values(b: BatchRecord) -> tuple[Any, ...]:
 
 
 def batch_from_row(row: sqlite3.Row) -> BatchRecord:
-    data = dict(zip(BATCH_FIELDS, tuple(row)[: len(BATCH_FIELDS)], strict=True))
+    data = dict(zip(BATCH_READ_FIELDS, tuple(row)[: len(BATCH_READ_FIELDS)], strict=True))
     data["status"] = BatchStatus(data["status"])
     data["settings"] = json.loads(data["settings"])
     return BatchRecord(**data)

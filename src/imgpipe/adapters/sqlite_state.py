@@ -29,6 +29,7 @@ from typing import Any
 from imgpipe.adapters.cursors import decode_cursor, encode_cursor
 from imgpipe.adapters.sqlite_rows import (
     BATCH_FIELDS,
+    BATCH_READ_FIELDS,
     CREATOR_FIELDS,
     OPEN_INDEX,
     SCHEMA,
@@ -47,7 +48,8 @@ __all__ = ["SqliteStateStore"]
 
 _CREATOR_COLUMNS = ", ".join(CREATOR_FIELDS)
 _PAGE = 500  # records per page when a batch's creators are streamed
-_BATCH_COLUMNS = ", ".join(BATCH_FIELDS)
+_BATCH_COLUMNS = ", ".join(BATCH_READ_FIELDS)  # what a read returns
+_BATCH_WRITTEN = ", ".join(BATCH_FIELDS)  # what put_batch writes
 
 
 class SqliteStateStore:
@@ -80,13 +82,16 @@ class SqliteStateStore:
 
     def _migrate(self) -> None:
         """Older files lack the summary claim (v1), leases and batch TTL (v2), the open
-        mark (v3: every old batch starts open, settled by its next sweep): add in place."""
+        mark (v3: every old batch starts open, settled by its next sweep), the sweep's
+        backoff (v4): add in place."""
         added = {
             "batches": (
                 ("summary_claimed", "INTEGER NOT NULL DEFAULT 0"),
                 ("ttl", "INTEGER NOT NULL DEFAULT 0"),
                 ("owner", "TEXT NOT NULL DEFAULT ''"),
                 ("is_open", "INTEGER NOT NULL DEFAULT 1"),
+                ("sweep_failures", "INTEGER NOT NULL DEFAULT 0"),
+                ("sweep_retry_at", "REAL NOT NULL DEFAULT 0"),
             ),
             "creators": (("lease_owner", "TEXT"), ("lease_expires", "REAL NOT NULL DEFAULT 0")),
         }
@@ -296,7 +301,7 @@ class SqliteStateStore:
         updates += ", is_open = 1"  # every put opens the batch (see the port)
         with self._session(f"batch {batch.batch_id!r}") as conn:
             conn.execute(
-                f"INSERT INTO batches ({_BATCH_COLUMNS}) VALUES ({marks(len(values))}) "
+                f"INSERT INTO batches ({_BATCH_WRITTEN}) VALUES ({marks(len(values))}) "
                 f"ON CONFLICT(batch_id) DO UPDATE SET {updates}",
                 values,
             )
@@ -326,6 +331,13 @@ class SqliteStateStore:
     def settle_batch(self, batch_id: str) -> None:
         with self._session(f"batch {batch_id!r}") as conn:
             conn.execute("UPDATE batches SET is_open = 0 WHERE batch_id = ?", (batch_id,))
+
+    def set_sweep_backoff(self, batch_id: str, *, failures: int, retry_at: float) -> None:
+        with self._session(f"sweep backoff of batch {batch_id!r}") as conn:
+            conn.execute(
+                "UPDATE batches SET sweep_failures = ?, sweep_retry_at = ? WHERE batch_id = ?",
+                (failures, retry_at if failures else 0.0, batch_id),
+            )
 
     # -- plumbing --------------------------------------------------------------
 

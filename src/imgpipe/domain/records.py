@@ -160,6 +160,12 @@ class BatchRecord:
     # The process that runs the batch (local: "host:pid:token"); empty on AWS,
     # where every message has its own owner.
     owner: str = ""
+    # The sweep's failed attempts in a row to finalise the batch (write its summary or
+    # send its notice), and when it may try again (epoch seconds): it backs off instead
+    # of retrying ahead of other batches (service/sweep_backoff.py). Only
+    # ``StateStore.set_sweep_backoff`` writes them; ``put_batch`` keeps them.
+    sweep_failures: int = 0
+    sweep_retry_at: float = 0.0
 
     @property
     def all_counted(self) -> bool:

@@ -115,9 +115,11 @@ def compress_handler(event: Mapping[str, Any], context: Any = None) -> dict[str,
 def sweep_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """The scheduled sweep: re-queue expired claims, finalise finished batches.
 
-    Emits ``StuckCreators``: claims that expired with no message coming back. Its work
-    is bounded per run (``IMGPIPE_SWEEP_MAX_*``); ``"more": 1`` in the logged counts
-    says the next run carries on.
+    Emits ``StuckCreators``: claims that expired with no message coming back, and
+    ``BatchesFailingToFinalise``: batches whose finalisation failed ten times in a row
+    or more (each backs off; see ``service/sweep_backoff.py``). Its work is bounded per
+    run (``IMGPIPE_SWEEP_MAX_*``); ``"more": 1`` in the logged counts says the next run
+    carries on.
     """
     _, fanout = runtime()
     with tracing().span("sweep") as span:
@@ -127,6 +129,7 @@ def sweep_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, An
         with METRICS_LOCK:
             emitter = metrics()
             emitter.observe("StuckCreators", counts["stuck"])
+            emitter.observe("BatchesFailingToFinalise", counts["failing"])
             emitter.flush()
     except Exception:  # metrics must never fail the sweep
         log.exception("could not emit the sweep's metrics")

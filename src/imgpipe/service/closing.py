@@ -173,11 +173,12 @@ class BatchClosing:
             return False
         return record is not None
 
-    def notice_owed(self, batch: BatchRecord) -> bool:
-        """True while the notice of a finished batch may still have to be sent."""
+    def notice_owed(self, batch: BatchRecord, *, now: float | None = None) -> bool:
+        """True while the notice of a finished batch may still have to be sent; with
+        ``now``, only once its sender's claim ended by then (a resume may send it)."""
         if self.ledger.notices is None or not batch.summary_key:
             return False
-        return self.ledger.notices.outstanding(batch.batch_id, batch.summary_key)
+        return self.ledger.notices.outstanding(batch.batch_id, batch.summary_key, now=now)
 
     def _write_summary(
         self, batch: BatchRecord, stats: PlanStats, peak_memory_percent: float, prefix: str

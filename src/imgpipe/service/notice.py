@@ -20,16 +20,15 @@ each takeover first writes ``<summary>.notice.take-<attempt>.json`` with a
 put-if-absent. So the claim is made once, delivery is at least once, and receivers
 drop repeats by key.
 
-The outcome replaces the claim in that object; the summary is never rewritten. A
-notice that fails is recorded and logged; it never fails the batch::
+The outcome replaces the claim in that object; the summary is never rewritten. What
+goes out is built in :mod:`.notice_digest` (re-exported here). A notice that fails is
+recorded and logged; it never fails the batch::
 
     notices = BatchNotices([webhook], outputs, presign_seconds=3600)
     held = notices.reserve("b1", summary_key, lease_expires=now + 900)  # before the summary
     record = notices.announce(summary, held)  # None: no channel, or not ours to send
     record.failed                          # deliveries that did not go out
     notices.resume("b1", summary_key)      # a dead sender's notice, sent (or None)
-
-What goes out is built in :mod:`.notice_digest` (re-exported here).
 """
 
 from __future__ import annotations
@@ -260,9 +259,9 @@ class BatchNotices:
         self._write(key, record, if_absent=False)  # our lease, so no one takes us over
         return self._send(key, record)
 
-    def outstanding(self, batch_id: str, summary_key: str) -> bool:
-        """True while the notice is claimed, not sent (``pending``, ``sending``): :meth:`resume`
-        may still owe it. A store error counts as owed (ask again), unreadable as not."""
+    def outstanding(self, batch_id: str, summary_key: str, *, now: float | None = None) -> bool:
+        """Claimed, not sent (``pending``, ``sending``): :meth:`resume` may owe it; with ``now``,
+        only once the claim's lease ended. A store error counts as owed, unreadable as not."""
         key = self.key_of(batch_id, summary_key)
         try:
             if not self.notifiers or not self.outputs.exists(key):
@@ -271,9 +270,11 @@ class BatchNotices:
         except StorageError:
             return True
         try:
-            return NoticeRecord.from_dict(json.loads(data)).state in ("pending", "sending")
+            record = NoticeRecord.from_dict(json.loads(data))
         except ValueError:
             return False
+        dead = now is None or record.lease_expires <= now  # its sender is gone: resume sends
+        return record.state in ("pending", "sending") and dead
 
     @staticmethod
     def key_of(batch_id: str, summary_key: str) -> str:

@@ -4,7 +4,8 @@ The engine of ``tests/unit/test_queue_engine.py`` with its state on DynamoDB: th
 sweep pages ``status-date-index`` and the sparse ``open-batch-index`` by
 ``LastEvaluatedKey``, so every dead claim is re-queued and the oldest batch is
 finalised however many of them there are; the client counts the pages it asked for.
-A table of an earlier version gets the index, and its batches the open mark.
+A table of an earlier version gets the index, and its batches the open mark. Batches
+whose finalisation keeps failing back off on their items without starving a newer one.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from imgpipe.adapters.dynamodb_table import (
     OPEN_BATCH_INDEX,
     STATUS_INDEX,
     batch_item,
+    batch_key,
     create_state_table,
 )
 from imgpipe.domain.records import BatchRecord
@@ -33,6 +35,7 @@ from imgpipe.settings import Settings
 from tests.support.aws import client
 from tests.unit.test_queue_engine import COVERS, NOTHING_SWEPT, dead_claim, engine
 from tests.unit.test_sweep import LEASE, finish_but_let_the_summary_writer_die
+from tests.unit.test_sweep_backoff import RUN, Finalize, run, stranded
 
 
 class CountingClient:
@@ -86,6 +89,39 @@ def test_the_sweep_pages_through_dynamodb(
     assert e.fanout.sweep(budget=SweepBudget(page_size=2))["settled"] == 1
     assert oldest not in state.open_batches(page_size=10).items
     assert len(state.open_batches(page_size=10).items) == 4
+
+
+def test_failing_batches_back_off_on_dynamodb_and_a_newer_one_is_finalised(
+    dynamodb: CountingClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = DynamoStateStore("state", client=dynamodb)
+    e = engine(COVERS, lease=LEASE, wrap=lambda _: state)
+    *old, newer = stranded(e, monkeypatch, 7)
+    finalize = Finalize(e, old)
+
+    assert run(e, finalize, finalizations=5, page_size=2) == {**NOTHING_SWEPT, "more": 1}
+    item = dynamodb.get_item(TableName="state", Key=batch_key(old[0]), ConsistentRead=True)
+    assert item["Item"]["sweep_failures"] == {"N": "1"}
+    assert float(item["Item"]["sweep_retry_at"]["N"]) == e.ledger.now() + RUN - 30
+
+    e.clock.advance(RUN)
+    counts = run(e, finalize, finalizations=5, page_size=2)
+    assert counts == {**NOTHING_SWEPT, "finalized": 1, "more": 1}
+    assert [s["batch_id"] for s in e.summaries()] == [newer]
+    stored = [state.get_batch(b) for b in old]
+    assert [b.sweep_failures for b in stored if b] == [2, 2, 2, 1, 1, 1]
+
+    # the fault is fixed: the next due try finalises the oldest and clears its record,
+    # whose attributes leave the item (only failing batches carry them)
+    finalize.failing.clear()
+    e.clock.advance(RUN)
+    counts = run(e, finalize, finalizations=5, page_size=2)
+    assert counts == {**NOTHING_SWEPT, "finalized": 3, "settled": 1, "backing_off": 3}
+    e.clock.advance(2 * RUN)
+    assert run(e, finalize, finalizations=5, page_size=2)["finalized"] == 3
+    item = dynamodb.get_item(TableName="state", Key=batch_key(old[0]), ConsistentRead=True)
+    assert "sweep_failures" not in item["Item"] and "sweep_retry_at" not in item["Item"]
+    assert sorted(s["batch_id"] for s in e.summaries()) == sorted(old + [newer])
 
 
 def old_batch(dynamodb: Any, table: str, batch_id: str) -> None:
