@@ -9,8 +9,9 @@ concurrent compresses and compares), smartcrop (``--crop smart`` against centre
 on the render covers, paired), overhead (700 local covers against the decode
 floor), latency (350 covers over a 50 ms loopback), million (staging a
 1,000,000-row CSV), million_run (``imgpipe run`` of it), million_aws (planning
-it on moto) and startup (``run``, ``status`` and ``--help`` as whole processes). Set ``IMGPIPE_BENCH_MILLION_CREATORS`` to a small number for a quick
-run of the three million benchmarks.
+it on moto) and startup (``run``, ``status`` and ``--help`` as whole processes).
+Set ``IMGPIPE_BENCH_MILLION_CREATORS`` to a small number for a quick run of the
+three million benchmarks.
 """
 
 from __future__ import annotations
