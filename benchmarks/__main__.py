@@ -8,9 +8,10 @@ render, e2e, scale, aws, compare, decode_budget (peak RSS of the API server unde
 concurrent compresses and compares), smartcrop (``--crop smart`` against centre
 on the render covers, paired), overhead (700 local covers against the decode
 floor), latency (350 covers over a 50 ms loopback), million (staging a
-1,000,000-row CSV), million_run (``imgpipe run`` of it) and million_aws (planning
-it on moto). Set ``IMGPIPE_BENCH_MILLION_CREATORS`` to a small number for a quick
-run of the three million benchmarks.
+1,000,000-row CSV), million_run (``imgpipe run`` of it), million_aws (planning
+it on moto) and startup (``run``, ``status`` and ``--help`` as whole processes).
+Set ``IMGPIPE_BENCH_MILLION_CREATORS`` to a small number for a quick run of the
+three million benchmarks.
 """
 
 from __future__ import annotations

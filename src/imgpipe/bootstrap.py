@@ -19,26 +19,25 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from imgpipe.adapters.sqlite_staging import stage_manifest
-from imgpipe.domain.manifest import Manifest
 from imgpipe.errors import ConfigError
 from imgpipe.fetch.cover_cache import CoverCache
-from imgpipe.fetch.downloader import Downloader
-from imgpipe.fetch.store_source import StoreRelativeFetcher
-from imgpipe.imaging.budget import DecodeBudget, return_freed_blocks
-from imgpipe.ports import BatchLocks, Notifier, ObjectStore, StateStore
-from imgpipe.service.batch import (
-    BatchRunner,
-    InMemoryJobs,
-)
-from imgpipe.service.compare import Comparator, ComparisonConfig, make_comparator
-from imgpipe.service.compress import CompressOptions, Compressor
-from imgpipe.service.fanout import DistributedPorts, FanOut
 from imgpipe.service.ledger import BatchLedger
 from imgpipe.service.notice import BatchNotices
-from imgpipe.service.summary import BatchSummary
 from imgpipe.settings import BatchSpec, Settings, parse_networks
+
+# What only some entry points use is imported where it is wired: `imgpipe run` and
+# `status` start without the AWS engine, compression, comparison or Pillow's budget.
+if TYPE_CHECKING:
+    from imgpipe.domain.manifest import Manifest
+    from imgpipe.fetch.store_source import StoreRelativeFetcher
+    from imgpipe.imaging.budget import DecodeBudget
+    from imgpipe.ports import BatchLocks, Notifier, ObjectStore, StateStore
+    from imgpipe.service.compare import Comparator, ComparisonConfig
+    from imgpipe.service.compress import Compressor
+    from imgpipe.service.fanout import DistributedPorts, FanOut
+    from imgpipe.service.summary import BatchSummary
 
 __all__ = [
     "STATE_FILE",
@@ -109,6 +108,10 @@ class ImageTools:
 
 def make_image_tools(settings: Settings) -> ImageTools:
     """The HTTP service's image tools; ``IMGPIPE_DECODE_BUDGET_PIXELS`` bounds both."""
+    from imgpipe.imaging.budget import DecodeBudget, return_freed_blocks
+    from imgpipe.service.compare import ComparisonConfig, make_comparator
+    from imgpipe.service.compress import CompressOptions, Compressor
+
     return_freed_blocks()  # so that the pixel count bounds the process's memory
     budget = DecodeBudget(settings.decode_budget_pixels)
     config = ComparisonConfig.from_settings(settings)
@@ -255,6 +258,7 @@ def open_distributed(settings: Settings) -> DistributedPorts:
     from imgpipe.adapters.dynamodb_state import DynamoStateStore
     from imgpipe.adapters.s3_store import S3ObjectStore
     from imgpipe.adapters.sqs_queue import SqsWorkQueue
+    from imgpipe.service.fanout import DistributedPorts
 
     missing = [
         name
@@ -292,6 +296,9 @@ def open_distributed(settings: Settings) -> DistributedPorts:
 
 def make_fanout(settings: Settings, ports: DistributedPorts | None = None) -> FanOut:
     """The distributed batch service, fetching covers from the web or beside the CSV."""
+    from imgpipe.adapters.sqlite_staging import stage_manifest
+    from imgpipe.service.fanout import FanOut
+
     ports = ports or open_distributed(settings)
     fetcher = store_fetchers(settings)
     ledger = make_ledger(settings, ports.state, ports.outputs, ports.work)
@@ -304,6 +311,9 @@ def store_fetchers(
 ) -> Callable[[BatchSpec, str, ObjectStore], AbstractAsyncContextManager[StoreRelativeFetcher]]:
     """Fetchers of a distributed batch: the web (guarded, cached) and objects beside
     the CSV in its store; one downloader per creator message or inline run."""
+    from imgpipe.fetch.downloader import Downloader
+    from imgpipe.fetch.store_source import StoreRelativeFetcher
+
     cache = cover_cache(settings, settings.data_dir)
 
     @asynccontextmanager
@@ -335,6 +345,7 @@ def run_inline(
     """A whole batch in this process on the distributed stores (direct invocation);
     ``csv_store``: the CSV's bucket, for covers beside it (default: the input bucket)."""
     from imgpipe.adapters.memory import InProcessBatchLocks
+    from imgpipe.service.batch import BatchRunner, InMemoryJobs
 
     options = options.with_overrides(allow_local_files=False)
     ledger = make_ledger(settings, ports.state, ports.outputs, ports.work)

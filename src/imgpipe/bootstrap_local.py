@@ -23,21 +23,28 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from imgpipe.adapters.sqlite_staging import StagedManifest, stage_manifest
-from imgpipe.bootstrap import Backend, cover_cache
-from imgpipe.domain.csv_text import CsvText, csv_text
+from imgpipe.adapters.sqlite_staging import stage_manifest
+from imgpipe.bootstrap import cover_cache
+from imgpipe.domain.csv_text import csv_text
 from imgpipe.errors import InputError, ManifestError
 from imgpipe.fetch.downloader import Downloader
-from imgpipe.service.batch import BatchInterruptedError, BatchRunner, PlannedJobs
+from imgpipe.service.batch import BatchInterruptedError, BatchRunner
 from imgpipe.service.gallery import prepare_gallery
 from imgpipe.service.memory import MemoryMonitor
 from imgpipe.service.planning import batch_identity, plan_stats
 from imgpipe.service.preview import CsvPreview, StagedCounts
-from imgpipe.service.progress import ProgressSink
-from imgpipe.service.results import PlanStats
-from imgpipe.service.summary import BatchSummary
-from imgpipe.settings import BatchSpec
+
+if TYPE_CHECKING:
+    from imgpipe.adapters.sqlite_staging import StagedManifest
+    from imgpipe.bootstrap import Backend
+    from imgpipe.domain.csv_text import CsvText
+    from imgpipe.service.batch import PlannedJobs
+    from imgpipe.service.progress import ProgressSink
+    from imgpipe.service.results import PlanStats
+    from imgpipe.service.summary import BatchSummary
+    from imgpipe.settings import BatchSpec
 
 __all__ = [
     "PlannedInput",

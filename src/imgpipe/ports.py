@@ -14,10 +14,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, Generic, Protocol, TypeVar
 
-from imgpipe.domain.manifest import CreatorJob, RowProblem
-from imgpipe.domain.records import BatchContext, BatchRecord, CreatorRecord, CreatorStatus
+if TYPE_CHECKING:
+    from imgpipe.domain.manifest import CreatorJob, RowProblem
+    from imgpipe.domain.records import BatchContext, BatchRecord, CreatorRecord, CreatorStatus
+
 
 __all__ = [
     "BatchLock",

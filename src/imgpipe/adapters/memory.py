@@ -18,14 +18,17 @@ import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from imgpipe.adapters.cursors import decode_cursor, encode_cursor
 from imgpipe.adapters.local_store import check_key, check_range
 from imgpipe.adapters.memory_queue import InMemoryWorkQueue, InProcessBatchLocks
-from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
+from imgpipe.domain.records import CreatorStatus
 from imgpipe.errors import ConditionFailedError, KeyCollisionError, StateError, StorageError
 from imgpipe.ports import Page, StoredObject
+
+if TYPE_CHECKING:
+    from imgpipe.domain.records import BatchRecord, CreatorRecord
 
 __all__ = [
     "InMemoryObjectStore",

@@ -30,7 +30,7 @@ from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from imgpipe.domain.keys import unique_key
 from imgpipe.domain.manifest import (
@@ -38,12 +38,14 @@ from imgpipe.domain.manifest import (
     CoverRef,
     CoverSet,
     CreatorJob,
-    ManifestRow,
     RowProblem,
     check_cap,
     read_records,
 )
 from imgpipe.errors import StorageError
+
+if TYPE_CHECKING:
+    from imgpipe.domain.manifest import ManifestRow
 
 __all__ = ["Records", "StagedManifest", "stage_manifest", "stage_records"]
 

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgpipe.adapters.cursors import decode_cursor, encode_cursor
 from imgpipe.adapters.sqlite_rows import (
@@ -40,9 +40,12 @@ from imgpipe.adapters.sqlite_rows import (
     creator_values,
     marks,
 )
-from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
+from imgpipe.domain.records import CreatorStatus
 from imgpipe.errors import ConditionFailedError, ConflictError, StateError
 from imgpipe.ports import Page
+
+if TYPE_CHECKING:
+    from imgpipe.domain.records import BatchRecord, CreatorRecord
 
 __all__ = ["SqliteStateStore"]
 

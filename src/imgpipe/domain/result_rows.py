@@ -36,16 +36,13 @@ import csv
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from imgpipe.domain.row_rules import (
-    DEFAULT_SCHEMES,
-    ManifestRow,
-    RowProblem,
-    locate_columns,
-    row_item,
-)
+from imgpipe.domain.row_rules import DEFAULT_SCHEMES, RowProblem, locate_columns, row_item
 from imgpipe.errors import ColumnError, InputError
+
+if TYPE_CHECKING:
+    from imgpipe.domain.row_rules import ManifestRow
 
 __all__ = [
     "ResultRecords",

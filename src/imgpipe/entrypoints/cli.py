@@ -13,27 +13,26 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from imgpipe.bootstrap import open_backend, reconcile_stale_batches, resend_stranded_notices
-from imgpipe.bootstrap_local import preview_csv, run_csv
-from imgpipe.bootstrap_sql import run_sql
 from imgpipe.domain.spec import RANGES
 from imgpipe.entrypoints import cli_aws, cli_service, cli_sql
-from imgpipe.entrypoints.cli_errors import EXIT_UNFINISHED, exit_code, fail
+from imgpipe.entrypoints.cli_errors import EXIT_UNFINISHED, exit_code, fail, stderr_console
 from imgpipe.entrypoints.cli_logging import LogFormatName, LogFormatOption, setup_logging
-from imgpipe.entrypoints.progress import LogProgress, RichProgress
-from imgpipe.entrypoints.report import print_batch, print_batches, print_preview, print_summary
 from imgpipe.errors import ConfigError, ImgpipeError, InputError, column_role
-from imgpipe.service.batch import BatchInterruptedError
-from imgpipe.service.progress import NullProgress, ProgressSink
-from imgpipe.service.summary import BatchSummary
-from imgpipe.settings import BatchSpec, Settings
 from imgpipe.version import version
+
+# What a command needs is imported inside it: `--help` and `--version` load no
+# settings, engine or rich, and `run` no AWS, service or SQL wiring (the start-up of
+# every run counts; tests/unit/test_startup_weight.py holds the line).
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from imgpipe.service.progress import ProgressSink
+    from imgpipe.service.summary import BatchSummary
+    from imgpipe.settings import BatchSpec, Settings
 
 __all__ = ["app", "main"]
 
@@ -198,7 +197,13 @@ def run(
     ] = False,
 ) -> None:
     """Render one collage per creator of CSV_FILE, or of the rows of a SQL query."""
-    console = Console(stderr=True)
+    from imgpipe.bootstrap import open_backend, resend_stranded_notices
+    from imgpipe.bootstrap_local import run_csv
+    from imgpipe.service.batch import BatchInterruptedError
+    from imgpipe.service.progress import NullProgress
+    from imgpipe.settings import Settings
+
+    _freeze_imports()
     setup_logging(log_format, quiet=quiet)
     try:
         settings = _with_flags(
@@ -233,16 +238,18 @@ def run(
             _dry_run(csv_file, options, as_json=as_json)
         backend = open_backend(settings, out_dir=out)
     except ImgpipeError as exc:
-        raise fail(console, str(exc)) from None
+        raise fail(str(exc)) from None
     except ValueError as exc:  # pydantic validation of the environment
-        raise fail(console, f"invalid settings: {exc}") from None
+        raise fail(f"invalid settings: {exc}") from None
 
     try:
         # A notice whose sender was killed before it went out goes before this batch's own.
-        _report_resent(console, resend_stranded_notices(backend))
+        _report_resent(resend_stranded_notices(backend))
 
         def start(progress: ProgressSink) -> BatchSummary:
             if sql is not None:
+                from imgpipe.bootstrap_sql import run_sql
+
                 return run_sql(
                     sql.url, sql.query, options, backend, progress=progress,
                     new_batch=new_batch, handle_signals=True,
@@ -253,31 +260,62 @@ def run(
                 handle_signals=True,
             )  # fmt: skip
 
-        # JSON logs are one object per line: no bar drawn between them, progress is logged
-        plain = as_json or log_format is LogFormatName.json or not console.is_terminal
-        if quiet or plain:
-            summary = start(NullProgress() if quiet else LogProgress())
+        # JSON logs are one object per line: no bar drawn between them, progress is logged.
+        # Checked in this order so that a --quiet or --json run never imports rich.
+        if quiet or as_json or log_format is LogFormatName.json:
+            summary = start(NullProgress() if quiet else _log_progress())
+        elif not (console := stderr_console()).is_terminal:
+            summary = start(_log_progress())
         else:
+            from imgpipe.entrypoints.progress_bar import RichProgress
+
             with RichProgress(console) as bar:
                 summary = start(bar)
     except BatchInterruptedError as exc:
-        console.print(
+        from rich.markup import escape
+
+        stderr_console().print(
             f"[bold yellow]interrupted:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
         )
         raise typer.Exit(128 + exc.signal if exc.signal else EXIT_UNFINISHED) from None
     except ImgpipeError as exc:
         role = column_role(exc)
         hint = f" (choose it with --{role}-column)" if role else ""
-        raise fail(console, f"{exc}{hint}", exit_code(exc)) from None
+        raise fail(f"{exc}{hint}", exit_code(exc)) from None
     finally:
         backend.close()
 
     if as_json:
         sys.stdout.write(json.dumps(summary.to_dict(), ensure_ascii=False, indent=2) + "\n")
     elif not quiet:
-        print_summary(Console(), summary, Path(backend.location))
-    _report_notice(console, summary.extra.get("notice"))
+        from imgpipe.entrypoints.report import print_summary
+
+        print_summary(_stdout_console(), summary, Path(backend.location))
+    _report_notice(summary.extra.get("notice"))
     raise typer.Exit(summary.exit_code)
+
+
+def _freeze_imports() -> None:
+    """Freeze what a command has imported by now out of the collector's sight.
+
+    Those objects (~50k) live as long as the process: frozen, the collections walk
+    only what a run allocates (a full collection went from 18 ms to microseconds; a
+    700-cover run spends 25 ms less in the collector). A command imports its own
+    modules, after :func:`main` froze the CLI's, so it freezes again.
+    """
+    gc.freeze()
+
+
+def _log_progress() -> ProgressSink:
+    from imgpipe.entrypoints.progress import LogProgress
+
+    return LogProgress()
+
+
+def _stdout_console() -> Console:
+    from rich.console import Console
+
+    return Console()
 
 
 def _with_flags(settings: Settings, **flags: str | None) -> Settings:
@@ -286,11 +324,13 @@ def _with_flags(settings: Settings, **flags: str | None) -> Settings:
     return settings.model_copy(update=given) if given else settings
 
 
-def _report_notice(console: Console, notice: dict[str, Any] | None) -> None:
+def _report_notice(notice: dict[str, Any] | None) -> None:
     """One line per notice that did not go out; the batch's exit code stays its own."""
     for delivery in (notice or {}).get("deliveries", []):
         if delivery["status"] != "sent":
-            console.print(
+            from rich.markup import escape
+
+            stderr_console().print(
                 f"[bold yellow]notice not sent:[/] {escape(str(delivery['error']))} "
                 f"({delivery['attempts']} attempt(s))",
                 highlight=False,
@@ -298,9 +338,9 @@ def _report_notice(console: Console, notice: dict[str, Any] | None) -> None:
             )
 
 
-def _report_resent(console: Console, batch_ids: list[str]) -> None:
+def _report_resent(batch_ids: list[str]) -> None:
     for batch_id in batch_ids:
-        console.print(
+        stderr_console().print(
             f"notice of batch {batch_id} sent: its sender stopped before it went out",
             highlight=False,
             soft_wrap=True,
@@ -316,7 +356,10 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Show recent batches, or one batch's creators and failures."""
-    console = Console(stderr=True)
+    from imgpipe.bootstrap import open_backend, reconcile_stale_batches, resend_stranded_notices
+    from imgpipe.entrypoints.report import print_batch, print_batches
+    from imgpipe.settings import Settings
+
     try:
         settings = Settings()
         root = (out or settings.data_dir).resolve()
@@ -326,33 +369,37 @@ def status(
         where = str(root) if settings.backend == "local" else settings.dynamodb_table_name
         backend = open_backend(settings, out_dir=root)
     except ImgpipeError as exc:  # settings the backend refuses (a notice URL, a prefix)
-        raise fail(console, str(exc), exit_code(exc)) from None
+        raise fail(str(exc), exit_code(exc)) from None
     except ValueError as exc:  # pydantic validation of the environment
-        raise fail(console, f"invalid settings: {exc}") from None
+        raise fail(f"invalid settings: {exc}") from None
     try:
         reconcile_stale_batches(backend)  # a running batch whose process died: interrupted
-        _report_resent(console, resend_stranded_notices(backend))
+        _report_resent(resend_stranded_notices(backend))
         if batch_id is None:
-            print_batches(Console(), backend.state.list_batches(), as_json=as_json)
+            print_batches(_stdout_console(), backend.state.list_batches(), as_json=as_json)
             return
         batch = backend.state.get_batch(batch_id)
         if batch is None:
-            raise fail(console, f"no batch {batch_id!r} in {where}")
+            raise fail(f"no batch {batch_id!r} in {where}")
         records = list(backend.state.creators_in_batch(batch_id))
-        print_batch(Console(), batch, records, as_json=as_json)
+        print_batch(_stdout_console(), batch, records, as_json=as_json)
     except ImgpipeError as exc:  # the state store unreachable: not the caller's to fix (4)
-        raise fail(console, str(exc), exit_code(exc)) from None
+        raise fail(str(exc), exit_code(exc)) from None
     finally:
         backend.close()
 
 
 def _dry_run(csv_file: Path, options: BatchSpec, *, as_json: bool) -> None:
     """Print what a run would work on, then exit 0 (InputError: the CSV is unusable)."""
+    from imgpipe.bootstrap_local import preview_csv
+
     preview = preview_csv(csv_file, options)
     if as_json:
         sys.stdout.write(json.dumps(preview.to_dict(), ensure_ascii=False, indent=2) + "\n")
     else:
-        print_preview(Console(), preview)
+        from imgpipe.entrypoints.report import print_preview
+
+        print_preview(_stdout_console(), preview)
     raise typer.Exit(0)
 
 
@@ -363,9 +410,5 @@ cli_sql.register(app)
 
 
 def main() -> None:
-    # What is imported by now lives as long as the process (~50k objects): frozen
-    # out of the collector's sight, its collections walk only what a run allocates
-    # (a full collection went from 18 ms to microseconds; a 700-cover run spends
-    # 25 ms less in the collector).
-    gc.freeze()
+    _freeze_imports()  # the CLI's modules; a command freezes what it imports itself
     app()

@@ -7,17 +7,16 @@ import json
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
+from imgpipe.entrypoints.cli_errors import stderr_console
 from imgpipe.entrypoints.cli_logging import LogFormatName, LogFormatOption, setup_logging
 from imgpipe.errors import ConfigError, ImgpipeError
-from imgpipe.settings import Settings
 
-if TYPE_CHECKING:  # boto3 stays out of the CLI's import
+# Registered on every start of `imgpipe` (for --help): what the commands use (boto3,
+# the settings, rich) is imported inside them, so `imgpipe run` never loads it.
+if TYPE_CHECKING:
     from imgpipe.adapters.sqs_queue import SqsWorkQueue
+    from imgpipe.settings import Settings
 
 __all__ = ["register"]
 
@@ -29,7 +28,9 @@ dlq_app = typer.Typer(
 
 
 def _fail(exc: ImgpipeError) -> typer.Exit:
-    Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+    from rich.markup import escape
+
+    stderr_console().print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
     return typer.Exit(2)
 
 
@@ -69,6 +70,7 @@ def worker(
     from imgpipe.adapters.sqs_queue import SqsWorkQueue
     from imgpipe.entrypoints.aws_lambda import handle_record_body
     from imgpipe.entrypoints.worker import QueueWorker
+    from imgpipe.settings import Settings
 
     setup_logging(log_format, text_format="%(message)s")
     settings = Settings()
@@ -111,6 +113,8 @@ def dlq_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Show dead-lettered messages without consuming them."""
+    from imgpipe.settings import Settings
+
     try:
         _, dlq = _queues(Settings())
         messages = dlq.peek(limit)
@@ -119,6 +123,10 @@ def dlq_list(
     if as_json:
         print(json.dumps([{"id": m.message_id, "body": m.body} for m in messages]))
         return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table("message id", "body")
     for message in messages:
         table.add_row(Text(message.message_id), Text(message.body[:200]))  # data, not markup
@@ -130,6 +138,8 @@ def dlq_redrive(
     limit: Annotated[int | None, typer.Option(help="At most this many messages.")] = None,
 ) -> None:
     """Move dead-lettered messages back to the work queue."""
+    from imgpipe.settings import Settings
+
     try:
         queue, dlq = _queues(Settings())
         moved = dlq.redrive_to(queue, limit)
@@ -143,6 +153,7 @@ def aws_init(
 ) -> None:
     """Create buckets, queue + DLQ, table and notification on an AWS-compatible server."""
     from imgpipe.entrypoints.extras import require
+    from imgpipe.settings import Settings
 
     try:
         require("boto3", "aws")
@@ -159,6 +170,7 @@ def aws_open_batches() -> None:
     """Once, after upgrading a deployment to the open-batch-index: mark open the batches
     written before it (IMGPIPE_DYNAMODB_TABLE_NAME), so the sweep visits them too."""
     from imgpipe.entrypoints.extras import require
+    from imgpipe.settings import Settings
 
     try:
         require("boto3", "aws")

@@ -1,4 +1,9 @@
-"""``imgpipe serve`` (the HTTP service) and ``imgpipe compress`` (local files and folders)."""
+"""``imgpipe serve`` (the HTTP service) and ``imgpipe compress`` (local files and folders).
+
+Registered on every start of ``imgpipe`` (for ``--help``): what the commands use
+(Pillow's compression, the settings, rich) is imported inside them, so that
+``imgpipe run`` never loads it.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +16,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
-from imgpipe.entrypoints.cli_errors import EXIT_INPUT  # an unusable option: a busy --port too
+from imgpipe.entrypoints.cli_errors import (
+    EXIT_INPUT,  # an unusable option: a busy --port too
+    stderr_console,
+)
 from imgpipe.entrypoints.cli_logging import LogFormatName, LogFormatOption, setup_logging
 from imgpipe.errors import ConfigError, ImageError, ImgpipeError
-from imgpipe.service.compress import EXTENSIONS, CompressOptions, compress_image
-from imgpipe.settings import Settings
 
 __all__ = ["compress", "register", "serve"]
 
@@ -37,7 +39,10 @@ def serve(
     log_format: LogFormatOption = LogFormatName.text,
 ) -> None:
     """Serve the API (/v1, /docs), the dashboard (/), /healthz, /readyz and /metrics."""
+    from rich.markup import escape
+
     from imgpipe.entrypoints.extras import require
+    from imgpipe.settings import Settings
 
     if log_format is LogFormatName.json:
         setup_logging(log_format)
@@ -52,14 +57,14 @@ def serve(
         app = create_app(Settings(), out_dir=out)
         listener = _listen(host, port)
     except ImgpipeError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        stderr_console().print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(EXIT_INPUT) from exc
     port = listener.getsockname()[1]  # the one the system chose for --port 0
     banner = f"imgpipe dashboard on http://{host}:{port}/ (API docs at /docs)"
     if log_format is LogFormatName.json:  # stderr stays one JSON object per line
         logging.getLogger("imgpipe.serve").info(banner, extra={"port": port})
     else:
-        Console(stderr=True).print(banner)
+        stderr_console().print(banner)
     with listener:
         # JSON: uvicorn's loggers reach our root handler instead of its own text ones
         log_config = None if log_format is LogFormatName.json else uvicorn.config.LOGGING_CONFIG
@@ -113,6 +118,9 @@ def compress(
     photos/a.png becomes <out>/photos/a.jpg; a file that would not get
     smaller is copied unchanged under its own name. Exit 3 if any file failed.
     """
+    from imgpipe.service.compress import EXTENSIONS, CompressOptions, compress_image
+    from imgpipe.settings import Settings
+
     options = CompressOptions.from_settings(Settings(), max_size=max_size, quality=quality)
     out = out.resolve()
     results: list[dict[str, object]] = []
@@ -137,7 +145,7 @@ def compress(
         _print_results(results)
     if not results:
         wanted = " ".join(EXTENSIONS)
-        Console(stderr=True).print(f"[bold red]error:[/] no images ({wanted}) found")
+        stderr_console().print(f"[bold red]error:[/] no images ({wanted}) found")
         raise typer.Exit(2)
     if failed:
         raise typer.Exit(EXIT_SOME_FAILED)
@@ -145,6 +153,8 @@ def compress(
 
 def _images(paths: list[Path], *, skip: Path) -> Iterator[tuple[Path, Path]]:
     """(file, path relative to the output folder) for each image, folders walked in order."""
+    from imgpipe.service.compress import EXTENSIONS
+
     for path in paths:
         if path.is_dir():
             root = path.resolve()
@@ -157,6 +167,10 @@ def _images(paths: list[Path], *, skip: Path) -> Iterator[tuple[Path, Path]]:
 
 
 def _print_results(results: list[dict[str, object]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table("file", "original", "compressed", "ratio", "result")
     for r in results:
         if "error" in r:

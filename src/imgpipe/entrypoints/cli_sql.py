@@ -14,15 +14,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from imgpipe.entrypoints.cli_errors import exit_code, fail
+from imgpipe.entrypoints.cli_errors import exit_code, fail, stderr_console
 from imgpipe.errors import ConfigError, ImgpipeError, column_role
-from imgpipe.settings import Settings
+
+if TYPE_CHECKING:  # `run` imports this module for its flags: settings come with the command
+    from imgpipe.settings import Settings
 
 __all__ = ["FromSqlOption", "QueryOption", "SqlSource", "export_csv", "register", "sql_source"]
 
@@ -92,9 +92,11 @@ def export_csv(
     url_column: Annotated[str | None, typer.Option(help="Name the cover URL column.")] = None,
 ) -> None:
     """Write a query's rows as a CSV that `imgpipe run` and the AWS flow read."""
-    from imgpipe.bootstrap_sql import export_sql_csv
+    from rich.markup import escape
 
-    console = Console(stderr=True)
+    from imgpipe.bootstrap_sql import export_sql_csv
+    from imgpipe.settings import Settings
+
     try:
         settings = Settings()
         source = sql_source(settings, from_sql, query, csv_given=False)
@@ -111,11 +113,12 @@ def export_csv(
     except ImgpipeError as exc:
         role = column_role(exc)
         hint = f" (choose it with --{role}-column, or alias it in the query)" if role else ""
-        raise fail(console, f"{exc}{hint}", exit_code(exc)) from None
+        raise fail(f"{exc}{hint}", exit_code(exc)) from None
     except ValueError as exc:  # pydantic validation of the environment
-        raise fail(console, f"invalid settings: {exc}") from None
+        raise fail(f"invalid settings: {exc}") from None
     shown = where if where.startswith("s3://") else str(Path(where).resolve())
-    console.print(f"exported {rows} rows to {escape(shown)}", highlight=False, soft_wrap=True)
+    message = f"exported {rows} rows to {escape(shown)}"
+    stderr_console().print(message, highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -21,16 +21,19 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from imgpipe.domain.records import BatchRecord, CreatorRecord
 from imgpipe.domain.result_rows import row_label
-from imgpipe.service.preview import CsvPreview
-from imgpipe.service.summary import BatchSummary
+
+if TYPE_CHECKING:
+    from imgpipe.domain.records import BatchRecord, CreatorRecord
+    from imgpipe.service.preview import CsvPreview
+    from imgpipe.service.summary import BatchSummary
 
 __all__ = ["print_batch", "print_batches", "print_preview", "print_summary"]
 

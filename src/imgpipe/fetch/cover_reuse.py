@@ -24,11 +24,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from imgpipe.errors import FetchError
 from imgpipe.fetch import revalidation
-from imgpipe.fetch.cover_cache import CachedCover, CoverCache
-from imgpipe.fetch.netguard import AddressGuard
+
+if TYPE_CHECKING:
+    from imgpipe.fetch.cover_cache import CachedCover, CoverCache
+    from imgpipe.fetch.netguard import AddressGuard
 
 __all__ = ["CoverReuse"]
 

@@ -47,9 +47,8 @@ from imgpipe.domain.records import Reason
 from imgpipe.domain.spec import FetchPolicy
 from imgpipe.errors import BlockedAddressError, FetchError
 from imgpipe.fetch import revalidation, sources
-from imgpipe.fetch.cover_cache import CachedCover, CoverCache
 from imgpipe.fetch.cover_reuse import CoverReuse
-from imgpipe.fetch.netguard import AddressGuard, ResolutionError, Resolver
+from imgpipe.fetch.netguard import AddressGuard, ResolutionError
 from imgpipe.fetch.responses import (
     Outcome,
     describe,
@@ -62,6 +61,9 @@ from imgpipe.fetch.retrying import with_retries
 
 if TYPE_CHECKING:
     import httpx
+
+    from imgpipe.fetch.cover_cache import CachedCover, CoverCache
+    from imgpipe.fetch.netguard import Resolver
 
 # FetchResult and FetchCounts live in .results; re-exported for existing imports.
 __all__ = ["Downloader", "FetchCounts", "FetchPolicy", "FetchResult"]

@@ -35,10 +35,13 @@ import re
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from imgpipe.domain.records import Reason
 from imgpipe.errors import BlockedAddressError, FetchError
-from imgpipe.settings import IPNetwork
+
+if TYPE_CHECKING:
+    from imgpipe.settings import IPNetwork
 
 __all__ = [
     "AddressGuard",

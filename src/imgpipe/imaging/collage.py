@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from imgpipe.domain.layout import Grid
+if TYPE_CHECKING:
+    from imgpipe.domain.layout import Grid
+
 
 __all__ = ["render_collage"]
 

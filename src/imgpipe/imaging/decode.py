@@ -25,14 +25,17 @@ import math
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from PIL import Image, ImageFile, JpegImagePlugin
 
 from imgpipe.domain.layout import center_crop_box
-from imgpipe.imaging.budget import DecodeBudget
 from imgpipe.imaging.colour import to_srgb
 from imgpipe.imaging.safe_open import as_image_error as _as_image_error
 from imgpipe.imaging.safe_open import open_checked as _open_checked
+
+if TYPE_CHECKING:
+    from imgpipe.imaging.budget import DecodeBudget
 
 __all__ = ["ImageInfo", "load_tile", "load_fitted", "probe"]
 

@@ -30,12 +30,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 from itertools import accumulate
+from typing import TYPE_CHECKING
 
 from PIL import Image, ImageChops, ImageFilter
 
 # face_detect imports OpenCV only when its cascade is first needed.
 from imgpipe.imaging import face_detect
-from imgpipe.imaging.face_detect import Face
+
+if TYPE_CHECKING:
+    from imgpipe.imaging.face_detect import Face
 
 __all__ = ["detector_name", "square_window"]
 

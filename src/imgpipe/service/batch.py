@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from imgpipe.domain.manifest import CreatorJob, Manifest
 from imgpipe.errors import (
     BatchLockedError,
     ClaimBusyError,
@@ -36,17 +36,23 @@ from imgpipe.errors import (
     StorageError,
 )
 from imgpipe.logs import log_context
-from imgpipe.ports import BatchLock, BatchLocks
-from imgpipe.service.ledger import BatchLedger, local_owner
+from imgpipe.service.ledger import local_owner
 from imgpipe.service.memory import MemoryMonitor
-from imgpipe.service.pipeline import CreatorPipeline, Fetcher
+from imgpipe.service.pipeline import CreatorPipeline
 from imgpipe.service.planner import BatchPlanner, PlannedJobs
 from imgpipe.service.planning import new_batch_id, plan_stats
 from imgpipe.service.pool import PoolDispatcher
-from imgpipe.service.progress import NullProgress, ProgressSink
-from imgpipe.service.results import BatchContext, CreatorResult, PlanStats
-from imgpipe.service.summary import BatchSummary
-from imgpipe.settings import BatchSpec
+from imgpipe.service.progress import NullProgress
+
+if TYPE_CHECKING:
+    from imgpipe.domain.manifest import CreatorJob, Manifest
+    from imgpipe.ports import BatchLock, BatchLocks
+    from imgpipe.service.ledger import BatchLedger
+    from imgpipe.service.pipeline import Fetcher
+    from imgpipe.service.progress import ProgressSink
+    from imgpipe.service.results import BatchContext, CreatorResult, PlanStats
+    from imgpipe.service.summary import BatchSummary
+    from imgpipe.settings import BatchSpec
 
 __all__ = ["BatchInterruptedError", "BatchRunner", "InMemoryJobs", "PlannedJobs"]
 

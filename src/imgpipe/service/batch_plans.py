@@ -19,11 +19,13 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgpipe.errors import StorageError
-from imgpipe.ports import ObjectStore
 from imgpipe.service.results import PlanStats
+
+if TYPE_CHECKING:
+    from imgpipe.ports import ObjectStore
 
 __all__ = ["BatchPlans", "plan_key"]
 

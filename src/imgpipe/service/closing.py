@@ -32,14 +32,16 @@ import time
 from typing import TYPE_CHECKING
 
 from imgpipe.domain.keys import summary_key
-from imgpipe.domain.records import BatchRecord
 from imgpipe.errors import SummaryPendingError
-from imgpipe.service.notice import NoticeRecord, Reservation
-from imgpipe.service.results import PlanStats
-from imgpipe.service.summary import BatchSummary, SummaryWriter
+from imgpipe.service.notice import Reservation
+from imgpipe.service.summary import SummaryWriter
 
 if TYPE_CHECKING:  # the ledger builds its closing: a type-only import back
+    from imgpipe.domain.records import BatchRecord
     from imgpipe.service.ledger import BatchLedger
+    from imgpipe.service.notice import NoticeRecord
+    from imgpipe.service.results import PlanStats
+    from imgpipe.service.summary import BatchSummary
 
 __all__ = [
     "INDEX_CATCH_UP_SECONDS",

@@ -31,12 +31,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from imgpipe.domain.records import CreatorRecord
 from imgpipe.errors import StateError, StorageError
-from imgpipe.ports import ObjectStore
-from imgpipe.service.results import NOT_FAILURES, CreatorResult
+from imgpipe.service.results import NOT_FAILURES
+
+if TYPE_CHECKING:
+    from imgpipe.domain.records import CreatorRecord
+    from imgpipe.ports import ObjectStore
+    from imgpipe.service.results import CreatorResult
 
 __all__ = [
     "COVERS_KEY_FIELD",

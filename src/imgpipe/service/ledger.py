@@ -30,25 +30,28 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from imgpipe.domain.manifest import CreatorJob
 from imgpipe.domain.records import BatchRecord, BatchStatus, CreatorRecord, CreatorStatus
 from imgpipe.errors import (
     ClaimBusyError,
     ConditionFailedError,
     ConflictError,
 )
-from imgpipe.ports import ObjectStore, StateStore
 from imgpipe.service.batch_plans import BatchPlans
 from imgpipe.service.closing import BatchClosing
 from imgpipe.service.creator_covers import record_covers, record_metadata
-from imgpipe.service.notice import BatchNotices
 from imgpipe.service.owners import local_owner
-from imgpipe.service.results import BatchContext, CreatorResult, PlanStats
-from imgpipe.service.summary import BatchSummary
+from imgpipe.service.results import BatchContext, CreatorResult
+
+if TYPE_CHECKING:
+    from imgpipe.domain.manifest import CreatorJob
+    from imgpipe.ports import ObjectStore, StateStore
+    from imgpipe.service.notice import BatchNotices
+    from imgpipe.service.results import PlanStats
+    from imgpipe.service.summary import BatchSummary
 
 __all__ = ["BatchLedger", "local_owner"]
 

@@ -39,11 +39,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgpipe.domain.keys import notice_key, notice_takeover_key
 from imgpipe.errors import KeyCollisionError, StorageError
-from imgpipe.ports import Delivery, Notifier, ObjectStore
+from imgpipe.ports import Delivery
 from imgpipe.service.notice_digest import (
     DIGEST_TYPE,
     MAX_DIGEST_BYTES,
@@ -53,7 +53,10 @@ from imgpipe.service.notice_digest import (
     encode_digest,
 )
 from imgpipe.service.owners import local_owner
-from imgpipe.service.summary import BatchSummary
+
+if TYPE_CHECKING:
+    from imgpipe.ports import Notifier, ObjectStore
+    from imgpipe.service.summary import BatchSummary
 
 __all__ = [
     "DIGEST_TYPE",

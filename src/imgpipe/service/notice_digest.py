@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from imgpipe.service.summary import BatchSummary
+if TYPE_CHECKING:
+    from imgpipe.service.summary import BatchSummary
+
 
 __all__ = [
     "DIGEST_TYPE",

@@ -34,26 +34,29 @@ from typing import TYPE_CHECKING, Any
 from imgpipe.domain.fingerprints import collage_fingerprint
 from imgpipe.domain.keys import collage_key, metadata_key, preview_key
 from imgpipe.domain.layout import plan_grid
-from imgpipe.domain.manifest import CreatorJob
-from imgpipe.domain.records import CreatorRecord, CreatorStatus
+from imgpipe.domain.records import CreatorStatus
 from imgpipe.errors import KeyCollisionError, StorageError
 from imgpipe.imaging.collage import render_collage
 from imgpipe.imaging.preview import PREVIEW_CONTENT_TYPE, PREVIEW_WIDTH, render_preview
 from imgpipe.imaging.smartcrop import detector_name
 from imgpipe.logs import log_context
-from imgpipe.ports import ObjectStore
 from imgpipe.service.claim_beat import ClaimBeat, CoverTally
 from imgpipe.service.collect import CoverCollector, Fetcher
-from imgpipe.service.ledger import BatchLedger
 from imgpipe.service.memory import MemoryMonitor, MemoryPressureError
-from imgpipe.service.progress import NullProgress, ProgressSink
-from imgpipe.service.results import BatchContext, CreatorResult, log_outcome
-from imgpipe.settings import BatchSpec
+from imgpipe.service.progress import NullProgress
+from imgpipe.service.results import CreatorResult, log_outcome
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from imgpipe.domain.layout import Grid
+    from imgpipe.domain.manifest import CreatorJob
+    from imgpipe.domain.records import CreatorRecord
+    from imgpipe.ports import ObjectStore
+    from imgpipe.service.ledger import BatchLedger
+    from imgpipe.service.progress import ProgressSink
+    from imgpipe.service.results import BatchContext
+    from imgpipe.settings import BatchSpec
 
 __all__ = ["CreatorPipeline", "Fetcher", "Heartbeat"]
 

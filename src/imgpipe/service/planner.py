@@ -40,16 +40,18 @@ import json
 import logging
 from collections.abc import Callable, Container, Iterator, Mapping
 from itertools import islice
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from imgpipe.domain.manifest import CreatorJob
-from imgpipe.domain.records import BatchRecord
 from imgpipe.errors import KeyCollisionError, StorageError
-from imgpipe.ports import Dispatcher
-from imgpipe.service.ledger import BatchLedger
 from imgpipe.service.planning import plan_marker_key, settings_snapshot
-from imgpipe.service.results import BatchContext, PlanStats
-from imgpipe.settings import BatchSpec
+
+if TYPE_CHECKING:
+    from imgpipe.domain.manifest import CreatorJob
+    from imgpipe.domain.records import BatchRecord
+    from imgpipe.ports import Dispatcher
+    from imgpipe.service.ledger import BatchLedger
+    from imgpipe.service.results import BatchContext, PlanStats
+    from imgpipe.settings import BatchSpec
 
 __all__ = ["PLAN_CHUNK", "BatchPlanner", "PlannedJobs", "checkpoint_key", "chunks"]
 

@@ -21,11 +21,13 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from imgpipe.domain.manifest import RowProblem
 from imgpipe.service.results import PlanStats
-from imgpipe.settings import BatchSpec
+
+if TYPE_CHECKING:
+    from imgpipe.domain.manifest import RowProblem
+    from imgpipe.settings import BatchSpec
 
 __all__ = [
     "MAX_ROW_PROBLEMS",

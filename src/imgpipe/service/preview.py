@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from imgpipe.domain.manifest import CreatorJob, RowProblem
 from imgpipe.service.planning import MAX_ROW_PROBLEMS
+
+if TYPE_CHECKING:
+    from imgpipe.domain.manifest import CreatorJob, RowProblem
 
 __all__ = ["CreatorPreview", "CsvPreview", "StagedCounts"]
 

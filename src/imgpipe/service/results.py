@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgpipe.domain.records import (
     BatchContext,  # here too, where the services have always found it
-    BatchRecord,
     CoverOutcome,
-    CreatorRecord,
-    CreatorStatus,
     Reason,
 )
 from imgpipe.logs import EVENTS_LOGGER
+
+if TYPE_CHECKING:
+    from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
 
 __all__ = ["NOT_FAILURES", "BatchContext", "CreatorResult", "PlanStats", "log_outcome"]
 

@@ -17,14 +17,17 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgpipe.domain.keys import summary_key
-from imgpipe.domain.records import BatchRecord, BatchStatus, CreatorStatus
+from imgpipe.domain.records import BatchStatus, CreatorStatus
 from imgpipe.domain.result_rows import line_kind
-from imgpipe.ports import ObjectStore, StateStore
 from imgpipe.service.gallery import render_gallery
-from imgpipe.service.results import CreatorResult, PlanStats
+
+if TYPE_CHECKING:
+    from imgpipe.domain.records import BatchRecord
+    from imgpipe.ports import ObjectStore, StateStore
+    from imgpipe.service.results import CreatorResult, PlanStats
 
 __all__ = ["GALLERY_KEY", "BatchSummary", "SummaryWriter", "batch_status", "failed_urls_prefix"]
 
