@@ -29,8 +29,8 @@ from imgpipe.service.notice import (
     build_digest,
     encode_digest,
 )
-from imgpipe.service.summary import BatchSummary
-from tests.unit.test_queue_engine import COVERS, ROWS, CountingStore, engine
+from imgpipe.service.summary import BatchSummary, SummaryWriter
+from tests.unit.test_queue_engine import COVERS, ROWS, CountingStore, Engine, engine
 
 NOW = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
 
@@ -255,6 +255,22 @@ def test_even_a_notices_service_that_raises_does_not_fail_the_finish(error: Exce
 
 class Died(BaseException):
     """The process ended between the claim and the outcome (kill -9, a Lambda timeout)."""
+
+
+def process_with_a_dying_summary_writer(
+    e: Engine, monkeypatch: pytest.MonkeyPatch, messages: list[dict[str, Any]]
+) -> None:
+    """Process ``messages``; the last one, which finishes the batch, dies in the summary."""
+    for message in messages[:-1]:
+        e.process(message)
+
+    def die(*args: object, **kwargs: object) -> None:
+        raise Died
+
+    with monkeypatch.context() as patched:
+        patched.setattr(SummaryWriter, "publish", die)
+        with pytest.raises(Died):
+            e.process(messages[-1])
 
 
 class Dying(Recorder):

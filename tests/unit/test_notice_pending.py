@@ -26,8 +26,8 @@ from imgpipe.service.notice import (
     build_digest,
     digest_of_stored,
 )
-from imgpipe.service.summary import BatchSummary, SummaryWriter
-from tests.unit.test_notice import NOW, Died, Recorder, summary
+from imgpipe.service.summary import BatchSummary
+from tests.unit.test_notice import NOW, Died, Recorder, process_with_a_dying_summary_writer, summary
 from tests.unit.test_queue_engine import COVERS, NOTHING_SWEPT, ROWS, Engine, engine
 
 LEASE = closing.SUMMARY_LEASE_SECONDS
@@ -139,16 +139,7 @@ def test_a_writer_dead_before_the_summary_leaves_it_to_the_summarys_taker(
     notices = notified(e, channel)
     batch_id = e.plan(ROWS)
     messages = e.messages()
-    for message in messages[:-1]:
-        e.process(message)
-
-    def die(*args: object, **kwargs: object) -> None:
-        raise Died
-
-    with monkeypatch.context() as patched:
-        patched.setattr(SummaryWriter, "publish", die)
-        with pytest.raises(Died):
-            e.process(messages[-1])
+    process_with_a_dying_summary_writer(e, monkeypatch, messages)
     assert json.loads(e.outputs.get(notice_key(batch_id)))["state"] == "pending"
     # no summary yet: nothing to send, however dead the claim
     assert notices.resume(batch_id, summary_key(batch_id), owner_is_gone=True) is None

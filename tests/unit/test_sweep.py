@@ -15,9 +15,8 @@ import pytest
 
 from imgpipe.domain.records import BatchRecord, CreatorRecord, CreatorStatus
 from imgpipe.service import closing
-from imgpipe.service.summary import SummaryWriter
 from imgpipe.service.sweep import SweepBudget
-from tests.unit.test_notice import Died
+from tests.unit.test_notice import process_with_a_dying_summary_writer
 from tests.unit.test_queue_engine import COVERS, NOTHING_SWEPT, ROWS, Engine, dead_claim, engine
 
 PROCESSING = CreatorStatus.PROCESSING
@@ -62,16 +61,7 @@ def finish_but_let_the_summary_writer_die(e: Engine, monkeypatch: pytest.MonkeyP
     e.clock.advance(1)
     batch_id = e.plan(ROWS, key=f"csv-files/{len(e.state.list_batches())}.csv")
     messages = e.messages()
-    for message in messages[:-1]:
-        e.process(message)
-
-    def die(*args: object, **kwargs: object) -> None:
-        raise Died
-
-    with monkeypatch.context() as patched:
-        patched.setattr(SummaryWriter, "publish", die)
-        with pytest.raises(Died):
-            e.process(messages[-1])
+    process_with_a_dying_summary_writer(e, monkeypatch, messages)
     batch = e.state.get_batch(batch_id)
     assert batch is not None and batch.all_counted and not batch.summary_key
     return batch_id
