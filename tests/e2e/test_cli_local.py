@@ -265,6 +265,19 @@ def test_serve_on_a_busy_port_is_one_line_naming_it_and_exit_2(tmp_path: Path) -
     ]
 
 
+def test_the_port_serve_announces_already_queues_connections() -> None:
+    # serve prints its port before uvicorn starts: a client that connects at once
+    # (as test_serve_logs_json_lines does) must wait in the backlog, not be refused
+    from imgpipe.entrypoints.cli_service import _listen
+
+    with _listen("127.0.0.1", 0) as listener:
+        with socket.create_connection(listener.getsockname(), timeout=5) as client:
+            accepted, _ = listener.accept()
+            with accepted:
+                client.sendall(b"ping")
+                assert accepted.recv(4) == b"ping"
+
+
 def test_serve_answers_on_the_port_it_was_given(tmp_path: Path) -> None:
     with socket.socket() as probe:  # a port that was free a moment ago
         probe.bind(("127.0.0.1", 0))

@@ -72,6 +72,9 @@ def serve(
         uvicorn.Server(config).run(sockets=[listener])
 
 
+_BACKLOG = 2048  # uvicorn's default
+
+
 def _listen(host: str, port: int) -> socket.socket:
     """A socket bound to ``host``:``port``, or a ConfigError naming them.
 
@@ -89,6 +92,11 @@ def _listen(host: str, port: int) -> socket.socket:
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
         listener.bind(address)
+        # Listening now, not when uvicorn starts: the banner names this port before
+        # uvicorn's start-up, and a client that reads it and connects at once must be
+        # queued in the backlog, not refused (a bound socket that does not listen yet
+        # refuses connections).
+        listener.listen(_BACKLOG)
     except OSError as exc:
         listener.close()
         if exc.errno == errno.EADDRINUSE:
