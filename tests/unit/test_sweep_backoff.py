@@ -155,3 +155,18 @@ def test_a_success_clears_the_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (batch.sweep_failures, batch.sweep_retry_at) == (0, 0.0)
     assert run(e, finalize) == {**NOTHING_SWEPT, "settled": 1}
     assert e.state.open_batches().items == []
+
+
+def test_a_summary_being_written_elsewhere_is_left_to_its_writer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    e = engine(COVERS, lease=LEASE)
+    batch_id = finish_but_let_the_summary_writer_die(e, monkeypatch)
+    # its claim is live (the writer may only be slow): the sweep neither waits for it
+    # nor counts it as a failure that would back the batch off
+    assert e.fanout.sweep() == NOTHING_SWEPT
+    assert failures(e, batch_id) == 0
+
+    e.clock.advance(closing.SUMMARY_LEASE_SECONDS + 1)  # the claim ended: the writer died
+    assert e.fanout.sweep() == {**NOTHING_SWEPT, "finalized": 1}
+    assert failures(e, batch_id) == 0

@@ -73,7 +73,12 @@ class BatchClosing:
         self.ledger = ledger
 
     def finalize(
-        self, batch_id: str, *, peak_memory_percent: float = 0.0, takeover: bool = False
+        self,
+        batch_id: str,
+        *,
+        peak_memory_percent: float = 0.0,
+        takeover: bool = False,
+        wait: bool = True,
     ) -> BatchSummary | None:
         """Write the summary if every creator is final and nobody else has claimed it.
 
@@ -81,6 +86,8 @@ class BatchClosing:
         another). The summary is built from the state records, streamed: the same for
         a local run, a resumed run and a distributed one. ``takeover``: the caller knows
         any earlier claimant is dead (the local batch lock), so its claim is void.
+        ``wait=False`` (the sweep): a summary claimed by another is left to it at once,
+        instead of waiting for it and failing if it is not written in time.
         """
         batch = self.ledger.state.get_batch(batch_id)
         if batch is None or batch.summary_key:
@@ -93,7 +100,8 @@ class BatchClosing:
             lambda: self.ledger.state.claim_summary(batch_id, now=now, lease_seconds=lease)
         )
         if not claimed:
-            self._await_summary(batch_id)
+            if wait:
+                self._await_summary(batch_id)
             return None
         reservation, key = Reservation.NONE, ""
         try:

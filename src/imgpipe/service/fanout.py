@@ -36,6 +36,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -361,9 +362,9 @@ class FanOut:
     def _pipeline(self, fetcher: Fetcher) -> CreatorPipeline:
         return CreatorPipeline(self.ports.outputs, self.ledger, fetcher, clock=self.clock)
 
-    def finalize(self, batch_id: str) -> BatchSummary | None:
+    def finalize(self, batch_id: str, *, wait: bool = True) -> BatchSummary | None:
         """Write the summary if the batch is finished and nobody else has; archive the CSV."""
-        summary = self.ledger.finalize(batch_id)
+        summary = self.ledger.finalize(batch_id, wait=wait)
         if summary is not None and summary.source.startswith(self.settings.csv_prefix):
             self._archive(summary.source, ARCHIVE_PROCESSED)
         return summary
@@ -379,7 +380,7 @@ class FanOut:
             self.ports.state,
             self.ports.queue,
             self.ledger,
-            self.finalize,
+            partial(self.finalize, wait=False),  # one being written: left to its writer
             budget=budget
             or SweepBudget(
                 requeues=self.settings.sweep_max_requeues,

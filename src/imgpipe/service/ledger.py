@@ -352,17 +352,23 @@ class BatchLedger:
     # -- the summary -------------------------------------------------------------
 
     def finalize(
-        self, batch_id: str, *, peak_memory_percent: float = 0.0, takeover: bool = False
+        self,
+        batch_id: str,
+        *,
+        peak_memory_percent: float = 0.0,
+        takeover: bool = False,
+        wait: bool = True,
     ) -> BatchSummary | None:
         """Write the summary if every creator is final and nobody else has claimed it,
         then send the completion notice (see :mod:`.closing`).
 
         Returns the summary this call wrote, else None (not finished, or written by
         another). ``takeover``: the caller knows any earlier claimant is dead (the
-        local batch lock), so its claim is void.
+        local batch lock), so its claim is void. ``wait=False``: a summary another
+        has claimed is left to it at once (the sweep).
         """
         return self.closing.finalize(
-            batch_id, peak_memory_percent=peak_memory_percent, takeover=takeover
+            batch_id, peak_memory_percent=peak_memory_percent, takeover=takeover, wait=wait
         )
 
     def resume_notice(self, batch: BatchRecord, *, owner_is_gone: bool = False) -> bool:
