@@ -9,9 +9,7 @@ through one :class:`BatchLedger`::
     ledger.add_pending(context, jobs)
     replay = ledger.claim(job, context, owner="host:1:ab")   # None: ours to work on
     ledger.finish(result, context, owner="host:1:ab", document_key=key)  # key: its metadata
-    summary = ledger.finalize("b1")                          # once, by whoever is last
-                                                             # (and then the notice, once:
-                                                             # claimed before the summary)
+    summary = ledger.finalize("b1")   # once, by whoever is last (then the notice, once)
 
 A claim is a lease: ``processing`` with an owner and an expiry. An expired claim is
 taken over; a live one raises :class:`ClaimBusyError` with the time to wait. Writes
@@ -284,17 +282,24 @@ class BatchLedger:
             pass  # finished or taken over meanwhile: nothing of ours to give back
 
     def finish(
-        self, result: CreatorResult, context: BatchContext, owner: str, *, document_key: str
+        self,
+        result: CreatorResult,
+        context: BatchContext,
+        owner: str,
+        *,
+        document_key: str,
+        fields: dict[str, Any] | None = None,
+        size_bound: int | None = None,
     ) -> BatchRecord | None:
         """Write the final record and count it, once; returns the batch after the count.
 
         ``document_key`` is the creator's metadata document, already written: a record
-        whose covers would not fit keeps them there (see :mod:`.creator_covers`).
-        A retry after an ambiguous failure may find our own final record already
-        there: that is success. A claim another owner took over raises
-        ClaimBusyError (its work will finish the creator).
+        whose covers would not fit keeps them there (``fields``, ``size_bound``: see
+        :func:`.creator_covers.record_metadata`). A retry after an ambiguous failure may
+        find our own final record already there: that is success. A claim another owner
+        took over raises ClaimBusyError (its work will finish the creator).
         """
-        metadata = record_metadata(result, document_key)
+        metadata = record_metadata(result, document_key, fields=fields, size_bound=size_bound)
         record = CreatorRecord(
             creator_name=result.key,
             processing_date=context.processing_date,

@@ -227,11 +227,14 @@ class CreatorPipeline:
         # The metadata document first: a crash after it and before the record only
         # means the retry writes the same document again.
         # It is also where a record too large for the state store keeps its covers.
-        document = {"batch_id": context.batch_id, "display_name": result.creator}
-        document.update(result.to_dict())
+        fields = result.to_dict()  # once: the document and the record both hold it
+        document = {"batch_id": context.batch_id, "display_name": result.creator, **fields}
         key = metadata_key(context.batch_id, result.key, prefix=prefix)
-        self.store.put(key, _json_bytes(document), content_type="application/json")
-        result.batch = self.ledger.finish(result, context, owner, document_key=key)
+        data = _json_bytes(document)
+        self.store.put(key, data, content_type="application/json")
+        result.batch = self.ledger.finish(
+            result, context, owner, document_key=key, fields=fields, size_bound=len(data)
+        )
 
     # -- work ------------------------------------------------------------------
 
