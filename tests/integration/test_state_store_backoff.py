@@ -7,13 +7,12 @@ read of the batch returns them, ``put_batch`` keeps them, ``failures=0`` clears 
 
 from __future__ import annotations
 
-import sqlite3
-from contextlib import closing
 from pathlib import Path
 
 from imgpipe.adapters.sqlite_state import SqliteStateStore
 from imgpipe.domain.records import BatchRecord, BatchStatus, CreatorRecord, CreatorStatus
 from imgpipe.ports import StateStore
+from tests.support.state_files import rewind_state_file
 
 B1, B2 = "20260101-000001", "20260101-000002"
 
@@ -83,11 +82,12 @@ def test_a_state_file_from_before_the_backoff_migrates(tmp_path: Path) -> None:
     store = SqliteStateStore(path)
     store.put_batch(batch(B1))
     store.close()
-    with closing(sqlite3.connect(path)) as old:  # back to the v4 layout
-        old.execute("ALTER TABLE batches DROP COLUMN sweep_failures")
-        old.execute("ALTER TABLE batches DROP COLUMN sweep_retry_at")
-        old.execute("PRAGMA user_version = 4")
-        old.commit()
+    rewind_state_file(
+        path,
+        4,
+        "ALTER TABLE batches DROP COLUMN sweep_failures",
+        "ALTER TABLE batches DROP COLUMN sweep_retry_at",
+    )
 
     store = SqliteStateStore(path)
     try:

@@ -6,9 +6,7 @@ page smaller than the data, every record comes once, in order, over several page
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
-from contextlib import closing
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,6 +16,7 @@ from imgpipe.adapters.sqlite_state import SqliteStateStore
 from imgpipe.domain.records import BatchRecord, BatchStatus, CreatorRecord, CreatorStatus
 from imgpipe.errors import StateError
 from imgpipe.ports import Page, StateStore
+from tests.support.state_files import rewind_state_file
 
 T = TypeVar("T")
 PROCESSING = CreatorStatus.PROCESSING
@@ -117,11 +116,7 @@ def test_a_state_file_from_before_the_open_mark_opens_every_batch(tmp_path: Path
     store = SqliteStateStore(path)
     store.put_batch(batch("20260101-000001"))
     store.close()
-    with closing(sqlite3.connect(path)) as old:  # back to the v3 layout
-        old.execute("DROP INDEX open_batches")
-        old.execute("ALTER TABLE batches DROP COLUMN is_open")
-        old.execute("PRAGMA user_version = 3")
-        old.commit()
+    rewind_state_file(path, 3, "DROP INDEX open_batches", "ALTER TABLE batches DROP COLUMN is_open")
 
     store = SqliteStateStore(path)
     try:
