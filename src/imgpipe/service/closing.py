@@ -183,12 +183,12 @@ class BatchClosing:
             return False
         return record is not None
 
-    def notice_owed(self, batch: BatchRecord, *, now: float | None = None) -> bool:
-        """True while the notice of a finished batch may still have to be sent; with
-        ``now``, only once its sender's claim ended by then (a resume may send it)."""
+    def notice_owed(self, batch: BatchRecord) -> float | None:
+        """While the notice of a finished batch may still have to be sent: when its
+        sender's claim ends (a resume may send it from then on); else None."""
         if self.ledger.notices is None or not batch.summary_key:
-            return False
-        return self.ledger.notices.outstanding(batch.batch_id, batch.summary_key, now=now)
+            return None
+        return self.ledger.notices.owed_until(batch.batch_id, batch.summary_key)
 
     def _write_summary(
         self, batch: BatchRecord, stats: PlanStats, peak_memory_percent: float, prefix: str

@@ -381,11 +381,10 @@ class BatchLedger:
         (see :meth:`.closing.BatchClosing.resume_notice`). True when this call sent it."""
         return self.closing.resume_notice(batch, owner_is_gone=owner_is_gone)
 
-    def notice_owed(self, batch: BatchRecord, *, now: float | None = None) -> bool:
-        """True while a finished batch's notice may still have to be sent (the sweep
-        keeps the batch open until then); with ``now``, only once its sender's claim
-        ended (the sweep tries only those)."""
-        return self.closing.notice_owed(batch, now=now)
+    def notice_owed(self, batch: BatchRecord) -> float | None:
+        """While a finished batch's notice may still have to be sent (the sweep keeps
+        the batch open until then): when its sender's claim ends; else None."""
+        return self.closing.notice_owed(batch)
 
     # -- the plan ----------------------------------------------------------------
 

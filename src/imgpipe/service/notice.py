@@ -262,22 +262,22 @@ class BatchNotices:
         self._write(key, record, if_absent=False)  # our lease, so no one takes us over
         return self._send(key, record)
 
-    def outstanding(self, batch_id: str, summary_key: str, *, now: float | None = None) -> bool:
-        """Claimed, not sent (``pending``, ``sending``): :meth:`resume` may owe it; with ``now``,
-        only once the claim's lease ended. A store error counts as owed, unreadable as not."""
+    def owed_until(self, batch_id: str, summary_key: str) -> float | None:
+        """Claimed, not sent (``pending``, ``sending``): when the claim's lease ends, after
+        which :meth:`resume` sends it; None when nothing is owed. A store error counts as
+        owed now (0.0), an unreadable claim as not owed."""
         key = self.key_of(batch_id, summary_key)
         try:
             if not self.notifiers or not self.outputs.exists(key):
-                return False
+                return None
             data = self.outputs.get(key)
         except StorageError:
-            return True
+            return 0.0
         try:
             record = NoticeRecord.from_dict(json.loads(data))
         except ValueError:
-            return False
-        dead = now is None or record.lease_expires <= now  # its sender is gone: resume sends
-        return record.state in ("pending", "sending") and dead
+            return None
+        return record.lease_expires if record.state in ("pending", "sending") else None
 
     @staticmethod
     def key_of(batch_id: str, summary_key: str) -> str:

@@ -143,14 +143,15 @@ def _batches(
             continue
         if not batch.status.is_final and not batch.all_counted:
             continue  # creators still at work (or stuck: re-queued above)
-        if batch.status.is_final and not ledger.notice_owed(batch):
+        owed_until = ledger.notice_owed(batch)  # one read of the notice's claim
+        if batch.status.is_final and owed_until is None:
             if counts["settled"] >= budget.settlements:
                 counts["more"] = 1
                 return
             state.settle_batch(batch_id)
             counts["settled"] += 1
             continue
-        if batch.summary_key and not ledger.notice_owed(batch, now=now):
+        if batch.summary_key and (owed_until is None or owed_until > now):
             continue  # its notice's sender may still be at work: not a try, not a failure
         if not is_due(batch, now):
             counts["backing_off"] += 1
